@@ -1,0 +1,64 @@
+"""Regenerate (or, with --check, verify) every file derived from the protocol schema.
+
+    python tools/gen_protocol.py          # rewrite the generated files
+    python tools/gen_protocol.py --check  # exit 1 and name the files that drifted
+
+Derived files: firmware_protocol/messages.py (typed classes), docs/pen_protocol.h (C header
+for the firmware) and the part of docs/PROTOCOL.md between the GENERATED markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from firmware_protocol.codegen import c_header, markdown_tables, python_module  # noqa: E402
+from firmware_protocol.schema import load_schema  # noqa: E402
+
+BEGIN = "<!-- BEGIN GENERATED TABLES -->"
+END = "<!-- END GENERATED TABLES -->"
+
+
+def expected_files() -> dict[Path, str]:
+    """Every derived file and the text it should hold."""
+    schema = load_schema()
+    doc_path = ROOT / "docs" / "PROTOCOL.md"
+    doc = doc_path.read_text("utf-8")
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{doc_path}: the markers {BEGIN} and {END} are missing")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return {
+        ROOT / "firmware_protocol" / "messages.py": python_module(schema),
+        ROOT / "docs" / "pen_protocol.h": c_header(schema),
+        doc_path: f"{head}{BEGIN}\n{markdown_tables(schema)}{END}{tail}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report files that drifted")
+    args = parser.parse_args(argv)
+    drifted = []
+    for path, text in expected_files().items():
+        current = path.read_text("utf-8") if path.exists() else None
+        if current == text:
+            continue
+        drifted.append(path)
+        if not args.check:
+            path.write_text(text, "utf-8")
+    if args.check and drifted:
+        for path in drifted:
+            print(f"out of date: {path.relative_to(ROOT)} (run: python tools/gen_protocol.py)")
+        return 1
+    for path in drifted:
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
