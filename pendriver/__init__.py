@@ -1,0 +1,57 @@
+"""pendriver: the host-side companion of microneedling-pen firmware.
+
+    import pendriver
+    async with pendriver.connect("sim://") as pen:      # or "/dev/ttyUSB0", "socket://host:port"
+        await pen.set_depth(0.5)
+        await pen.set_stroke_rate(120)
+        await pen.start()
+        async for sample in pen.telemetry():
+            ...
+
+Scripts that do not want ``async`` use :func:`connect_sync`, with the same methods.
+"""
+
+from firmware_protocol.messages import Capability, CartridgeState, ErrorCode, FaultFlags, PenState
+
+from .config import DriverConfig
+from .driver import Pen, TelemetryStream, connect
+from .errors import (
+    LimitError,
+    LinkLost,
+    PenConnectionError,
+    PenError,
+    PenRefused,
+    PenTimeout,
+    ProtocolMismatch,
+)
+from .models import CartridgeInfo, DeviceInfo, FaultEvent, Status, TelemetrySample
+from .sync import SyncPen, connect_sync
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Capability",
+    "CartridgeInfo",
+    "CartridgeState",
+    "DeviceInfo",
+    "DriverConfig",
+    "ErrorCode",
+    "FaultEvent",
+    "FaultFlags",
+    "LimitError",
+    "LinkLost",
+    "Pen",
+    "PenConnectionError",
+    "PenError",
+    "PenRefused",
+    "PenState",
+    "PenTimeout",
+    "ProtocolMismatch",
+    "Status",
+    "SyncPen",
+    "TelemetrySample",
+    "TelemetryStream",
+    "__version__",
+    "connect",
+    "connect_sync",
+]

@@ -1,0 +1,38 @@
+"""What can go wrong, as exceptions whose message is one line a user can act on."""
+
+from __future__ import annotations
+
+
+class PenError(Exception):
+    """Base of every pendriver error."""
+
+
+class PenConnectionError(PenError):
+    """The port could not be opened (absent, busy, refused)."""
+
+
+class PenTimeout(PenError):
+    """The pen did not answer in time, after every retry."""
+
+
+class LinkLost(PenError):
+    """The link to the pen went away (cable pulled, server stopped, radio out of range)."""
+
+
+class LimitError(PenError, ValueError):
+    """A value is outside what this pen accepts; checked before anything is sent."""
+
+
+class PenRefused(PenError):
+    """The pen answered NACK: it refused the request and changed nothing."""
+
+    def __init__(self, request: str, code: int, code_name: str, detail: int, text: str) -> None:
+        super().__init__(text)
+        self.request = request
+        self.code = code
+        self.code_name = code_name
+        self.detail = detail
+
+
+class ProtocolMismatch(PenError):
+    """The pen speaks another protocol version or schema."""

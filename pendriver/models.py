@@ -1,0 +1,191 @@
+"""What the driver hands to users: plain values in millimetres, hertz and seconds.
+
+The wire speaks integers in µm, mHz and µs; these types convert once, here, so that user
+code never multiplies by 1000 itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from firmware_protocol import messages as m
+from firmware_protocol.messages import Capability, CartridgeState, FaultFlags, PenState
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    model: str
+    serial_number: str
+    firmware_version: str
+    protocol_version: int
+    schema_hash: int
+    capabilities: Capability
+    depth_min_mm: float
+    depth_max_mm: float
+    depth_step_mm: float
+    rate_min_hz: float
+    rate_max_hz: float
+    rate_step_hz: float
+    telemetry_rate_hz: int
+    watchdog_s: float
+    raw: m.DeviceInfo
+
+    @classmethod
+    def from_message(cls, msg: m.DeviceInfo) -> DeviceInfo:
+        return cls(
+            model=msg.model,
+            serial_number=msg.serial_number,
+            firmware_version=f"{msg.firmware_major}.{msg.firmware_minor}.{msg.firmware_patch}",
+            protocol_version=msg.protocol_version,
+            schema_hash=msg.schema_hash,
+            capabilities=Capability(msg.capabilities),
+            depth_min_mm=msg.depth_min_um / 1000,
+            depth_max_mm=msg.depth_max_um / 1000,
+            depth_step_mm=msg.depth_step_um / 1000,
+            rate_min_hz=msg.rate_min_mhz / 1000,
+            rate_max_hz=msg.rate_max_mhz / 1000,
+            rate_step_hz=msg.rate_step_mhz / 1000,
+            telemetry_rate_hz=msg.telemetry_rate_hz,
+            watchdog_s=msg.watchdog_ms / 1000,
+            raw=msg,
+        )
+
+    @property
+    def fixed_rate(self) -> bool:
+        return self.raw.rate_min_mhz == self.raw.rate_max_mhz
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Label / value pairs for display."""
+        caps = ", ".join(c.name or "" for c in Capability if c in self.capabilities) or "none"
+        rate = (
+            f"{self.rate_min_hz:g} Hz (fixed)"
+            if self.fixed_rate
+            else f"{self.rate_min_hz:g}-{self.rate_max_hz:g} Hz"
+            + (f" in {self.rate_step_hz:g} Hz steps" if self.rate_step_hz else "")
+        )
+        return [
+            ("model", self.model),
+            ("serial number", self.serial_number),
+            ("firmware", self.firmware_version),
+            ("protocol", f"v{self.protocol_version}, schema 0x{self.schema_hash:08X}"),
+            (
+                "depth",
+                f"{self.depth_min_mm:g}-{self.depth_max_mm:g} mm in {self.depth_step_mm:g} mm steps",
+            ),
+            ("stroke rate", rate),
+            ("telemetry", f"{self.telemetry_rate_hz} Hz"),
+            ("watchdog", f"{self.watchdog_s:g} s"),
+            ("capabilities", caps),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    state: PenState
+    faults: FaultFlags
+    depth_setpoint_mm: float
+    rate_setpoint_hz: float
+    cartridge: CartridgeState
+    battery_v: float
+    battery_percent: int
+    uptime_s: float
+    stroke_count: int
+    telemetry_rate_hz: int
+
+    @classmethod
+    def from_message(cls, msg: m.Status) -> Status:
+        return cls(
+            state=_enum(PenState, msg.state),
+            faults=FaultFlags(msg.fault_flags),
+            depth_setpoint_mm=msg.depth_setpoint_um / 1000,
+            rate_setpoint_hz=msg.rate_setpoint_mhz / 1000,
+            cartridge=_enum(CartridgeState, msg.cartridge_state),
+            battery_v=msg.battery_mv / 1000,
+            battery_percent=msg.battery_percent,
+            uptime_s=msg.uptime_us / 1e6,
+            stroke_count=msg.stroke_count,
+            telemetry_rate_hz=msg.telemetry_rate_hz,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySample:
+    time_s: float
+    """Pen's time since boot."""
+    depth_setpoint_mm: float
+    depth_measured_mm: float
+    stroke_rate_hz: float
+    stroke_count: int
+    motor_current_ma: int
+    battery_v: float
+    tip_x_mm: float
+    tip_y_mm: float
+    state: PenState
+    faults: FaultFlags
+
+    @classmethod
+    def from_message(cls, msg: m.Telemetry) -> TelemetrySample:
+        return cls(
+            time_s=msg.device_time_us / 1e6,
+            depth_setpoint_mm=msg.depth_setpoint_um / 1000,
+            depth_measured_mm=msg.depth_measured_um / 1000,
+            stroke_rate_hz=msg.stroke_rate_mhz / 1000,
+            stroke_count=msg.stroke_count,
+            motor_current_ma=msg.motor_current_ma,
+            battery_v=msg.battery_mv / 1000,
+            tip_x_mm=msg.tip_x_um / 1000,
+            tip_y_mm=msg.tip_y_um / 1000,
+            state=_enum(PenState, msg.state),
+            faults=FaultFlags(msg.fault_flags),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CartridgeInfo:
+    state: CartridgeState
+    cartridge_id: str
+    lot: str
+    expiry_day: int
+    needle_length_mm: float
+    needles_mm: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def from_message(cls, msg: m.Cartridge) -> CartridgeInfo:
+        return cls(
+            state=_enum(CartridgeState, msg.state),
+            cartridge_id=msg.cartridge_id,
+            lot=msg.lot,
+            expiry_day=msg.expiry_day,
+            needle_length_mm=msg.needle_length_um / 1000,
+            needles_mm=tuple((n.x_um / 1000, n.y_um / 1000) for n in msg.needles),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    fault: FaultFlags
+    active: bool
+    time_s: float
+    detail: int
+
+    @classmethod
+    def from_message(cls, msg: m.Fault) -> FaultEvent:
+        return cls(FaultFlags(msg.fault), bool(msg.active), msg.device_time_us / 1e6, msg.detail)
+
+    def describe(self) -> str:
+        what = self.fault.name or f"0x{int(self.fault):04X}"
+        verb = "raised" if self.active else "cleared"
+        extra = f" after {self.detail} ms of silence" if self.fault == FaultFlags.WATCHDOG else ""
+        return f"fault {what} {verb} at t={self.time_s:.3f} s{extra}"
+
+
+E = TypeVar("E", PenState, CartridgeState)
+
+
+def _enum(kind: type[E], value: int) -> E:
+    """The enum member, or the raw int kept as-is for values a newer pen may send."""
+    try:
+        return kind(value)
+    except ValueError:
+        return value  # type: ignore[return-value]

@@ -1,0 +1,122 @@
+"""A blocking facade over the async driver, for scripts and notebooks.
+
+It runs the driver's event loop in a background thread and forwards each call to it, so a
+script gets the same behaviour (heartbeats, retries, telemetry buffering) without writing
+``async``. One :class:`SyncPen` per thread of use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from firmware_protocol import LinkStats
+
+from .config import DriverConfig
+from .driver import Pen, connect
+from .models import CartridgeInfo, DeviceInfo, FaultEvent, Status, TelemetrySample
+
+T = TypeVar("T")
+
+
+class SyncPen:
+    """``with connect_sync(url) as pen: pen.set_depth(0.5)`` - the async API, blocking."""
+
+    def __init__(self, url: str, *, config: DriverConfig | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pendriver", daemon=True)
+        self._thread.start()
+        self._pen: Pen = connect(url, config=config)
+        try:
+            self._call(self._pen.open())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    # The same methods as the async Pen.
+    def info(self, *, refresh: bool = False) -> DeviceInfo:
+        return self._call(self._pen.info(refresh=refresh))
+
+    def status(self) -> Status:
+        return self._call(self._pen.status())
+
+    def cartridge(self) -> CartridgeInfo:
+        return self._call(self._pen.cartridge())
+
+    def set_depth(self, depth_mm: float) -> None:
+        self._call(self._pen.set_depth(depth_mm))
+
+    def set_stroke_rate(self, rate_hz: float) -> None:
+        self._call(self._pen.set_stroke_rate(rate_hz))
+
+    def set_telemetry_rate(self, rate_hz: int) -> None:
+        self._call(self._pen.set_telemetry_rate(rate_hz))
+
+    def start(self) -> None:
+        self._call(self._pen.start())
+
+    def stop(self) -> None:
+        self._call(self._pen.stop())
+
+    def clear_faults(self) -> None:
+        self._call(self._pen.clear_faults())
+
+    @property
+    def device_info(self) -> DeviceInfo:
+        return self._pen.device_info
+
+    @property
+    def faults(self) -> list[FaultEvent]:
+        return list(self._pen.faults)
+
+    @property
+    def link_stats(self) -> LinkStats:
+        return self._pen.link_stats
+
+    def telemetry(self, *, timeout: float | None = None) -> Iterator[TelemetrySample]:
+        """Samples as they arrive; stop iterating (``break``) to unsubscribe."""
+
+        async def subscribe() -> Any:
+            return self._pen.telemetry()
+
+        stream = self._call(subscribe())
+        try:
+            while True:
+                try:
+                    yield self._call(stream.__anext__(), timeout)
+                except StopAsyncIteration:
+                    return
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._pen.close(), timeout=10)
+        finally:
+            self._stop_loop()
+
+    def __enter__(self) -> SyncPen:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def connect_sync(url: str, *, config: DriverConfig | None = None) -> SyncPen:
+    """Open a pen at ``url`` for blocking use (see :func:`pendriver.connect` for URLs)."""
+    return SyncPen(url, config=config)

@@ -1,0 +1,79 @@
+"""Serial ports and anything pyserial names by URL: ``/dev/ttyUSB0``, ``socket://host:port``.
+
+Opened through pyserial-asyncio-fast, which calls ``serial.serial_for_url`` (so every pyserial
+URL users already know works) and special-cases ``socket://`` onto asyncio's own sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from typing import Any
+
+import serial
+import serial_asyncio_fast
+
+from ..errors import LinkLost, PenConnectionError
+from .base import QueueProtocol, Transport
+
+DEFAULT_BAUDRATE = 115200
+
+
+class SerialTransport(Transport):
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self._protocol = QueueProtocol()
+        self._transport: asyncio.WriteTransport | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await serial_asyncio_fast.create_serial_connection(
+                loop, lambda: self._protocol, self.url, baudrate=self.baudrate
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PenConnectionError(_explain_open_error(self.url, exc)) from None
+        self._transport = transport
+
+    async def read(self) -> bytes:
+        return await self._protocol.next_chunk()
+
+    async def write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise LinkLost(f"{self.url} is closed")
+        transport.write(data)
+
+    async def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
+            await asyncio.sleep(0)
+
+
+def _explain_open_error(url: str, exc: BaseException) -> str:
+    text = str(exc)
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "socket":
+        if isinstance(exc, ConnectionRefusedError):
+            return f"cannot connect to {url}: nothing is listening there (is pen-sim running?)"
+        return f"cannot connect to {url}: {getattr(exc, 'strerror', None) or text}"
+    if "No such file" in text or "could not open port" in text and "[Errno 2]" in text:
+        return f"cannot open {url}: no such port (list ports with: python -m serial.tools.list_ports)"
+    if "Permission denied" in text or "[Errno 13]" in text:
+        return f"cannot open {url}: permission denied (add yourself to the dialout group)"
+    if "protocol" in text and "not known" in text:
+        return f"cannot open {url}: unknown URL scheme (use a device path, socket://, or sim://)"
+    return f"cannot open {url}: {text}"
+
+
+def serial_options(query: str) -> dict[str, Any]:
+    """``?baudrate=N`` style options of a serial URL (only baudrate is understood)."""
+    options: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(query):
+        if key == "baudrate":
+            options["baudrate"] = int(value)
+    return options

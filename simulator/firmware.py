@@ -1,0 +1,524 @@
+"""The simulated pen firmware: the executable statement of what a pen does.
+
+It speaks the wire protocol through the same sans-I/O :class:`Endpoint` the driver uses,
+checks every set point against its profile before it moves anything, runs its mechanics
+forward on whatever clock it is given, streams telemetry, and stops its motor by itself when
+the host falls silent for longer than the watchdog period.
+
+It does no I/O: bytes go in through :meth:`PenFirmware.receive`, come out of
+:meth:`PenFirmware.data_to_send`, and :meth:`PenFirmware.poll` brings it up to the clock's
+present. A server (pty, TCP, in-process) only moves bytes and calls ``poll`` by
+:meth:`PenFirmware.next_deadline`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from firmware_protocol import (
+    PROTOCOL_VERSION,
+    SCHEMA_HASH,
+    Endpoint,
+    MalformedPayload,
+    MessageReceived,
+    ReplayCache,
+    SchemaMismatch,
+    UnknownMessage,
+)
+from firmware_protocol import messages as m
+from firmware_protocol.events import Event
+from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
+
+from .cartridge import Cartridge
+from .clock import Clock
+from .physics import Battery, DepthActuator, Motor
+from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
+
+MAX_TELEMETRY_HZ = 1000
+HEARTBEAT_PERIOD_S = 1.0
+BATTERY_LOW_MV = 3400.0
+BATTERY_SHUTDOWN_MV = 3300.0
+
+Trajectory = Callable[[float], tuple[float, float]]
+"""Tip position in µm as a function of seconds since boot."""
+
+
+class _Refused(Exception):
+    """Raised inside a request handler to answer with a NACK."""
+
+    def __init__(self, code: ErrorCode, detail: int = 0) -> None:
+        super().__init__(code.name)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class FirmwareCounters:
+    """What the firmware did, for tests that check the host's view against the pen's."""
+
+    requests_executed: int = 0
+    requests_replayed: int = 0
+    starts_executed: int = 0
+    stops_executed: int = 0
+    nacks_sent: int = 0
+    telemetry_sent: int = 0
+    watchdog_stops: int = 0
+
+
+def _today() -> int:
+    return (_dt.date.today() - _dt.date(1970, 1, 1)).days
+
+
+class PenFirmware:
+    """One simulated pen."""
+
+    def __init__(
+        self,
+        profile: PenProfile | str = DEFAULT_PROFILE,
+        *,
+        clock: Clock,
+        serial_number: str = "SIM-000001",
+        firmware_version: tuple[int, int, int] = (0, 1, 0),
+        telemetry_rate_hz: int | None = None,
+        cartridge: Cartridge | None = None,
+        insert_default_cartridge: bool = True,
+        calendar_day: int | None = None,
+        trajectory: Trajectory | None = None,
+    ) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.clock = clock
+        self.serial_number = serial_number
+        self.firmware_version = firmware_version
+        self.calendar_day = _today() if calendar_day is None else calendar_day
+        self.trajectory = trajectory
+        self.counters = FirmwareCounters()
+        self.endpoint = Endpoint()
+        self._replay = ReplayCache()
+        self._out = bytearray()
+
+        p = self.profile
+        self.state = PenState.IDLE
+        self.fault_flags = FaultFlags(0)
+        self.depth_setpoint_um = p.default_depth_um()
+        default_rate = min(max(100_000, p.rate_min_mhz), p.rate_max_mhz)
+        self.rate_setpoint_mhz = default_rate
+        self.telemetry_rate_hz = (
+            p.telemetry_rate_hz if telemetry_rate_hz is None else int(telemetry_rate_hz)
+        )
+        self.calibration: tuple[m.CalibrationPoint, ...] = ()
+        self.calibration_version = 0
+        self._staged: tuple[int, tuple[m.CalibrationPoint, ...]] | None = None
+        self.actuator = DepthActuator(p.depth_slew_um_per_s)
+        self.actuator.position_um = self.actuator.target_um = self._actuator_target(
+            self.depth_setpoint_um
+        )
+        self.motor = Motor(p.motor_time_constant_s, p.motor_idle_current_ma, p.motor_current_ma_per_hz)
+        self.battery = Battery.for_profile(p)
+
+        self.cartridge: Cartridge | None = None
+        self.cartridge_state = CartridgeState.ABSENT
+        self.used_cartridges: set[str] = set()
+        self._ran_this_insertion = False
+
+        now = clock.now()
+        self._t = now
+        self._boot = now
+        self._last_valid_rx = now
+        self._next_heartbeat = now + HEARTBEAT_PERIOD_S
+        self._next_telemetry = self._telemetry_after(now)
+
+        if cartridge is not None:
+            self.insert_cartridge(cartridge, announce=False)
+        elif insert_default_cartridge:
+            self.insert_cartridge(
+                Cartridge.for_profile(p, f"CRT-{serial_number[-6:]}-0001"), announce=False
+            )
+
+    # ---------------------------------------------------------------- byte interface
+    def receive(self, data: bytes) -> None:
+        """Bytes from the host, arriving now."""
+        self.poll()
+        for event in self.endpoint.receive_data(data):
+            self._on_event(event)
+
+    def poll(self) -> None:
+        """Run the pen up to the clock's present: mechanics, telemetry, heartbeat, watchdog."""
+        now = self.clock.now()
+        while True:
+            due = self._next_due()
+            if due > now:
+                break
+            self._step_to(due)
+            self._fire_due(due)
+        self._step_to(now)
+
+    def data_to_send(self) -> bytes:
+        """Everything the pen has put on the wire since the last call."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def next_deadline(self) -> float:
+        """When :meth:`poll` next has something to do, on the clock's scale."""
+        return self._next_due()
+
+    # ---------------------------------------------------------------- physical world
+    def insert_cartridge(self, cartridge: Cartridge, *, announce: bool = True) -> None:
+        """Fit a cartridge; the firmware reads its identity and decides whether it may run."""
+        if self.cartridge is not None:
+            raise RuntimeError("a cartridge is already fitted; remove it first")
+        self.poll()
+        self.cartridge = cartridge
+        self._ran_this_insertion = False
+        if cartridge.cartridge_id in self.used_cartridges:
+            self.cartridge_state = CartridgeState.USED
+        elif cartridge.expiry_day and cartridge.expiry_day < self.calendar_day:
+            self.cartridge_state = CartridgeState.EXPIRED
+        else:
+            self.cartridge_state = CartridgeState.NEW
+        if announce:
+            self._emit(self._cartridge_message())
+
+    def remove_cartridge(self) -> Cartridge | None:
+        """Pull the cartridge out; a running pen stops with CARTRIDGE_REMOVED."""
+        self.poll()
+        cartridge = self.cartridge
+        if cartridge is None:
+            return None
+        if self._ran_this_insertion:
+            self.used_cartridges.add(cartridge.cartridge_id)
+        if self.state is PenState.RUNNING:
+            self._fault(FaultFlags.CARTRIDGE_REMOVED, 0, next_state=PenState.FAULT)
+        self.cartridge = None
+        self.cartridge_state = CartridgeState.ABSENT
+        self._emit(self._cartridge_message())
+        return cartridge
+
+    @property
+    def uptime_us(self) -> int:
+        return int(round((self._t - self._boot) * 1e6))
+
+    @property
+    def depth_measured_um(self) -> float:
+        """True needle depth: the actuator position (calibration maps set point to it)."""
+        return self.actuator.position_um
+
+    # ---------------------------------------------------------------- time
+    def _telemetry_after(self, t: float) -> float:
+        return t + 1.0 / self.telemetry_rate_hz if self.telemetry_rate_hz else float("inf")
+
+    def _watchdog_deadline(self) -> float:
+        if self.state is not PenState.RUNNING:
+            return float("inf")
+        return self._last_valid_rx + self.profile.watchdog_ms / 1000.0
+
+    def _next_due(self) -> float:
+        return min(self._next_telemetry, self._next_heartbeat, self._watchdog_deadline())
+
+    def _step_to(self, t: float) -> None:
+        dt = t - self._t
+        if dt <= 0:
+            return
+        self.actuator.advance(dt)
+        self.motor.advance(dt)
+        self.battery.advance(dt, self.motor.current_ma + 15.0)
+        self._t = t
+        self._check_battery()
+
+    def _fire_due(self, t: float) -> None:
+        if self._watchdog_deadline() <= t:
+            silent_ms = int((t - self._last_valid_rx) * 1000)
+            self.counters.watchdog_stops += 1
+            self._fault(FaultFlags.WATCHDOG, silent_ms, next_state=PenState.IDLE)
+        if self._next_telemetry <= t:
+            self._emit(self._telemetry_message())
+            self.counters.telemetry_sent += 1
+            self._next_telemetry = max(self._next_telemetry + 1.0 / self.telemetry_rate_hz, t)
+            if self._next_telemetry <= t:  # a rate change or a long stall: no catch-up burst
+                self._next_telemetry = self._telemetry_after(t)
+        if self._next_heartbeat <= t:
+            self._emit(m.Heartbeat(uptime_us=self.uptime_us, state=self.state))
+            self._next_heartbeat = t + HEARTBEAT_PERIOD_S
+
+    def _check_battery(self) -> None:
+        if not self.battery.present or self.state is PenState.SHUTDOWN:
+            return
+        volts = self.battery.voltage_mv(self.motor.current_ma)
+        if volts < BATTERY_SHUTDOWN_MV:
+            self._stop_motor()
+            self.state = PenState.SHUTDOWN
+        elif volts < BATTERY_LOW_MV and not self.fault_flags & FaultFlags.BATTERY_LOW:
+            self._fault(FaultFlags.BATTERY_LOW, int(volts), next_state=PenState.FAULT)
+
+    # ---------------------------------------------------------------- output
+    def _emit(self, message: m.Message) -> None:
+        self._out += self.endpoint.send(message).data
+
+    def _fault(self, flag: FaultFlags, detail: int, *, next_state: PenState) -> None:
+        self._stop_motor()
+        self.fault_flags |= flag
+        if self.state is not PenState.SHUTDOWN:
+            self.state = next_state
+        self._emit(
+            m.Fault(fault=flag, active=1, device_time_us=self.uptime_us, detail=detail)
+        )
+
+    def _stop_motor(self) -> None:
+        self.motor.target_hz = 0.0
+        if self.state is PenState.RUNNING:
+            self.state = PenState.IDLE
+
+    def _telemetry_message(self) -> m.Telemetry:
+        x, y = self.trajectory(self._t - self._boot) if self.trajectory else (0.0, 0.0)
+        return m.Telemetry(
+            device_time_us=self.uptime_us,
+            depth_setpoint_um=self.depth_setpoint_um,
+            depth_measured_um=max(-32768, min(32767, round(self.depth_measured_um))),
+            stroke_rate_mhz=round(self.motor.rate_hz * 1000),
+            stroke_count=self.motor.strokes & 0xFFFFFFFF,
+            motor_current_ma=round(self.motor.current_ma),
+            battery_mv=max(0, round(self.battery.voltage_mv(self.motor.current_ma))),
+            tip_x_um=round(x),
+            tip_y_um=round(y),
+            state=self.state,
+            fault_flags=self.fault_flags,
+        )
+
+    def _cartridge_message(self) -> m.Cartridge:
+        c = self.cartridge
+        if c is None:
+            return m.Cartridge(state=CartridgeState.ABSENT)
+        return m.Cartridge(
+            state=self.cartridge_state,
+            cartridge_id=c.cartridge_id,
+            lot=c.lot,
+            expiry_day=c.expiry_day,
+            needle_length_um=c.needle_length_um,
+            layout=c.layout,
+            needles=tuple(m.NeedlePosition(x, y) for x, y in c.needles_um),
+        )
+
+    # ---------------------------------------------------------------- requests
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, MessageReceived):
+            self._last_valid_rx = self._t
+            self._on_message(event)
+        elif isinstance(event, UnknownMessage):
+            self._last_valid_rx = self._t
+            self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.UNKNOWN_MESSAGE, event.msg_id))
+        elif isinstance(event, SchemaMismatch):
+            self._last_valid_rx = self._t
+            self._answer(
+                event.seq, m.Nack(event.msg_id, ErrorCode.SCHEMA_MISMATCH, event.local_hash)
+            )
+        elif isinstance(event, MalformedPayload):
+            self._last_valid_rx = self._t
+            self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.MALFORMED, 0))
+        # Corrupted frames (bad framing, CRC, oversize) are only counted: the sender cannot
+        # be trusted to be who it seems, and it will retry.
+
+    def _on_message(self, event: MessageReceived) -> None:
+        message = event.message
+        if isinstance(message, m.Heartbeat):
+            return
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
+            self._answer(event.seq, m.Nack(message.MSG_ID, ErrorCode.UNSUPPORTED, 0))
+            return
+        remembered = self._replay.lookup(event.seq, message.MSG_ID)
+        if remembered is not None:
+            self.counters.requests_replayed += 1
+            self._out += remembered
+            return
+        try:
+            answer = handler(self, message)
+        except _Refused as refusal:
+            answer = m.Nack(message.MSG_ID, refusal.code, refusal.detail)
+        self.counters.requests_executed += 1
+        frame = self._answer(event.seq, answer)
+        self._replay.remember(event.seq, message.MSG_ID, frame)
+
+    def _answer(self, seq: int, answer: m.Message) -> bytes:
+        if isinstance(answer, m.Nack):
+            self.counters.nacks_sent += 1
+        frame = self.endpoint.respond(seq, answer)
+        self._out += frame
+        return frame
+
+    def _check_grid(self, value: int, low: int, high: int, step: int) -> None:
+        if value < low:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, low)
+        if value > high:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, high)
+        if step and (value - low) % step:
+            raise _Refused(ErrorCode.NOT_ON_STEP, step)
+
+    def _actuator_target(self, depth_um: int) -> float:
+        """Where to drive the actuator for ``depth_um``: the calibration table, else as is."""
+        points = self.calibration
+        if not points:
+            return float(depth_um)
+        depths = [p.depth_um for p in points]
+        i = bisect_left(depths, depth_um)
+        if i == 0:
+            lo, hi = points[0], points[1] if len(points) > 1 else points[0]
+        elif i >= len(points):
+            lo, hi = points[-2] if len(points) > 1 else points[-1], points[-1]
+        else:
+            lo, hi = points[i - 1], points[i]
+        if hi.depth_um == lo.depth_um:
+            return float(lo.actuator_um + depth_um - lo.depth_um)
+        slope = (hi.actuator_um - lo.actuator_um) / (hi.depth_um - lo.depth_um)
+        return lo.actuator_um + slope * (depth_um - lo.depth_um)
+
+    def _hello(self, msg: m.Hello) -> m.Message:
+        self._replay.clear()
+        p = self.profile
+        return m.DeviceInfo(
+            model=p.model,
+            serial_number=self.serial_number,
+            firmware_major=self.firmware_version[0],
+            firmware_minor=self.firmware_version[1],
+            firmware_patch=self.firmware_version[2],
+            protocol_version=PROTOCOL_VERSION,
+            schema_hash=SCHEMA_HASH,
+            capabilities=p.capabilities,
+            depth_min_um=p.depth_min_um,
+            depth_max_um=p.depth_max_um,
+            depth_step_um=p.depth_step_um,
+            rate_min_mhz=p.rate_min_mhz,
+            rate_max_mhz=p.rate_max_mhz,
+            rate_step_mhz=p.rate_step_mhz,
+            telemetry_rate_hz=self.telemetry_rate_hz,
+            watchdog_ms=p.watchdog_ms,
+        )
+
+    def _get_status(self, msg: m.GetStatus) -> m.Message:
+        load = self.motor.current_ma
+        return m.Status(
+            state=self.state,
+            fault_flags=self.fault_flags,
+            depth_setpoint_um=self.depth_setpoint_um,
+            rate_setpoint_mhz=self.rate_setpoint_mhz,
+            cartridge_state=self.cartridge_state,
+            battery_mv=max(0, round(self.battery.voltage_mv(load))),
+            battery_percent=round(100 * self.battery.state_of_charge) if self.battery.present else 0,
+            uptime_us=self.uptime_us,
+            stroke_count=self.motor.strokes & 0xFFFFFFFF,
+            telemetry_rate_hz=self.telemetry_rate_hz,
+        )
+
+    def _refuse_if_off(self) -> None:
+        if self.state is PenState.SHUTDOWN:
+            raise _Refused(ErrorCode.INVALID_STATE, PenState.SHUTDOWN)
+
+    def _set_depth(self, msg: m.SetDepth) -> m.Message:
+        self._refuse_if_off()
+        p = self.profile
+        self._check_grid(msg.depth_um, p.depth_min_um, p.depth_max_um, p.depth_step_um)
+        if self.cartridge is not None and msg.depth_um > self.cartridge.needle_length_um:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, self.cartridge.needle_length_um)
+        self.depth_setpoint_um = msg.depth_um
+        self.actuator.target_um = self._actuator_target(msg.depth_um)
+        return m.Ack(msg.MSG_ID)
+
+    def _set_stroke_rate(self, msg: m.SetStrokeRate) -> m.Message:
+        self._refuse_if_off()
+        p = self.profile
+        self._check_grid(msg.rate_mhz, p.rate_min_mhz, p.rate_max_mhz, p.rate_step_mhz)
+        self.rate_setpoint_mhz = msg.rate_mhz
+        if self.state is PenState.RUNNING:
+            self.motor.target_hz = msg.rate_mhz / 1000.0
+        return m.Ack(msg.MSG_ID)
+
+    def _start(self, msg: m.Start) -> m.Message:
+        self._refuse_if_off()
+        latched = self.fault_flags & ~FaultFlags.WATCHDOG
+        if self.state is PenState.FAULT or latched:
+            raise _Refused(ErrorCode.FAULT_ACTIVE, int(latched))
+        if self.cartridge is None:
+            raise _Refused(ErrorCode.NO_CARTRIDGE)
+        if self.cartridge_state is CartridgeState.USED:
+            raise _Refused(ErrorCode.CARTRIDGE_USED)
+        if self.cartridge_state is CartridgeState.EXPIRED:
+            raise _Refused(ErrorCode.CARTRIDGE_EXPIRED)
+        if self.cartridge_state not in (CartridgeState.NEW, CartridgeState.IN_USE):
+            raise _Refused(ErrorCode.NO_CARTRIDGE)
+        # An explicit START is the user's acknowledgement of a watchdog stop.
+        self.fault_flags &= ~FaultFlags.WATCHDOG
+        self.state = PenState.RUNNING
+        self.motor.target_hz = self.rate_setpoint_mhz / 1000.0
+        self.cartridge_state = CartridgeState.IN_USE
+        self._ran_this_insertion = True
+        self.counters.starts_executed += 1
+        return m.Ack(msg.MSG_ID)
+
+    def _stop(self, msg: m.Stop) -> m.Message:
+        self._stop_motor()
+        self.counters.stops_executed += 1
+        return m.Ack(msg.MSG_ID)
+
+    def _set_telemetry(self, msg: m.SetTelemetry) -> m.Message:
+        if msg.rate_hz > MAX_TELEMETRY_HZ:
+            raise _Refused(ErrorCode.OUT_OF_RANGE, MAX_TELEMETRY_HZ)
+        self.telemetry_rate_hz = msg.rate_hz
+        self._next_telemetry = self._telemetry_after(self._t)
+        return m.Ack(msg.MSG_ID)
+
+    def _clear_faults(self, msg: m.ClearFaults) -> m.Message:
+        self._refuse_if_off()
+        persisting = FaultFlags(0)
+        if self.battery.present and self.battery.voltage_mv(0) < BATTERY_LOW_MV:
+            persisting |= FaultFlags.BATTERY_LOW
+        self.fault_flags = persisting
+        if persisting:
+            raise _Refused(ErrorCode.FAULT_ACTIVE, int(persisting))
+        if self.state is PenState.FAULT:
+            self.state = PenState.IDLE
+        return m.Ack(msg.MSG_ID)
+
+    def _get_cartridge(self, msg: m.GetCartridge) -> m.Message:
+        return self._cartridge_message()
+
+    def _calibration_read(self, msg: m.CalibrationRead) -> m.Message:
+        return m.CalibrationData(
+            table_version=self.calibration_version,
+            committed=1 if self.calibration else 0,
+            points=self.calibration,
+        )
+
+    def _calibration_write(self, msg: m.CalibrationWrite) -> m.Message:
+        if self.state is PenState.RUNNING:
+            raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
+        points = msg.points
+        for a, b in zip(points, points[1:], strict=False):
+            if not (b.depth_um > a.depth_um and b.actuator_um > a.actuator_um):
+                raise _Refused(ErrorCode.CALIBRATION_INVALID)
+        self._staged = (msg.table_version, points)
+        return m.Ack(msg.MSG_ID)
+
+    def _calibration_commit(self, msg: m.CalibrationCommit) -> m.Message:
+        if self._staged is None or self._staged[0] != msg.table_version:
+            raise _Refused(ErrorCode.CALIBRATION_INVALID)
+        self.calibration_version, self.calibration = self._staged
+        self._staged = None
+        self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
+        return m.Ack(msg.MSG_ID)
+
+    _HANDLERS: dict[type[m.Message], Callable[[PenFirmware, m.Message], m.Message]] = {
+        m.Hello: _hello,  # type: ignore[dict-item]
+        m.GetStatus: _get_status,  # type: ignore[dict-item]
+        m.SetDepth: _set_depth,  # type: ignore[dict-item]
+        m.SetStrokeRate: _set_stroke_rate,  # type: ignore[dict-item]
+        m.Start: _start,  # type: ignore[dict-item]
+        m.Stop: _stop,  # type: ignore[dict-item]
+        m.SetTelemetry: _set_telemetry,  # type: ignore[dict-item]
+        m.ClearFaults: _clear_faults,  # type: ignore[dict-item]
+        m.GetCartridge: _get_cartridge,  # type: ignore[dict-item]
+        m.CalibrationRead: _calibration_read,  # type: ignore[dict-item]
+        m.CalibrationWrite: _calibration_write,  # type: ignore[dict-item]
+        m.CalibrationCommit: _calibration_commit,  # type: ignore[dict-item]
+    }
