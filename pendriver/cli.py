@@ -1,0 +1,181 @@
+"""``pen``: the command line. Thin: parse, call the library, print.
+
+Every command takes ``--port URL``; without it the built-in simulator (``sim://``) answers,
+and a one-line notice says so. Errors are one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TextIO
+
+from .driver import Pen, connect
+from .errors import PenError
+from .models import TelemetrySample
+from .summary import summarise
+from .transports import SIMULATOR_URL
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _port_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--port",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the pen: /dev/ttyUSB0, socket://HOST:PORT or sim://[PROFILE] (default: sim://)",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    port = _port_parent()
+    parser = argparse.ArgumentParser(
+        prog="pen", description="Talk to a microneedling pen.", parents=[port]
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("info", parents=[port], help="show what the pen is and what it can do")
+    sub.add_parser("status", parents=[port], help="show the pen's state and set points")
+    p = sub.add_parser("set-depth", parents=[port], help="set the needle depth")
+    p.add_argument("depth", type=float, metavar="MM", help="depth in millimetres")
+    p = sub.add_parser("run", parents=[port], help="run a pass with live telemetry")
+    p.add_argument("--depth", type=float, required=True, metavar="MM", help="needle depth, mm")
+    p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
+    p.add_argument("--seconds", type=float, required=True, metavar="S", help="how long to run")
+    sub.add_parser(
+        "demo", parents=[port], help="a short guided pass on the built-in simulator"
+    )
+    return parser
+
+
+class LiveLine:
+    """One status line, redrawn in place on a terminal, printed once a second otherwise."""
+
+    def __init__(self, out: TextIO, total_s: float) -> None:
+        self.out = out
+        self.total_s = total_s
+        self.tty = out.isatty()
+        self._last_draw = -1.0
+
+    def update(self, elapsed_s: float, s: TelemetrySample) -> None:
+        interval = 0.1 if self.tty else 1.0
+        if elapsed_s - self._last_draw < interval:
+            return
+        self._last_draw = elapsed_s
+        width = 20
+        filled = min(width, int(width * elapsed_s / self.total_s)) if self.total_s else width
+        bar = "#" * filled + "-" * (width - filled)
+        text = (
+            f"[{bar}] {elapsed_s:4.1f}/{self.total_s:.1f} s  depth {s.depth_measured_mm:.2f} mm  "
+            f"rate {s.stroke_rate_hz:5.1f} Hz  strokes {s.stroke_count:6d}  "
+            f"{s.motor_current_ma:3d} mA  {s.state.name if hasattr(s.state, 'name') else s.state}"
+        )
+        if self.tty:
+            self.out.write("\r" + text + "\x1b[K")
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty and self._last_draw >= 0:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _print_info(pen: Pen, out: TextIO) -> None:
+    for label, value in pen.device_info.describe():
+        print(f"  {label:14} {value}", file=out)
+
+
+async def _run_pass(
+    pen: Pen, depth_mm: float, rate_hz: float, seconds: float, out: TextIO
+) -> None:
+    if not seconds > 0:
+        raise PenError(f"--seconds must be positive, got {seconds:g}")
+    await pen.set_depth(depth_mm)
+    await pen.set_stroke_rate(rate_hz)
+    print(f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s", file=out)
+    samples: list[TelemetrySample] = []
+    faults_before = len(pen.faults)
+    live = LiveLine(out, seconds)
+    loop = asyncio.get_running_loop()
+    async with pen.telemetry() as stream:
+        await pen.start()
+        began = loop.time()
+        try:
+            async with asyncio.timeout(seconds):
+                async for sample in stream:
+                    samples.append(sample)
+                    live.update(loop.time() - began, sample)
+        except TimeoutError:
+            pass
+        finally:
+            live.finish()
+            await pen.stop()
+        dropped = stream.dropped
+    faults = pen.faults[faults_before:]
+    print("pass summary", file=out)
+    for line in summarise(samples, faults).lines():
+        print(line, file=out)
+    stats = pen.link_stats
+    print(
+        f"  link            {stats.frames_ok} frames ok, {stats.frames_dropped} dropped, "
+        f"{stats.seq_gaps} lost, {dropped} samples dropped by a slow reader",
+        file=out,
+    )
+
+
+async def _command(args: argparse.Namespace, out: TextIO) -> None:
+    async with connect(args.port) as pen:
+        if args.command == "info":
+            _print_info(pen, out)
+        elif args.command == "status":
+            st = await pen.status()
+            state = st.state.name if hasattr(st.state, "name") else st.state
+            print(f"  state          {state}", file=out)
+            faults = str(st.faults) if st.faults else "none"
+            print(f"  faults         {faults}", file=out)
+            print(f"  depth set      {st.depth_setpoint_mm:g} mm", file=out)
+            print(f"  rate set       {st.rate_setpoint_hz:g} Hz", file=out)
+            cart = st.cartridge.name if hasattr(st.cartridge, "name") else st.cartridge
+            print(f"  cartridge      {cart}", file=out)
+            battery = f"{st.battery_v:.2f} V ({st.battery_percent} %)" if st.battery_v else "mains"
+            print(f"  battery        {battery}", file=out)
+            print(f"  strokes        {st.stroke_count}", file=out)
+        elif args.command == "set-depth":
+            await pen.set_depth(args.depth)
+            print(f"depth set to {args.depth:g} mm", file=out)
+        elif args.command == "run":
+            await _run_pass(pen, args.depth, args.rate, args.seconds, out)
+        elif args.command == "demo":
+            print("pen demo: connect, show the pen, set depth and rate, run a short pass", file=out)
+            _print_info(pen, out)
+            info = pen.device_info
+            depth = min(max(0.5, info.depth_min_mm), info.depth_max_mm)
+            rate = info.rate_min_hz if info.fixed_rate else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
+            await _run_pass(pen, depth, rate, 3.0, out)
+
+
+def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    if getattr(args, "port", None) is None:
+        args.port = SIMULATOR_URL
+        print(f"pen: no --port given: using the built-in simulator ({SIMULATOR_URL})", file=sys.stderr)
+    try:
+        asyncio.run(_command(args, out))
+    except PenError as exc:
+        print(f"pen: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\npen: interrupted; the motor was stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""A pass summarised from its telemetry: what `pen run` prints when the motor stops."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from firmware_protocol.messages import PenState
+
+from .models import FaultEvent, TelemetrySample
+
+
+@dataclass(frozen=True, slots=True)
+class PassSummary:
+    samples: int
+    duration_s: float
+    strokes: int
+    depth_setpoint_mm: float
+    depth_mean_mm: float
+    depth_min_mm: float
+    depth_max_mm: float
+    rate_mean_hz: float
+    current_mean_ma: float
+    current_peak_ma: int
+    battery_start_v: float
+    battery_end_v: float
+    faults: tuple[FaultEvent, ...]
+
+    def lines(self) -> list[str]:
+        faults = "; ".join(f.describe() for f in self.faults) or "none"
+        battery = (
+            f"{self.battery_start_v:.2f} V -> {self.battery_end_v:.2f} V"
+            if self.battery_start_v
+            else "mains powered"
+        )
+        return [
+            f"  duration        {self.duration_s:.2f} s of pen time, {self.samples} telemetry samples",
+            f"  depth           set {self.depth_setpoint_mm:.2f} mm; measured mean "
+            f"{self.depth_mean_mm:.3f} mm (min {self.depth_min_mm:.3f}, max {self.depth_max_mm:.3f})",
+            f"  stroke rate     mean {self.rate_mean_hz:.1f} Hz while running",
+            f"  strokes         {self.strokes}",
+            f"  motor current   mean {self.current_mean_ma:.0f} mA, peak {self.current_peak_ma} mA",
+            f"  battery         {battery}",
+            f"  faults          {faults}",
+        ]
+
+
+def summarise(samples: Sequence[TelemetrySample], faults: Sequence[FaultEvent] = ()) -> PassSummary:
+    """Summary of a pass; raises ValueError when there is no sample to summarise."""
+    if not samples:
+        raise ValueError("no telemetry arrived during the pass")
+    running = [s for s in samples if s.state == PenState.RUNNING] or list(samples)
+    depths = [s.depth_measured_mm for s in samples]
+    return PassSummary(
+        samples=len(samples),
+        duration_s=samples[-1].time_s - samples[0].time_s,
+        strokes=(samples[-1].stroke_count - samples[0].stroke_count) & 0xFFFFFFFF,
+        depth_setpoint_mm=samples[-1].depth_setpoint_mm,
+        depth_mean_mm=statistics.fmean(depths),
+        depth_min_mm=min(depths),
+        depth_max_mm=max(depths),
+        rate_mean_hz=statistics.fmean(s.stroke_rate_hz for s in running),
+        current_mean_ma=statistics.fmean(s.motor_current_ma for s in running),
+        current_peak_ma=max(s.motor_current_ma for s in samples),
+        battery_start_v=samples[0].battery_v,
+        battery_end_v=samples[-1].battery_v,
+        faults=tuple(faults),
+    )
