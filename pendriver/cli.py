@@ -46,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=float, required=True, metavar="MM", help="needle depth, mm")
     p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
     p.add_argument("--seconds", type=float, required=True, metavar="S", help="how long to run")
-    sub.add_parser(
-        "demo", parents=[port], help="a short guided pass on the built-in simulator"
-    )
+    sub.add_parser("demo", parents=[port], help="a short guided pass on the built-in simulator")
     return parser
 
 
@@ -91,9 +89,7 @@ def _print_info(pen: Pen, out: TextIO) -> None:
         print(f"  {label:14} {value}", file=out)
 
 
-async def _run_pass(
-    pen: Pen, depth_mm: float, rate_hz: float, seconds: float, out: TextIO
-) -> None:
+async def _run_pass(pen: Pen, depth_mm: float, rate_hz: float, seconds: float, out: TextIO) -> None:
     if not seconds > 0:
         raise PenError(f"--seconds must be positive, got {seconds:g}")
     await pen.set_depth(depth_mm)
@@ -156,7 +152,11 @@ async def _command(args: argparse.Namespace, out: TextIO) -> None:
             _print_info(pen, out)
             info = pen.device_info
             depth = min(max(0.5, info.depth_min_mm), info.depth_max_mm)
-            rate = info.rate_min_hz if info.fixed_rate else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
+            rate = (
+                info.rate_min_hz
+                if info.fixed_rate
+                else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
+            )
             await _run_pass(pen, depth, rate, 3.0, out)
 
 
@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "port", None) is None:
         args.port = SIMULATOR_URL
-        print(f"pen: no --port given: using the built-in simulator ({SIMULATOR_URL})", file=sys.stderr)
+        print(
+            f"pen: no --port given: using the built-in simulator ({SIMULATOR_URL})", file=sys.stderr
+        )
     try:
         asyncio.run(_command(args, out))
     except PenError as exc:

@@ -134,7 +134,8 @@ class Pen:
         if reply.protocol_version != PROTOCOL_VERSION:
             await self._shutdown()
             raise ProtocolMismatch(
-                f"the pen speaks protocol v{reply.protocol_version}, this driver v{PROTOCOL_VERSION}"
+                f"the pen speaks protocol v{reply.protocol_version}, "
+                f"this driver v{PROTOCOL_VERSION}"
             )
         if reply.schema_hash != SCHEMA_HASH:
             log.warning(
@@ -170,7 +171,10 @@ class Pen:
         return await self.open()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -252,7 +256,9 @@ class Pen:
             self._fault_listeners.discard(queue)
 
     # ------------------------------------------------------------------ internals
-    async def _request(self, message: m.Message, expect: type[R], *, timeout: float | None = None) -> R:
+    async def _request(
+        self, message: m.Message, expect: type[R], *, timeout: float | None = None
+    ) -> R:
         if self._link_error is not None:
             raise self._link_error
         loop = asyncio.get_running_loop()
@@ -295,9 +301,17 @@ class Pen:
         detail = nack.detail
         if nack.code in (ErrorCode.OUT_OF_RANGE, ErrorCode.NOT_ON_STEP):
             if isinstance(request, m.SetDepth):
-                why = f"limit {detail / 1000:g} mm" if nack.code == ErrorCode.OUT_OF_RANGE else f"step {detail / 1000:g} mm"
+                why = (
+                    f"limit {detail / 1000:g} mm"
+                    if nack.code == ErrorCode.OUT_OF_RANGE
+                    else f"step {detail / 1000:g} mm"
+                )
             elif isinstance(request, m.SetStrokeRate):
-                why = f"limit {detail / 1000:g} Hz" if nack.code == ErrorCode.OUT_OF_RANGE else f"step {detail / 1000:g} Hz"
+                why = (
+                    f"limit {detail / 1000:g} Hz"
+                    if nack.code == ErrorCode.OUT_OF_RANGE
+                    else f"step {detail / 1000:g} Hz"
+                )
             else:
                 why = f"limit {detail}"
         elif nack.code == ErrorCode.FAULT_ACTIVE:

@@ -12,16 +12,18 @@ from .errors import LimitError
 from .models import DeviceInfo
 
 
-def _to_grid(
-    value: float, scale: int, low: int, high: int, step: int, what: str, unit: str
-) -> int:
+def _to_grid(value: float, scale: int, low: int, high: int, step: int, what: str, unit: str) -> int:
     if not isinstance(value, int | float) or not math.isfinite(value):
         raise LimitError(f"{what} must be a finite number of {unit}, got {value!r}")
     raw = round(value * scale)
     if raw < low:
-        raise LimitError(f"{what} {value:g} {unit} is below this pen's minimum of {low / scale:g} {unit}")
+        raise LimitError(
+            f"{what} {value:g} {unit} is below this pen's minimum of {low / scale:g} {unit}"
+        )
     if raw > high:
-        raise LimitError(f"{what} {value:g} {unit} is above this pen's maximum of {high / scale:g} {unit}")
+        raise LimitError(
+            f"{what} {value:g} {unit} is above this pen's maximum of {high / scale:g} {unit}"
+        )
     if step and (raw - low) % step:
         below = raw - (raw - low) % step
         above = below + step
@@ -42,7 +44,11 @@ def depth_um(info: DeviceInfo, depth_mm: float) -> int:
 def rate_mhz(info: DeviceInfo, rate_hz: float) -> int:
     """``rate_hz`` as the mHz set point to send, or :class:`LimitError`."""
     r = info.raw
-    if info.fixed_rate and isinstance(rate_hz, int | float) and round(rate_hz * 1000) != r.rate_min_mhz:
+    if (
+        info.fixed_rate
+        and isinstance(rate_hz, int | float)
+        and round(rate_hz * 1000) != r.rate_min_mhz
+    ):
         raise LimitError(
             f"stroke rate {rate_hz:g} Hz: this pen runs at a fixed {r.rate_min_mhz / 1000:g} Hz"
         )

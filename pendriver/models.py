@@ -71,7 +71,8 @@ class DeviceInfo:
             ("protocol", f"v{self.protocol_version}, schema 0x{self.schema_hash:08X}"),
             (
                 "depth",
-                f"{self.depth_min_mm:g}-{self.depth_max_mm:g} mm in {self.depth_step_mm:g} mm steps",
+                f"{self.depth_min_mm:g}-{self.depth_max_mm:g} mm "
+                f"in {self.depth_step_mm:g} mm steps",
             ),
             ("stroke rate", rate),
             ("telemetry", f"{self.telemetry_rate_hz} Hz"),

@@ -35,9 +35,11 @@ class PassSummary:
             else "mains powered"
         )
         return [
-            f"  duration        {self.duration_s:.2f} s of pen time, {self.samples} telemetry samples",
+            f"  duration        {self.duration_s:.2f} s of pen time, "
+            f"{self.samples} telemetry samples",
             f"  depth           set {self.depth_setpoint_mm:.2f} mm; measured mean "
-            f"{self.depth_mean_mm:.3f} mm (min {self.depth_min_mm:.3f}, max {self.depth_max_mm:.3f})",
+            f"{self.depth_mean_mm:.3f} mm "
+            f"(min {self.depth_min_mm:.3f}, max {self.depth_max_mm:.3f})",
             f"  stroke rate     mean {self.rate_mean_hz:.1f} Hz while running",
             f"  strokes         {self.strokes}",
             f"  motor current   mean {self.current_mean_ma:.0f} mA, peak {self.current_peak_ma} mA",

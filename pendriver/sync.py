@@ -27,7 +27,9 @@ class SyncPen:
 
     def __init__(self, url: str, *, config: DriverConfig | None = None) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pendriver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="pendriver", daemon=True
+        )
         self._thread.start()
         self._pen: Pen = connect(url, config=config)
         try:
@@ -112,7 +114,10 @@ class SyncPen:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 

@@ -34,7 +34,9 @@ class ServedPen:
         self.host = host
         self._firmware_args = firmware
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="served-pen", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="served-pen", daemon=True
+        )
         self._server: PtyServer | TcpServer | None = None
         self.firmware: PenFirmware
         self.url = ""
@@ -57,7 +59,7 @@ class ServedPen:
             self._server, self.url = tcp, tcp.url
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the pen's thread (the firmware is not thread-safe) and return its result."""
+        """Run ``fn`` on the pen's thread (the firmware is not thread-safe); return its result."""
 
         async def run() -> T:
             return fn()
@@ -78,6 +80,9 @@ class ServedPen:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -1,8 +1,8 @@
 """``pen-sim``: serve a simulated pen on a pseudo-terminal or a TCP port.
 
-    pen-sim --pty                      # prints the /dev/pts/N path to open
-    pen-sim --tcp 127.0.0.1:7001       # reach it as socket://127.0.0.1:7001
-    pen-sim --list-profiles
+pen-sim --pty                      # prints the /dev/pts/N path to open
+pen-sim --tcp 127.0.0.1:7001       # reach it as socket://127.0.0.1:7001
+pen-sim --list-profiles
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ async def _serve(args: argparse.Namespace) -> None:
     service = PenService(firmware)
     server: PtyServer | TcpServer
     if args.tcp:
-        server = TcpServer(service, *args.tcp, log=_say)
+        host, port = args.tcp
+        server = TcpServer(service, host, port, log=_say)
         await server.start()
         where = server.url
     else:

@@ -17,6 +17,8 @@ import datetime as _dt
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import ClassVar
 
 from firmware_protocol import (
     PROTOCOL_VERSION,
@@ -115,7 +117,9 @@ class PenFirmware:
         self.actuator.position_um = self.actuator.target_um = self._actuator_target(
             self.depth_setpoint_um
         )
-        self.motor = Motor(p.motor_time_constant_s, p.motor_idle_current_ma, p.motor_current_ma_per_hz)
+        self.motor = Motor(
+            p.motor_time_constant_s, p.motor_idle_current_ma, p.motor_current_ma_per_hz
+        )
         self.battery = Battery.for_profile(p)
 
         self.cartridge: Cartridge | None = None
@@ -199,7 +203,7 @@ class PenFirmware:
 
     @property
     def uptime_us(self) -> int:
-        return int(round((self._t - self._boot) * 1e6))
+        return round((self._t - self._boot) * 1e6)
 
     @property
     def depth_measured_um(self) -> float:
@@ -262,9 +266,7 @@ class PenFirmware:
         self.fault_flags |= flag
         if self.state is not PenState.SHUTDOWN:
             self.state = next_state
-        self._emit(
-            m.Fault(fault=flag, active=1, device_time_us=self.uptime_us, detail=detail)
-        )
+        self._emit(m.Fault(fault=flag, active=1, device_time_us=self.uptime_us, detail=detail))
 
     def _stop_motor(self) -> None:
         self.motor.target_hz = 0.0
@@ -405,7 +407,9 @@ class PenFirmware:
             rate_setpoint_mhz=self.rate_setpoint_mhz,
             cartridge_state=self.cartridge_state,
             battery_mv=max(0, round(self.battery.voltage_mv(load))),
-            battery_percent=round(100 * self.battery.state_of_charge) if self.battery.present else 0,
+            battery_percent=round(100 * self.battery.state_of_charge)
+            if self.battery.present
+            else 0,
             uptime_us=self.uptime_us,
             stroke_count=self.motor.strokes & 0xFFFFFFFF,
             telemetry_rate_hz=self.telemetry_rate_hz,
@@ -494,7 +498,7 @@ class PenFirmware:
         if self.state is PenState.RUNNING:
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         points = msg.points
-        for a, b in zip(points, points[1:], strict=False):
+        for a, b in pairwise(points):
             if not (b.depth_um > a.depth_um and b.actuator_um > a.actuator_um):
                 raise _Refused(ErrorCode.CALIBRATION_INVALID)
         self._staged = (msg.table_version, points)
@@ -508,7 +512,7 @@ class PenFirmware:
         self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
         return m.Ack(msg.MSG_ID)
 
-    _HANDLERS: dict[type[m.Message], Callable[[PenFirmware, m.Message], m.Message]] = {
+    _HANDLERS: ClassVar[dict[type[m.Message], Callable[[PenFirmware, m.Message], m.Message]]] = {
         m.Hello: _hello,  # type: ignore[dict-item]
         m.GetStatus: _get_status,  # type: ignore[dict-item]
         m.SetDepth: _set_depth,  # type: ignore[dict-item]

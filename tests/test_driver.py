@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Coroutine
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from conftest import Route
 
 import pendriver
 from firmware_protocol import messages as m
@@ -20,8 +22,6 @@ from pendriver import (
     PenState,
 )
 from simulator import Cartridge, get_profile
-
-from conftest import Route
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -111,7 +111,7 @@ def test_start_streams_telemetry_and_stop_stops(route: Route, run: Run) -> None:
             assert running, "telemetry shows the running pen"
             assert samples[-1].stroke_count > samples[0].stroke_count
             assert samples[-1].depth_measured_mm == pytest.approx(0.5, abs=0.001)
-            assert all(b.time_s > a.time_s for a, b in zip(samples, samples[1:], strict=False))
+            assert all(b.time_s > a.time_s for a, b in pairwise(samples))
             await pen.stop()
             status = await pen.status()
             assert status.state == PenState.IDLE
@@ -130,7 +130,7 @@ def test_telemetry_rate_is_configurable(route: Route, run: Run) -> None:
                     times.append(sample.time_s)
                     if len(times) == 40:
                         break
-            spacing = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
+            spacing = statistics.median(b - a for a, b in pairwise(times))
             assert spacing == pytest.approx(0.005, abs=1e-6)
             assert (await pen.status()).telemetry_rate_hz == 200
 

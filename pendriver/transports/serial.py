@@ -61,8 +61,10 @@ def _explain_open_error(url: str, exc: BaseException) -> str:
         if isinstance(exc, ConnectionRefusedError):
             return f"cannot connect to {url}: nothing is listening there (is pen-sim running?)"
         return f"cannot connect to {url}: {getattr(exc, 'strerror', None) or text}"
-    if "No such file" in text or "could not open port" in text and "[Errno 2]" in text:
-        return f"cannot open {url}: no such port (list ports with: python -m serial.tools.list_ports)"
+    if "No such file" in text or "[Errno 2]" in text:
+        return (
+            f"cannot open {url}: no such port (list ports with: python -m serial.tools.list_ports)"
+        )
     if "Permission denied" in text or "[Errno 13]" in text:
         return f"cannot open {url}: permission denied (add yourself to the dialout group)"
     if "protocol" in text and "not known" in text:
