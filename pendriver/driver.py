@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import TypeVar
 
@@ -245,7 +245,7 @@ class Pen:
         self._streams.add(stream)
         return stream
 
-    async def fault_events(self) -> AsyncIterator[FaultEvent]:
+    async def fault_events(self) -> AsyncGenerator[FaultEvent, None]:
         """FAULT events from now on."""
         queue: asyncio.Queue[FaultEvent] = asyncio.Queue()
         self._fault_listeners.add(queue)

@@ -194,7 +194,8 @@ def test_single_use_cartridge_is_refused_after_reinsertion(route: Route, run: Ru
         async with pendriver.connect(route.url) as pen:
             await pen.start()
             await pen.stop()
-            cartridge: Cartridge = route.on_pen(pen, lambda fw: fw.remove_cartridge())
+            cartridge = route.on_pen(pen, lambda fw: fw.remove_cartridge())
+            assert isinstance(cartridge, Cartridge)
             route.on_pen(pen, lambda fw: fw.insert_cartridge(cartridge))
             assert (await pen.cartridge()).state == CartridgeState.USED
             with pytest.raises(PenRefused, match="CARTRIDGE_USED"):

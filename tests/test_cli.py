@@ -1,0 +1,121 @@
+"""The `pen` command as a user meets it: output, and one-line errors with no traceback."""
+
+from __future__ import annotations
+
+import io
+import os
+import tty
+
+import pytest
+
+from pendriver import cli
+from simulator.background import ServedPen
+
+
+def run_pen(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = io.StringIO()
+    code = cli.main(argv, out=out)
+    captured = capsys.readouterr()
+    return code, out.getvalue() + captured.out, captured.err
+
+
+def test_info_without_port_uses_the_simulator_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_pen(["info"], capsys)
+    assert code == 0
+    assert "built-in simulator (sim://)" in err
+    assert "PD-3000" in out
+    assert "0.2-3 mm in 0.1 mm steps" in out
+
+
+@pytest.mark.parametrize("kind", ["pty", "tcp"])
+def test_info_over_a_served_port(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with ServedPen(kind, profile="six-needle", serial_number="SN-4242") as served:  # type: ignore[arg-type]
+        code, out, err = run_pen(["--port", served.url, "info"], capsys)
+        code2, out2, _ = run_pen(["info", "--port", served.url], capsys)
+    assert code == code2 == 0
+    assert "simulator" not in err
+    assert "PD-1500" in out and "SN-4242" in out
+    assert out2 == out
+
+
+def test_set_depth_reports_and_reaches_the_pen(capsys: pytest.CaptureFixture[str]) -> None:
+    with ServedPen("tcp") as served:
+        code, out, _ = run_pen(["--port", served.url, "set-depth", "1.5"], capsys)
+        assert served.call(lambda: served.firmware.depth_setpoint_um) == 1500
+    assert code == 0
+    assert "depth set to 1.5 mm" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["set-depth", "4"], "depth 4 mm is above this pen's maximum of 3 mm"),
+        (["set-depth", "0.25"], "not a setting of this pen"),
+        (["--port", "/dev/does-not-exist-0", "info"], "no such port"),
+        (["--port", "sim://no-such-profile", "info"], "unknown pen profile"),
+        (
+            ["run", "--depth", "0.5", "--rate", "200", "--seconds", "1"],
+            "above this pen's maximum of 150 Hz",
+        ),
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_pen(argv, capsys)
+    assert code == cli.EXIT_ERROR
+    lines = [line for line in err.splitlines() if not line.startswith("pen: no --port")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pen: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_a_port_where_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        code, _, err = run_pen(["--port", os.ttyname(slave), "info"], capsys)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert code == cli.EXIT_ERROR
+    assert err.count("\n") == 1
+    assert "no answer from a pen" in err
+
+
+def test_refused_by_the_pen(capsys: pytest.CaptureFixture[str]) -> None:
+    with ServedPen("tcp", insert_default_cartridge=False) as served:
+        code, _, err = run_pen(
+            ["--port", served.url, "run", "--depth", "0.5", "--rate", "100", "--seconds", "1"],
+            capsys,
+        )
+    assert code == cli.EXIT_ERROR
+    assert "pen: error: the pen refused START: NO_CARTRIDGE" in err
+
+
+def test_run_shows_live_telemetry_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    with ServedPen("pty") as served:
+        code, out, _ = run_pen(
+            ["--port", served.url, "run", "--depth", "1.0", "--rate", "100", "--seconds", "1.2"],
+            capsys,
+        )
+        state = served.call(lambda: served.firmware.state)
+    assert code == 0
+    assert "running at 1 mm, 100 Hz for 1.2 s" in out
+    assert "[" in out and "strokes" in out  # the live line
+    assert "pass summary" in out
+    assert "set 1.00 mm" in out
+    assert "faults          none" in out
+    assert state.name == "IDLE"  # the pass ends with the motor stopped
+
+
+def test_demo_runs_a_pass_on_the_simulator(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_pen(["demo"], capsys)
+    assert code == 0
+    assert "built-in simulator" in err
+    assert "model          PD-3000" in out
+    assert "running at 0.5 mm, 120 Hz for 3 s" in out
+    assert "pass summary" in out
