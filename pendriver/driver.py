@@ -354,9 +354,8 @@ class Pen:
             if future is not None and not future.done():
                 future.set_result(message)
             else:
-                self.stray_responses += 1
-            if not isinstance(message, m.Cartridge):
-                return
+                self.stray_responses += 1  # a late answer to a request already retried
+            return
         if isinstance(message, m.Telemetry):
             if self._streams:
                 sample = TelemetrySample.from_message(message)
@@ -367,7 +366,7 @@ class Pen:
             self.faults.append(fault)
             for queue in self._fault_listeners:
                 queue.put_nowait(fault)
-        elif isinstance(message, m.Cartridge) and not event.is_response:
+        elif isinstance(message, m.Cartridge):
             self.cartridge_events.append(CartridgeInfo.from_message(message))
 
     async def _heartbeat_loop(self) -> None:
