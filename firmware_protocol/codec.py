@@ -190,7 +190,9 @@ class MessageCodec:
                 if count > part.max:
                     raise PayloadError(f"{part.name}: {count} items, at most {part.max}")
                 end = offset + count * part.item.size
-                if end > len(payload):
+                # A payload that ends before the count byte reads as zero-filled (no items),
+                # like any other field; only items announced and missing are malformed.
+                if count and end > len(payload):
                     raise PayloadError(f"{part.name}: {count} items announced, payload ends early")
                 values.append(
                     tuple(part.item_cls(*t) for t in part.item.iter_unpack(payload[offset:end]))

@@ -130,13 +130,16 @@ class StreamDecoder:
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Consume ``data``; return the events of every frame it completed, in order."""
+        # bytes() first: ``b"\x00" in memoryview(...)`` compares items, not bytes, and is
+        # always False, which would buffer every frame of a memoryview as one oversize frame.
+        data = bytes(data)
         stats = self.stats
         stats.bytes_received += len(data)
         events: list[Event] = []
         if b"\x00" not in data:
-            self._hold(bytes(data), events)
+            self._hold(data, events)
             return events
-        pieces = bytes(data).split(b"\x00")
+        pieces = data.split(b"\x00")
         tail = pieces.pop()
         for index, piece in enumerate(pieces):
             if index == 0 and (self._buffer or self._skipping):

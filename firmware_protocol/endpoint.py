@@ -62,7 +62,11 @@ class Endpoint:
         """Feed received bytes; returns the events they completed, in order."""
         events = self._decoder.feed(data)
         for event in events:
-            if isinstance(event, MessageReceived) and not event.flags & FLAG_RESPONSE:
+            # Responses echo our numbers and retries reuse an old one of the peer's; neither
+            # says anything about frames lost, and a retry would move the counter backwards.
+            if isinstance(event, MessageReceived) and not event.flags & (
+                FLAG_RESPONSE | FLAG_RETRY
+            ):
                 self._note_unsolicited(event.seq)
         return events
 
