@@ -37,6 +37,8 @@ class FrameTooLong(ValueError):
 
 def encode_frame(message: Message, seq: int, flags: int = 0) -> bytes:
     """The complete frame for ``message``, delimiter included."""
+    if not 0 <= flags <= 0xFF:
+        raise ValueError(f"flags must fit in one byte, got {flags:#x}")
     codec = CODECS[message.MSG_ID]
     payload = codec.encode(message)
     if len(payload) > MAX_PAYLOAD:

@@ -95,7 +95,7 @@ class ErrorCode(enum.IntEnum):
     NVM_ERROR = 13
     """Writing non-volatile memory failed."""
     SCHEMA_MISMATCH = 14
-    """The host's schema differs; detail = the pen's schema hash."""
+    """The message's layout differs; detail = the pen's 16-bit layout hash of it."""
     AUTH_REQUIRED = 15
     """Authentication is required first (reserved for the auth range)."""
     CALIBRATION_INVALID = 16

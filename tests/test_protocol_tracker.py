@@ -171,31 +171,42 @@ def test_a_sequence_number_in_flight_cannot_be_added_twice() -> None:
 # -- ReplayCache ---------------------------------------------------------------------------
 
 
+START = messages.Start()
+
+
 def test_replay_cache_returns_the_remembered_answer() -> None:
     cache = ReplayCache()
-    cache.remember(7, 0x14, b"answer")
-    assert cache.lookup(7, 0x14) == b"answer"
-    assert cache.lookup(7, 0x12) is None  # same number, another request
-    assert cache.lookup(8, 0x14) is None
+    cache.remember(7, START, b"answer")
+    assert cache.lookup(7, START) == b"answer"
+    assert cache.lookup(7, messages.Stop()) is None  # same number, another request
+    assert cache.lookup(8, START) is None
+
+
+def test_replay_cache_executes_a_reused_number_with_other_content() -> None:
+    cache = ReplayCache()
+    cache.remember(7, messages.SetDepth(depth_um=500), b"ack 500")
+    assert cache.lookup(7, messages.SetDepth(depth_um=500)) == b"ack 500"
+    # A different SET_DEPTH under the same number is a new request, not a retry.
+    assert cache.lookup(7, messages.SetDepth(depth_um=900)) is None
 
 
 def test_replay_cache_is_bounded_and_forgets_the_oldest() -> None:
     cache = ReplayCache(capacity=4)
     for seq in range(10):
-        cache.remember(seq, 0x14, bytes([seq]))
+        cache.remember(seq, START, bytes([seq]))
         assert len(cache) <= 4
-    assert [cache.lookup(seq, 0x14) for seq in range(10)] == [None] * 6 + [
+    assert [cache.lookup(seq, START) for seq in range(10)] == [None] * 6 + [
         bytes([s]) for s in range(6, 10)
     ]
 
 
 def test_remembering_again_refreshes_an_entry() -> None:
     cache = ReplayCache(capacity=2)
-    cache.remember(1, 0x14, b"a")
-    cache.remember(2, 0x14, b"b")
-    cache.remember(1, 0x14, b"a2")
-    cache.remember(3, 0x14, b"c")
-    assert (cache.lookup(1, 0x14), cache.lookup(2, 0x14), cache.lookup(3, 0x14)) == (
+    cache.remember(1, START, b"a")
+    cache.remember(2, START, b"b")
+    cache.remember(1, START, b"a2")
+    cache.remember(3, START, b"c")
+    assert (cache.lookup(1, START), cache.lookup(2, START), cache.lookup(3, START)) == (
         b"a2",
         None,
         b"c",
@@ -205,9 +216,9 @@ def test_remembering_again_refreshes_an_entry() -> None:
 def test_clear_forgets_everything() -> None:
     cache = ReplayCache()
     for seq in range(5):
-        cache.remember(seq, 0x14, b"x")
+        cache.remember(seq, START, b"x")
     cache.clear()
-    assert len(cache) == 0 and cache.lookup(0, 0x14) is None
+    assert len(cache) == 0 and cache.lookup(0, START) is None
 
 
 # -- a stateful model of the tracker -------------------------------------------------------
