@@ -330,7 +330,7 @@ class PenFirmware:
         if handler is None:
             self._answer(event.seq, m.Nack(message.MSG_ID, ErrorCode.UNSUPPORTED, 0))
             return
-        remembered = self._replay.lookup(event.seq, message.MSG_ID)
+        remembered = self._replay.lookup(event.seq, message)
         if remembered is not None:
             self.counters.requests_replayed += 1
             self._out += remembered
@@ -341,7 +341,7 @@ class PenFirmware:
             answer = m.Nack(message.MSG_ID, refusal.code, refusal.detail)
         self.counters.requests_executed += 1
         frame = self._answer(event.seq, answer)
-        self._replay.remember(event.seq, message.MSG_ID, frame)
+        self._replay.remember(event.seq, message, frame)
 
     def _answer(self, seq: int, answer: m.Message) -> bytes:
         if isinstance(answer, m.Nack):
