@@ -234,7 +234,7 @@ class PenFirmware:
 
     def _fire_due(self, t: float) -> None:
         if self._watchdog_deadline() <= t:
-            silent_ms = int((t - self._last_valid_rx) * 1000)
+            silent_ms = round((t - self._last_valid_rx) * 1000)
             self.counters.watchdog_stops += 1
             self._fault(FaultFlags.WATCHDOG, silent_ms, next_state=PenState.IDLE)
         if self._next_telemetry <= t:
