@@ -1,0 +1,184 @@
+"""``pen-sim`` as a user meets it: listing, argument errors, and serving a real port.
+
+The subprocess tests start ``pen-sim``, read the port it announces, ask ``pen info`` over that
+port and stop the simulator with Ctrl-C (SIGINT). Their timeouts bound waits on process output
+(I/O), not the pen's behaviour, which other tests run on a virtual clock.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulator import PROFILES, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT_S = 15.0
+
+
+def exit_code(argv: list[str]) -> int:
+    """What ``pen-sim ARGV`` would exit with (``main`` returns it or argparse raises it)."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+
+
+def test_list_profiles_names_every_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["--list-profiles"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == len(PROFILES)
+    for name, profile in PROFILES.items():
+        (line,) = [x for x in lines if x.split()[0] == name]
+        assert profile.model in line
+        assert profile.description in line
+    assert "(default)" in next(x for x in lines if x.startswith("fine-step"))
+
+
+@pytest.mark.parametrize(
+    "bad", ["127.0.0.1", "127.0.0.1:", ":7001", "localhost:port", "127.0.0.1:65536", "7001"]
+)
+def test_a_bad_tcp_address_is_a_one_line_error(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_code(["--tcp", bad]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("pen-sim: error: argument --tcp:")
+    assert "HOST:PORT" in errors[0] and repr(bad) in errors[0]
+    assert err.splitlines()[-1] == errors[0]
+
+
+@pytest.mark.parametrize("rate", ["5000", "1001", "-1"])
+def test_an_impossible_telemetry_rate_is_refused(
+    rate: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_code(["--tcp", "127.0.0.1:0", "--telemetry-hz", rate]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "pen-sim: error: --telemetry-hz must be 0-1000"
+
+
+def test_an_unknown_profile_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["--profile", "no-such-pen"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'no-such-pen'" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ real processes
+
+
+class Process:
+    """A running ``pen-sim`` whose stdout lines are read on a thread, so waits can time out."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "simulator.cli", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        """The first stdout line matching ``pattern``; fails if none comes in time."""
+        while True:
+            try:
+                line = self.lines.get(timeout=WAIT_S)
+            except queue.Empty:
+                pytest.fail(f"pen-sim printed no line matching {pattern!r}: {self.seen}")
+            if line is None:
+                pytest.fail(f"pen-sim ended without printing {pattern!r}: {self.seen}")
+            self.seen.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+
+    def interrupt(self) -> tuple[int, list[str], str]:
+        """Ctrl-C; return the exit code, the remaining stdout lines and stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=WAIT_S)
+        self._reader.join(WAIT_S)
+        rest: list[str] = []
+        while (line := self.lines.get_nowait()) is not None:
+            rest.append(line)
+        assert self.proc.stderr is not None
+        return code, rest, self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT_S)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def pen_info(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pendriver.cli", "--port", url, "info"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 2,
+    )
+
+
+def check_served(process: Process, url: str) -> None:
+    info = pen_info(url)
+    assert info.returncode == 0, info.stderr
+    assert "PD-3000" in info.stdout
+    assert "SIM-7777" in info.stdout
+    code, rest, err = process.interrupt()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert rest and rest[-1] == "pen-sim: stopped"
+
+
+def test_pen_sim_on_tcp_port_0_announces_the_port_it_got(processes: list[Process]) -> None:
+    process = Process("--tcp", "127.0.0.1:0", "--serial", "SIM-7777")
+    processes.append(process)
+    found = process.wait_for(r"on (socket://127\.0\.0\.1:(\d+))")
+    url, port = found.group(1), int(found.group(2))
+    assert port != 0
+    assert process.wait_for(r"connect with: pen --port (\S+) info").group(1) == url
+    check_served(process, url)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
+def test_pen_sim_on_a_pty_announces_its_path(processes: list[Process]) -> None:
+    process = Process("--pty", "--serial", "SIM-7777")
+    processes.append(process)
+    path = process.wait_for(r"on (/dev/\S+)").group(1)
+    assert os.path.exists(path)
+    process.wait_for(r"connect with: pen --port (\S+) info")
+    check_served(process, path)

@@ -1,0 +1,744 @@
+"""The simulated firmware as a host meets it: bytes in, bytes out, on a virtual clock.
+
+Each test states one thing a user of a pen relies on: limits are checked before anything
+moves, a cartridge is single use, a pen that loses its host stops, a retried request is
+executed at most once, the telemetry clock does not drift, and calibration changes where the
+needle actually goes.
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import pairwise
+
+import pytest
+from helpers_sim import Bench, of_type, raw_frame
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware_protocol import SCHEMA
+from firmware_protocol import messages as m
+from firmware_protocol.messages import (
+    MESSAGE_CLASSES,
+    CartridgeState,
+    ErrorCode,
+    FaultFlags,
+    PenState,
+)
+from simulator import PROFILES, Cartridge, PenProfile
+
+PROFILE_NAMES = sorted(PROFILES)
+CAL = m.CalibrationPoint
+
+
+@pytest.fixture(params=PROFILE_NAMES)
+def profile(request: pytest.FixtureRequest) -> PenProfile:
+    return PROFILES[request.param]
+
+
+def depth_grid(p: PenProfile) -> list[int]:
+    return list(range(p.depth_min_um, p.depth_max_um + 1, p.depth_step_um))
+
+
+def settled_depth(bench: Bench) -> tuple[int, float]:
+    return bench.pen.depth_setpoint_um, bench.pen.actuator.target_um
+
+
+# =============================================================== 1. range checks
+
+
+def test_every_depth_on_the_grid_is_accepted(profile: PenProfile) -> None:
+    bench = Bench(profile.name)
+    for depth in reversed(depth_grid(profile)):
+        bench.ack(m.SetDepth(depth))
+        assert bench.pen.depth_setpoint_um == depth
+        assert bench.status().depth_setpoint_um == depth
+        assert bench.pen.actuator.target_um == depth  # uncalibrated: driven as commanded
+
+
+def test_depth_outside_the_range_is_refused_naming_the_limit(profile: PenProfile) -> None:
+    bench = Bench(profile.name)
+    before = settled_depth(bench)
+    refusals = [
+        (profile.depth_max_um + profile.depth_step_um, profile.depth_max_um),
+        (profile.depth_max_um + 1, profile.depth_max_um),
+        (0xFFFF, profile.depth_max_um),
+    ]
+    if profile.depth_min_um > 0:
+        refusals += [(profile.depth_min_um - 1, profile.depth_min_um), (0, profile.depth_min_um)]
+    for depth, limit in refusals:
+        nack = bench.nack(m.SetDepth(depth))
+        assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, limit), depth
+        assert settled_depth(bench) == before
+
+
+def test_depth_off_the_step_grid_is_refused_naming_the_step(profile: PenProfile) -> None:
+    bench = Bench(profile.name)
+    before = settled_depth(bench)
+    for depth in (
+        profile.depth_min_um + 1,
+        profile.depth_min_um + profile.depth_step_um // 2,
+        profile.depth_max_um - 1,
+    ):
+        nack = bench.nack(m.SetDepth(depth))
+        assert (nack.code, nack.detail) == (ErrorCode.NOT_ON_STEP, profile.depth_step_um)
+        assert settled_depth(bench) == before
+    assert bench.status().depth_setpoint_um == before[0]
+
+
+def test_depth_deeper_than_the_needles_is_refused() -> None:
+    p = PROFILES["fine-step"]
+    short = Cartridge("CRT-SHORT", "LOT", 1500, p.needle_layout, p.needle_positions_um())
+    bench = Bench(p.name, cartridge=short)
+    bench.ack(m.SetDepth(1500))
+    nack = bench.nack(m.SetDepth(1600))
+    assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 1500)
+    assert bench.pen.depth_setpoint_um == 1500
+
+
+def test_stroke_rate_limits(profile: PenProfile) -> None:
+    bench = Bench(profile.name)
+    lo, hi, step = profile.rate_min_mhz, profile.rate_max_mhz, profile.rate_step_mhz
+    before = bench.pen.rate_setpoint_mhz
+    for rate, code, detail in [
+        (lo - 1, ErrorCode.OUT_OF_RANGE, lo),
+        (hi + 1, ErrorCode.OUT_OF_RANGE, hi),
+        (0, ErrorCode.OUT_OF_RANGE, lo),
+        (0xFFFFFFFF, ErrorCode.OUT_OF_RANGE, hi),
+    ]:
+        nack = bench.nack(m.SetStrokeRate(rate))
+        assert (nack.code, nack.detail) == (code, detail), rate
+        assert bench.pen.rate_setpoint_mhz == before
+    if step:
+        nack = bench.nack(m.SetStrokeRate(lo + step // 2))
+        assert (nack.code, nack.detail) == (ErrorCode.NOT_ON_STEP, step)
+        assert bench.status().rate_setpoint_mhz == before
+        accepted = [lo, lo + step, hi - step, hi]
+    else:
+        assert profile.fixed_rate
+        accepted = [lo]
+    for rate in accepted:
+        bench.ack(m.SetStrokeRate(rate))
+        assert bench.status().rate_setpoint_mhz == rate
+
+
+def test_fixed_rate_pen_accepts_only_its_rate() -> None:
+    p = PROFILES["fixed-rate"]
+    bench = Bench(p.name)
+    bench.ack(m.SetStrokeRate(116_667))
+    for rate in (116_666, 116_668, 100_000, 150_000):
+        nack = bench.nack(m.SetStrokeRate(rate))
+        assert nack.code == ErrorCode.OUT_OF_RANGE
+        assert nack.detail == 116_667
+    assert bench.pen.rate_setpoint_mhz == 116_667
+
+
+def test_stroke_rate_change_while_running_reaches_the_motor() -> None:
+    bench = Bench("fine-step")
+    bench.ack(m.SetStrokeRate(60_000))
+    bench.ack(m.Start())
+    bench.advance(0.5)
+    bench.ack(m.SetStrokeRate(140_000))
+    bench.heartbeat()
+    bench.advance(0.5)
+    assert bench.pen.motor.rate_hz == pytest.approx(140.0, abs=0.01)
+    bench.nack(m.SetStrokeRate(160_000))
+    bench.advance(0.5)
+    assert bench.pen.motor.target_hz == 140.0
+
+
+def test_telemetry_rate_above_1000_is_refused() -> None:
+    bench = Bench()
+    before = bench.pen.telemetry_rate_hz
+    for rate in (1001, 5000, 0xFFFF):
+        nack = bench.nack(m.SetTelemetry(rate))
+        assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 1000)
+        assert bench.status().telemetry_rate_hz == before
+    bench.ack(m.SetTelemetry(1000))
+    assert bench.status().telemetry_rate_hz == 1000
+
+
+@given(
+    name=st.sampled_from(PROFILE_NAMES),
+    depth=st.integers(0, 0xFFFF),
+    needle_fraction=st.sampled_from([None, 0.3, 0.5, 0.77, 1.0]),
+)
+def test_depth_is_acked_iff_on_grid_in_range_and_within_the_needles(
+    name: str, depth: int, needle_fraction: float | None
+) -> None:
+    p = PROFILES[name]
+    if needle_fraction is None:
+        bench = Bench(name, insert_default_cartridge=False)
+        needle = 0xFFFF
+    else:
+        needle = round(p.depth_max_um * needle_fraction)
+        cartridge = Cartridge("CRT-P", "LOT", needle, p.needle_layout, p.needle_positions_um())
+        bench = Bench(name, cartridge=cartridge)
+    before = settled_depth(bench)
+    answer = bench.request(m.SetDepth(depth))
+    allowed = (
+        p.depth_min_um <= depth <= p.depth_max_um
+        and (depth - p.depth_min_um) % p.depth_step_um == 0
+        and depth <= needle
+    )
+    if allowed:
+        assert answer == m.Ack(m.SetDepth.MSG_ID)
+        assert bench.pen.depth_setpoint_um == depth
+    else:
+        assert isinstance(answer, m.Nack)
+        assert answer.code in (ErrorCode.OUT_OF_RANGE, ErrorCode.NOT_ON_STEP)
+        assert settled_depth(bench) == before
+
+
+# =============================================================== 2. START rules
+
+
+def test_start_needs_a_cartridge() -> None:
+    bench = Bench(insert_default_cartridge=False)
+    nack = bench.nack(m.Start())
+    assert nack.code == ErrorCode.NO_CARTRIDGE
+    assert bench.status().state == PenState.IDLE
+    assert bench.pen.counters.starts_executed == 0
+    assert bench.pen.motor.target_hz == 0
+
+
+def test_cartridge_events_are_sent_unasked() -> None:
+    bench = Bench(insert_default_cartridge=False)
+    cartridge = bench.fresh_cartridge("CRT-A-0001", lot="LOT-7", expiry_day=0)
+    bench.pen.insert_cartridge(cartridge)
+    bench.collect()
+    event = bench.received[-1]
+    assert not event.is_response
+    assert isinstance(event.message, m.Cartridge)
+    assert event.message.state == CartridgeState.NEW
+    assert event.message.cartridge_id == "CRT-A-0001"
+    assert event.message.lot == "LOT-7"
+    assert len(event.message.needles) == cartridge.needle_count
+    assert bench.request(m.GetCartridge()) == event.message
+
+    assert bench.pen.remove_cartridge() == cartridge
+    bench.collect()
+    event = bench.received[-1]
+    assert not event.is_response
+    assert event.message == m.Cartridge(state=CartridgeState.ABSENT)
+
+
+def test_a_cartridge_run_once_is_refused_after_reinsertion() -> None:
+    bench = Bench(insert_default_cartridge=False)
+    cartridge = bench.fresh_cartridge("CRT-USED-01")
+    bench.pen.insert_cartridge(cartridge)
+    bench.ack(m.Start())
+    bench.advance(0.3, step=0.1)
+    bench.ack(m.Start())  # starting again during the same insertion is fine (IN_USE)
+    bench.ack(m.Stop())
+    assert bench.status().cartridge_state == CartridgeState.IN_USE
+    bench.pen.remove_cartridge()
+    bench.pen.insert_cartridge(cartridge)
+    bench.collect()
+    announced = bench.received[-1].message
+    assert isinstance(announced, m.Cartridge) and announced.state == CartridgeState.USED
+
+    nack = bench.nack(m.Start())
+    assert nack.code == ErrorCode.CARTRIDGE_USED
+    assert bench.status().state == PenState.IDLE
+    assert bench.pen.counters.starts_executed == 2
+
+    # A cartridge taken out without running stays new; a fresh one runs.
+    bench.pen.remove_cartridge()
+    other = bench.fresh_cartridge("CRT-NEW-02")
+    bench.pen.insert_cartridge(other)
+    bench.pen.remove_cartridge()
+    bench.pen.insert_cartridge(other)
+    assert bench.status().cartridge_state == CartridgeState.NEW
+    bench.ack(m.Start())
+    assert bench.status().state == PenState.RUNNING
+
+
+def test_an_expired_cartridge_is_refused() -> None:
+    today = 20_000
+    bench = Bench(insert_default_cartridge=False, calendar_day=today)
+    bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-OLD", expiry_day=today - 1))
+    assert bench.status().cartridge_state == CartridgeState.EXPIRED
+    nack = bench.nack(m.Start())
+    assert nack.code == ErrorCode.CARTRIDGE_EXPIRED
+    assert bench.status().state == PenState.IDLE
+
+    bench.pen.remove_cartridge()
+    bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-TODAY", expiry_day=today))
+    assert bench.status().cartridge_state == CartridgeState.NEW
+    bench.ack(m.Start())
+
+
+def test_pulling_the_cartridge_mid_run_faults_and_stops_the_motor() -> None:
+    bench = Bench()
+    bench.ack(m.SetTelemetry(100))
+    bench.ack(m.Start())
+    bench.advance(0.5, step=0.1)
+    assert bench.pen.motor.rate_hz > 90
+    bench.collect()
+    first = len(bench.received)
+    bench.pen.remove_cartridge()
+    bench.collect()
+    said = [e.message for e in bench.received[first:]]
+    faults = of_type(said, m.Fault)
+    assert len(faults) == 1
+    assert faults[0].fault == FaultFlags.CARTRIDGE_REMOVED and faults[0].active == 1
+    assert of_type(said, m.Cartridge) == [m.Cartridge(state=CartridgeState.ABSENT)]
+    assert bench.pen.motor.target_hz == 0
+
+    later = of_type(bench.advance(1.0, step=0.1), m.Telemetry)
+    assert all(t.state == PenState.FAULT for t in later)
+    assert later[-1].stroke_rate_mhz == 0 and later[-1].motor_current_ma == 0
+    counts = [t.stroke_count for t in later[-20:]]
+    assert counts == [counts[0]] * 20
+    status = bench.status()
+    assert status.state == PenState.FAULT
+    assert status.fault_flags == FaultFlags.CARTRIDGE_REMOVED
+
+
+def test_a_latched_fault_blocks_start_until_cleared() -> None:
+    bench = Bench()
+    bench.ack(m.Start())
+    bench.advance(0.2)
+    bench.pen.remove_cartridge()
+    bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-SECOND"))
+    for _ in range(2):
+        nack = bench.nack(m.Start())
+        assert nack.code == ErrorCode.FAULT_ACTIVE
+        assert nack.detail == int(FaultFlags.CARTRIDGE_REMOVED)
+    assert bench.status().state == PenState.FAULT
+    assert bench.pen.motor.target_hz == 0
+    bench.ack(m.ClearFaults())
+    status = bench.status()
+    assert (status.state, status.fault_flags) == (PenState.IDLE, FaultFlags(0))
+    bench.ack(m.Start())
+    assert bench.status().state == PenState.RUNNING
+
+
+def test_a_persisting_fault_is_not_cleared() -> None:
+    bench = Bench()
+    bench.pen.battery.charge_mah = 0.05 * bench.pen.battery.capacity_mah  # ~3345 mV at rest
+    bench.advance(0.1)
+    assert bench.pen.fault_flags & FaultFlags.BATTERY_LOW
+    nack = bench.nack(m.ClearFaults())
+    assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, int(FaultFlags.BATTERY_LOW))
+    nack = bench.nack(m.Start())
+    assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, int(FaultFlags.BATTERY_LOW))
+
+
+# =============================================================== 3. watchdog
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3, 0.1234567])
+def test_a_silent_host_stops_the_pen_at_the_watchdog_deadline(
+    profile: PenProfile, offset: float
+) -> None:
+    bench = Bench(profile.name, start=1.0)
+    bench.advance(offset)
+    rate = 100
+    bench.ack(m.SetTelemetry(rate))
+    bench.ack(m.Start())
+    started_us = bench.pen.uptime_us
+    deadline_us = started_us + profile.watchdog_ms * 1000
+    said = bench.advance(profile.watchdog_ms / 1000 + 1.0, step=0.0173)
+
+    faults = of_type(said, m.Fault)
+    assert len(faults) == 1
+    fault = faults[0]
+    assert fault.fault == FaultFlags.WATCHDOG and fault.active == 1
+    assert fault.detail == profile.watchdog_ms
+    assert fault.device_time_us == deadline_us
+
+    frames = of_type(said, m.Telemetry)
+    running = [t for t in frames if t.state == PenState.RUNNING]
+    stopped = [t for t in frames if t.state != PenState.RUNNING]
+    assert running and stopped
+    assert running[-1].device_time_us <= deadline_us
+    assert deadline_us <= stopped[0].device_time_us <= deadline_us + 1_000_000 // rate
+    assert all(t.state == PenState.IDLE for t in stopped)
+    assert all(t.fault_flags & FaultFlags.WATCHDOG for t in stopped)
+    assert bench.pen.motor.target_hz == 0
+    assert bench.pen.counters.watchdog_stops == 1
+    status = bench.status()
+    assert status.state == PenState.IDLE
+    assert status.fault_flags == FaultFlags.WATCHDOG
+
+
+@pytest.mark.parametrize("feed", ["heartbeat", "get_status"])
+def test_valid_frames_keep_a_running_pen_running(feed: str) -> None:
+    bench = Bench()
+    bench.ack(m.Start())
+    for _ in range(20):
+        bench.advance(0.9, step=0.3)
+        if feed == "heartbeat":
+            bench.heartbeat()
+        else:
+            bench.status()
+    assert bench.pen.state == PenState.RUNNING
+    assert not of_type([e.message for e in bench.received], m.Fault)
+    assert bench.pen.counters.watchdog_stops == 0
+
+
+def corrupted_heartbeat(seq: int) -> bytes:
+    return raw_frame(
+        m.Heartbeat.MSG_ID,
+        struct.pack("<QB", 1, PenState.IDLE),
+        seq=seq,
+        schema_hash=SCHEMA.message("HEARTBEAT").schema_hash,
+        crc_xor=0x0040,
+    )
+
+
+def test_corrupted_frames_do_not_feed_the_watchdog() -> None:
+    bench = Bench()
+    bench.ack(m.Start())
+    started_us = bench.pen.uptime_us
+    for seq in range(6):
+        bench.advance(0.3)
+        bench.deliver(corrupted_heartbeat(seq))
+    assert bench.pen.endpoint.stats.bad_crc == 6
+    faults = of_type([e.message for e in bench.received], m.Fault)
+    assert len(faults) == 1 and faults[0].fault == FaultFlags.WATCHDOG
+    assert faults[0].device_time_us == started_us + 1_000_000
+    assert bench.pen.state == PenState.IDLE
+
+
+def test_an_idle_pen_never_trips_the_watchdog() -> None:
+    bench = Bench()
+    said = bench.advance(30.0, step=0.5)
+    assert not of_type(said, m.Fault)
+    assert len(of_type(said, m.Heartbeat)) == 30
+    assert bench.pen.fault_flags == FaultFlags(0)
+    assert bench.pen.counters.watchdog_stops == 0
+    # Stopped by the host, then left alone: still no watchdog.
+    bench.ack(m.Start())
+    bench.advance(0.5)
+    bench.ack(m.Stop())
+    said = bench.advance(10.0, step=0.5)
+    assert not of_type(said, m.Fault)
+
+
+def test_a_later_start_clears_the_watchdog_latch() -> None:
+    bench = Bench()
+    bench.ack(m.Start())
+    bench.advance(2.0, step=0.25)
+    assert bench.status().fault_flags == FaultFlags.WATCHDOG
+    bench.ack(m.Start())  # the watchdog does not block a new start
+    status = bench.status()
+    assert status.state == PenState.RUNNING
+    assert status.fault_flags == FaultFlags(0)
+    # And the new run gets a full watchdog period of its own.
+    bench.advance(0.99)
+    assert bench.pen.counters.watchdog_stops == 1
+    bench.advance(0.02)
+    assert bench.pen.counters.watchdog_stops == 2
+    assert bench.pen.state == PenState.IDLE
+
+
+# =============================================================== 4. at most once
+
+
+def test_a_duplicated_start_is_executed_once_and_answered_twice() -> None:
+    bench = Bench()
+    sent = bench.host.send(m.Start())
+    bench.pen.receive(sent.data)
+    first = bench.pen.data_to_send()
+    bench.advance(0.05)
+    bench.pen.data_to_send()
+    bench.pen.receive(sent.data)
+    second = bench.pen.data_to_send()
+    assert first == second
+    assert bench.pen.counters.starts_executed == 1
+    assert bench.pen.counters.requests_replayed == 1
+    events = bench.host.receive_data(first + second)
+    assert [type(e.message) for e in events if hasattr(e, "message")] == [m.Ack, m.Ack]
+
+
+def test_a_retry_via_resend_is_executed_once() -> None:
+    bench = Bench()
+    sent = bench.host.send(m.Start())
+    bench.pen.receive(sent.data)
+    original = bench.pen.data_to_send()
+    bench.pen.receive(bench.host.resend(m.Start(), sent.seq))
+    bench.pen.receive(bench.host.resend(m.Start(), sent.seq))
+    assert bench.pen.data_to_send() == original * 2
+    assert bench.pen.counters.starts_executed == 1
+    assert bench.pen.counters.requests_replayed == 2
+    # A retry that arrives after a STOP answers as before and starts nothing.
+    bench.ack(m.Stop())
+    bench.pen.receive(bench.host.resend(m.Start(), sent.seq))
+    assert bench.pen.data_to_send() == original
+    assert bench.pen.counters.starts_executed == 1
+    assert bench.status().state == PenState.IDLE
+
+
+def test_a_late_retry_of_an_old_set_point_does_not_undo_a_newer_one() -> None:
+    bench = Bench()
+    old_seq, _ = bench.exchange(m.SetDepth(500))
+    bench.ack(m.SetDepth(800))
+    bench.pen.receive(bench.host.resend(m.SetDepth(500), old_seq))
+    assert bench.host.receive_data(bench.pen.data_to_send())[0] == bench.received[-2]
+    assert bench.pen.depth_setpoint_um == 800
+    assert bench.pen.counters.requests_replayed == 1
+
+
+def test_hello_clears_the_replay_cache() -> None:
+    bench = Bench()
+    sent = bench.host.send(m.Start())
+    bench.deliver(sent.data)
+    bench.ack(m.Stop())
+    info = bench.request(m.Hello(host_name="test"))
+    assert isinstance(info, m.DeviceInfo) and info.model == "PD-3000"
+    bench.deliver(sent.data)  # a new session reusing an old number is a new request
+    assert bench.pen.counters.starts_executed == 2
+    assert bench.pen.counters.requests_replayed == 0
+    assert bench.pen.state == PenState.RUNNING
+
+
+# =============================================================== 5. protocol errors
+
+
+def nack_for_raw(bench: Bench, frame: bytes, seq: int) -> m.Nack:
+    events = bench.deliver(frame)
+    answers = [e for e in bench.received[-len(events) :] if e.is_response and e.seq == seq]
+    assert len(answers) == 1, events
+    assert isinstance(answers[0].message, m.Nack)
+    return answers[0].message
+
+
+@pytest.mark.parametrize("msg_id", [0x06, 0x20, 0x7E, 0xA0, 0xC5, 0xF0])
+def test_an_unknown_message_id_is_nacked_naming_it(msg_id: int) -> None:
+    assert msg_id not in MESSAGE_CLASSES
+    bench = Bench()
+    nack = nack_for_raw(bench, raw_frame(msg_id, b"\x01\x02", seq=4321), 4321)
+    assert (nack.request_id, nack.code, nack.detail) == (
+        msg_id,
+        ErrorCode.UNKNOWN_MESSAGE,
+        msg_id,
+    )
+
+
+def test_a_schema_mismatch_is_nacked_as_such() -> None:
+    bench = Bench()
+    before = settled_depth(bench)
+    ours = SCHEMA.message("SET_DEPTH").schema_hash
+    frame = raw_frame(m.SetDepth.MSG_ID, struct.pack("<H", 1000), seq=9, schema_hash=ours ^ 0x5A5A)
+    nack = nack_for_raw(bench, frame, 9)
+    assert (nack.request_id, nack.code) == (m.SetDepth.MSG_ID, ErrorCode.SCHEMA_MISMATCH)
+    assert nack.detail == ours
+    assert settled_depth(bench) == before
+    # The same frame with the right hash is a plain request.
+    frame = raw_frame(m.SetDepth.MSG_ID, struct.pack("<H", 1000), seq=10, schema_hash=ours)
+    bench.deliver(frame)
+    assert bench.pen.depth_setpoint_um == 1000
+
+
+def test_a_malformed_payload_is_nacked() -> None:
+    bench = Bench()
+    too_many = 17
+    payload = struct.pack("<HB", 7, too_many) + b"".join(
+        struct.pack("<HH", 100 * i, 100 * i) for i in range(too_many)
+    )
+    frame = raw_frame(
+        m.CalibrationWrite.MSG_ID,
+        payload,
+        seq=55,
+        schema_hash=SCHEMA.message("CALIBRATION_WRITE").schema_hash,
+    )
+    nack = nack_for_raw(bench, frame, 55)
+    assert (nack.request_id, nack.code) == (m.CalibrationWrite.MSG_ID, ErrorCode.MALFORMED)
+    # Nothing was staged.
+    assert bench.nack(m.CalibrationCommit(7)).code == ErrorCode.CALIBRATION_INVALID
+
+
+PEN_TO_HOST = [d for d in SCHEMA.messages if d.direction == "pen_to_host"]
+
+
+@pytest.mark.parametrize("definition", PEN_TO_HOST, ids=[d.name for d in PEN_TO_HOST])
+def test_pen_to_host_messages_from_the_host_are_unsupported(definition: object) -> None:
+    msg_id = definition.id  # type: ignore[attr-defined]
+    bench = Bench()
+    nack = bench.nack(MESSAGE_CLASSES[msg_id]())
+    assert nack.code == ErrorCode.UNSUPPORTED
+    assert bench.pen.counters.requests_executed == 0
+
+
+# =============================================================== 6. telemetry
+
+
+@pytest.mark.parametrize("rate", [1, 50, 200, 1000])
+def test_telemetry_frames_are_exactly_one_period_apart(rate: int) -> None:
+    bench = Bench(start=12.345)
+    bench.advance(0.777)
+    bench.ack(m.SetTelemetry(rate))
+    set_us = bench.pen.uptime_us
+    frames = of_type(bench.advance(max(3.0, 400 / rate), step=0.0371), m.Telemetry)
+    period = 1_000_000 // rate
+    assert frames[0].device_time_us == set_us + period
+    assert {b.device_time_us - a.device_time_us for a, b in pairwise(frames)} == {period}
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_stroke_count_follows_the_stroke_rate(name: str) -> None:
+    p = PROFILES[name]
+    rate_mhz = p.rate_max_mhz if p.fixed_rate else p.rate_min_mhz + 37 * p.rate_step_mhz
+    bench = Bench(name)
+    bench.ack(m.SetStrokeRate(rate_mhz))
+    bench.ack(m.SetTelemetry(50))
+    bench.ack(m.Start())
+    frames: list[m.Telemetry] = []
+    for _ in range(12):
+        frames += of_type(bench.advance(0.5, step=0.1), m.Telemetry)
+        bench.heartbeat()
+    counts = [t.stroke_count for t in frames]
+    assert counts == sorted(counts)
+    settled = [t for t in frames if t.device_time_us >= frames[0].device_time_us + 500_000]
+    first, last = settled[0], settled[-1]
+    seconds = (last.device_time_us - first.device_time_us) / 1e6
+    expected = rate_mhz / 1000 * seconds
+    assert abs((last.stroke_count - first.stroke_count) - expected) <= 1
+    assert all(abs(t.stroke_rate_mhz - rate_mhz) <= 1 for t in settled)
+
+
+def test_telemetry_off_leaves_only_heartbeats() -> None:
+    bench = Bench(start=100.0)
+    bench.ack(m.SetTelemetry(0))
+    said = bench.advance(5.5, step=0.25)
+    assert not of_type(said, m.Telemetry)
+    beats = of_type(said, m.Heartbeat)
+    assert len(beats) == 5
+    assert {b.uptime_us - a.uptime_us for a, b in pairwise(beats)} == {1_000_000}
+    assert all(b.state == PenState.IDLE for b in beats)
+    bench.ack(m.SetTelemetry(10))
+    assert len(of_type(bench.advance(1.0), m.Telemetry)) == 10
+
+
+def test_unsolicited_frames_are_numbered_without_gaps() -> None:
+    bench = Bench()
+    bench.ack(m.SetTelemetry(200))
+    bench.ack(m.Start())
+    for i in range(10):
+        bench.advance(0.37, step=0.05)
+        bench.heartbeat()
+        bench.status()
+        if i == 4:
+            bench.pen.remove_cartridge()
+            bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-GAPS"))
+            bench.ack(m.ClearFaults())
+            bench.ack(m.Start())
+    bench.advance(3.0, step=0.1)  # includes a watchdog stop
+    unsolicited = [e for e in bench.received if not e.is_response]
+    kinds = {type(e.message) for e in unsolicited}
+    assert {m.Telemetry, m.Heartbeat, m.Fault, m.Cartridge} <= kinds
+    assert bench.host.stats.seq_gaps == 0
+    assert bench.host.stats.frames_dropped == 0
+    seqs = [e.seq for e in unsolicited]
+    assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(seqs))
+
+
+# =============================================================== 7. calibration
+
+
+def test_a_table_that_does_not_increase_is_refused() -> None:
+    bench = Bench()
+    for points in [
+        (CAL(500, 550), CAL(500, 560)),
+        (CAL(500, 550), CAL(400, 450)),
+        (CAL(500, 550), CAL(1500, 550)),
+        (CAL(500, 550), CAL(1000, 1000), CAL(1500, 990)),
+    ]:
+        nack = bench.nack(m.CalibrationWrite(3, points))
+        assert nack.code == ErrorCode.CALIBRATION_INVALID
+    assert bench.nack(m.CalibrationCommit(3)).code == ErrorCode.CALIBRATION_INVALID
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(0, 0, ())
+
+
+def test_write_then_commit_stores_the_table() -> None:
+    bench = Bench()
+    points = (CAL(500, 550), CAL(1500, 1560), CAL(2500, 2580))
+    bench.ack(m.CalibrationWrite(42, points))
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(0, 0, ())  # staged only
+    bench.ack(m.CalibrationCommit(42))
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(42, 1, points)
+    # Committing again needs a new write.
+    assert bench.nack(m.CalibrationCommit(42)).code == ErrorCode.CALIBRATION_INVALID
+
+
+def test_commit_with_the_wrong_version_is_refused() -> None:
+    bench = Bench()
+    first = (CAL(500, 510), CAL(1500, 1520))
+    bench.ack(m.CalibrationWrite(1, first))
+    bench.ack(m.CalibrationCommit(1))
+    bench.ack(m.CalibrationWrite(2, (CAL(500, 600), CAL(1500, 1700))))
+    nack = bench.nack(m.CalibrationCommit(3))
+    assert nack.code == ErrorCode.CALIBRATION_INVALID
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(1, 1, first)
+
+
+def test_the_committed_table_moves_the_actuator() -> None:
+    bench = Bench()
+    bench.ack(m.SetDepth(1000))
+    bench.advance(0.5)
+    assert bench.pen.actuator.position_um == 1000
+    bench.ack(m.CalibrationWrite(5, (CAL(500, 550), CAL(1500, 1560))))
+    assert bench.pen.actuator.target_um == 1000  # staged tables do nothing
+    bench.ack(m.CalibrationCommit(5))
+    assert bench.pen.actuator.target_um == pytest.approx(1055)
+    frames = of_type(bench.advance(0.5), m.Telemetry)
+    assert (frames[-1].depth_setpoint_um, frames[-1].depth_measured_um) == (1000, 1055)
+    bench.ack(m.SetDepth(1500))
+    assert bench.pen.actuator.target_um == pytest.approx(1560)
+    bench.ack(m.SetDepth(2500))  # beyond the table: the last segment extended
+    assert bench.pen.actuator.target_um == pytest.approx(2570)
+
+
+def test_calibration_write_is_refused_while_running() -> None:
+    bench = Bench()
+    bench.ack(m.Start())
+    nack = bench.nack(m.CalibrationWrite(1, (CAL(500, 550), CAL(1500, 1560))))
+    assert (nack.code, nack.detail) == (ErrorCode.INVALID_STATE, PenState.RUNNING)
+
+
+# =============================================================== 8. physics
+
+
+def test_the_depth_actuator_respects_its_slew_rate(profile: PenProfile) -> None:
+    bench = Bench(profile.name)
+    bench.ack(m.SetDepth(profile.depth_min_um))
+    bench.advance(1.0)
+    bench.ack(m.SetTelemetry(1000))
+    set_us = bench.pen.uptime_us
+    bench.ack(m.SetDepth(profile.depth_max_um))
+    frames = of_type(bench.advance(1.0, step=0.0123), m.Telemetry)
+    per_frame = profile.depth_slew_um_per_s / 1000
+    steps = [b.depth_measured_um - a.depth_measured_um for a, b in pairwise(frames)]
+    assert all(0 <= s <= per_frame + 1 for s in steps)
+    travel_us = (profile.depth_max_um - profile.depth_min_um) / profile.depth_slew_um_per_s * 1e6
+    for t in frames:
+        if t.device_time_us - set_us < travel_us - 100:
+            assert t.depth_measured_um < profile.depth_max_um
+    assert frames[-1].depth_measured_um == profile.depth_max_um
+
+
+def test_motor_current_is_zero_when_stopped_and_rises_with_rate() -> None:
+    bench = Bench("fine-step")
+    bench.ack(m.SetTelemetry(100))
+    idle = of_type(bench.advance(0.5), m.Telemetry)
+    assert all(t.motor_current_ma == 0 and t.stroke_rate_mhz == 0 for t in idle)
+
+    currents = []
+    for rate_mhz in (50_000, 100_000, 150_000):
+        bench.ack(m.SetStrokeRate(rate_mhz))
+        bench.ack(m.Start())
+        frames = of_type(bench.advance(0.5), m.Telemetry)
+        currents.append(frames[-1].motor_current_ma)
+        bench.ack(m.Stop())
+        stopped = of_type(bench.advance(1.0), m.Telemetry)
+        assert stopped[-1].motor_current_ma == 0
+        assert stopped[-1].stroke_rate_mhz == 0
+    assert 0 < currents[0] < currents[1] < currents[2]
+
+    # Spinning up, the current climbs with the rate.
+    bench.ack(m.Start())
+    spin_up = of_type(bench.advance(0.3), m.Telemetry)
+    assert [t.motor_current_ma for t in spin_up] == sorted(t.motor_current_ma for t in spin_up)
