@@ -482,6 +482,17 @@ def test_a_late_retry_of_an_old_set_point_does_not_undo_a_newer_one() -> None:
     assert bench.pen.counters.requests_replayed == 1
 
 
+def test_a_reused_number_with_new_content_is_a_new_request() -> None:
+    bench = Bench()
+    sent = bench.host.send(m.SetDepth(500))
+    bench.deliver(sent.data)
+    bench.deliver(bench.host.resend(m.SetDepth(700), sent.seq))
+    assert bench.received[-1].message == m.Ack(m.SetDepth.MSG_ID)
+    assert bench.received[-1].seq == sent.seq
+    assert bench.pen.depth_setpoint_um == 700
+    assert bench.pen.counters.requests_replayed == 0
+
+
 def test_hello_clears_the_replay_cache() -> None:
     bench = Bench()
     sent = bench.host.send(m.Start())
