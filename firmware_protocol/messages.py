@@ -91,7 +91,7 @@ class ErrorCode(enum.IntEnum):
     BATTERY_LOW = 11
     """The battery is too low to start the motor."""
     UNSUPPORTED = 12
-    """The pen lacks the capability; detail = the Capability bit."""
+    """Not supported: detail = the Capability bit lacking, or the pen's protocol version for a frame it cannot read."""
     NVM_ERROR = 13
     """Writing non-volatile memory failed."""
     SCHEMA_MISMATCH = 14

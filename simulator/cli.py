@@ -75,16 +75,16 @@ async def _serve(args: argparse.Namespace) -> None:
         server = PtyServer(service)
         await server.start()
         where = server.path
-    _say(
-        f"{firmware.profile.model} (profile {firmware.profile.name}, serial "
-        f"{firmware.serial_number}) on {where}"
-    )
-    _say(f"connect with: pen --port {where} info    (Ctrl-C stops)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    _say(
+        f"{firmware.profile.model} (profile {firmware.profile.name}, serial "
+        f"{firmware.serial_number}) on {where}"
+    )
+    _say(f"connect with: pen --port {where} info    (Ctrl-C stops)")
     try:
         await stop.wait()
     finally:

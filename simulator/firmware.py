@@ -29,6 +29,7 @@ from firmware_protocol import (
     ReplayCache,
     SchemaMismatch,
     UnknownMessage,
+    UnsupportedFrame,
 )
 from firmware_protocol import messages as m
 from firmware_protocol.events import Event
@@ -179,12 +180,16 @@ class PenFirmware:
         self._ran_this_insertion = False
         if cartridge.cartridge_id in self.used_cartridges:
             self.cartridge_state = CartridgeState.USED
-        elif cartridge.expiry_day and cartridge.expiry_day < self.calendar_day:
+        elif self._cartridge_expired():
             self.cartridge_state = CartridgeState.EXPIRED
         else:
             self.cartridge_state = CartridgeState.NEW
         if announce:
             self._emit(self._cartridge_message())
+
+    def _cartridge_expired(self) -> bool:
+        c = self.cartridge
+        return c is not None and bool(c.expiry_day) and c.expiry_day < self.calendar_day
 
     def remove_cartridge(self) -> Cartridge | None:
         """Pull the cartridge out; a running pen stops with CARTRIDGE_REMOVED."""
@@ -319,6 +324,10 @@ class PenFirmware:
         elif isinstance(event, MalformedPayload):
             self._last_valid_rx = self._t
             self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.MALFORMED, 0))
+        elif isinstance(event, UnsupportedFrame):
+            # An intact frame of another protocol version or with a must-understand flag we
+            # lack: say so (in our version) rather than leave the host to time out.
+            self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.UNSUPPORTED, PROTOCOL_VERSION))
         # Corrupted frames (bad framing, CRC, oversize) are only counted: the sender cannot
         # be trusted to be who it seems, and it will retry.
 
@@ -447,7 +456,9 @@ class PenFirmware:
             raise _Refused(ErrorCode.NO_CARTRIDGE)
         if self.cartridge_state is CartridgeState.USED:
             raise _Refused(ErrorCode.CARTRIDGE_USED)
-        if self.cartridge_state is CartridgeState.EXPIRED:
+        if self.cartridge_state is CartridgeState.EXPIRED or self._cartridge_expired():
+            # Expiry is checked again at every start: a cartridge may expire while fitted.
+            self.cartridge_state = CartridgeState.EXPIRED
             raise _Refused(ErrorCode.CARTRIDGE_EXPIRED)
         if self.cartridge_state not in (CartridgeState.NEW, CartridgeState.IN_USE):
             raise _Refused(ErrorCode.NO_CARTRIDGE)
@@ -505,6 +516,9 @@ class PenFirmware:
         return m.Ack(msg.MSG_ID)
 
     def _calibration_commit(self, msg: m.CalibrationCommit) -> m.Message:
+        if self.state is PenState.RUNNING:
+            # A new table moves the needles; never mid-pass.
+            raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         if self._staged is None or self._staged[0] != msg.table_version:
             raise _Refused(ErrorCode.CALIBRATION_INVALID)
         self.calibration_version, self.calibration = self._staged

@@ -24,7 +24,9 @@ class DepthActuator:
     def advance(self, dt: float) -> None:
         step = self.slew_um_per_s * dt
         error = self.target_um - self.position_um
-        self.position_um = self.target_um if abs(error) <= step else self.position_um + math.copysign(step, error)
+        self.position_um = (
+            self.target_um if abs(error) <= step else self.position_um + math.copysign(step, error)
+        )
 
 
 @dataclass(slots=True)
@@ -46,7 +48,9 @@ class Motor:
         decay = math.exp(-dt / self.time_constant_s)
         self.rate_hz = self.target_hz + (start - self.target_hz) * decay
         # Exact integral of the first-order response over dt.
-        travelled = self.target_hz * dt + (start - self.target_hz) * self.time_constant_s * (1 - decay)
+        travelled = self.target_hz * dt + (start - self.target_hz) * self.time_constant_s * (
+            1 - decay
+        )
         self._phase += max(travelled, 0.0)
         whole = int(self._phase)
         self.strokes += whole
@@ -72,7 +76,9 @@ class Battery:
 
     @classmethod
     def for_profile(cls, profile: PenProfile) -> Battery:
-        return cls(profile.battery_capacity_mah, profile.battery_capacity_mah, present=profile.has_battery)
+        return cls(
+            profile.battery_capacity_mah, profile.battery_capacity_mah, present=profile.has_battery
+        )
 
     @property
     def state_of_charge(self) -> float:

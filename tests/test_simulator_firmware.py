@@ -16,7 +16,7 @@ from helpers_sim import Bench, of_type, raw_frame
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_protocol import SCHEMA
+from firmware_protocol import PROTOCOL_VERSION, SCHEMA
 from firmware_protocol import messages as m
 from firmware_protocol.messages import (
     MESSAGE_CLASSES,
@@ -267,6 +267,17 @@ def test_an_expired_cartridge_is_refused() -> None:
     bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-TODAY", expiry_day=today))
     assert bench.status().cartridge_state == CartridgeState.NEW
     bench.ack(m.Start())
+
+
+def test_a_cartridge_that_expires_while_fitted_is_refused_at_start() -> None:
+    today = 20_000
+    bench = Bench(insert_default_cartridge=False, calendar_day=today)
+    bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-EDGE", expiry_day=today))
+    bench.ack(m.Start())
+    bench.ack(m.Stop())
+    bench.pen.calendar_day = today + 1  # midnight passes with the cartridge fitted
+    assert bench.nack(m.Start()).code == ErrorCode.CARTRIDGE_EXPIRED
+    assert bench.status().cartridge_state == CartridgeState.EXPIRED
 
 
 def test_pulling_the_cartridge_mid_run_faults_and_stops_the_motor() -> None:
@@ -544,6 +555,20 @@ def test_a_schema_mismatch_is_nacked_as_such() -> None:
     assert bench.pen.depth_setpoint_um == 1000
 
 
+@pytest.mark.parametrize(("version", "flags"), [(2, 0), (PROTOCOL_VERSION, 0x02)])
+def test_a_frame_the_pen_cannot_read_is_nacked_not_ignored(version: int, flags: int) -> None:
+    bench = Bench()
+    ours = SCHEMA.message("START").schema_hash
+    frame = raw_frame(m.Start.MSG_ID, seq=77, schema_hash=ours, version=version, flags=flags)
+    nack = nack_for_raw(bench, frame, 77)
+    assert (nack.request_id, nack.code, nack.detail) == (
+        m.Start.MSG_ID,
+        ErrorCode.UNSUPPORTED,
+        PROTOCOL_VERSION,
+    )
+    assert bench.pen.state == PenState.IDLE
+
+
 def test_a_malformed_payload_is_nacked() -> None:
     bench = Bench()
     too_many = 17
@@ -708,6 +733,18 @@ def test_calibration_write_is_refused_while_running() -> None:
     bench.ack(m.Start())
     nack = bench.nack(m.CalibrationWrite(1, (CAL(500, 550), CAL(1500, 1560))))
     assert (nack.code, nack.detail) == (ErrorCode.INVALID_STATE, PenState.RUNNING)
+
+
+def test_calibration_commit_is_refused_while_running() -> None:
+    bench = Bench()
+    bench.ack(m.CalibrationWrite(1, (CAL(500, 550), CAL(1500, 1560))))
+    bench.ack(m.Start())
+    target = bench.pen.actuator.target_um
+    nack = bench.nack(m.CalibrationCommit(1))
+    assert (nack.code, nack.detail) == (ErrorCode.INVALID_STATE, PenState.RUNNING)
+    assert bench.pen.actuator.target_um == target  # the needles did not move mid-pass
+    bench.ack(m.Stop())
+    bench.ack(m.CalibrationCommit(1))
 
 
 # =============================================================== 8. physics
