@@ -5,7 +5,7 @@ executable statement of what a pen does. The driver reaches it only through ``si
 """
 
 from .cartridge import Cartridge
-from .clock import Clock, MonotonicClock, VirtualClock
+from .clock import Clock, LoopClock, MonotonicClock, VirtualClock
 from .firmware import FirmwareCounters, PenFirmware
 from .profiles import DEFAULT_PROFILE, PROFILES, PenProfile, get_profile
 from .servers import PtyServer, TcpServer
@@ -17,6 +17,7 @@ __all__ = [
     "Cartridge",
     "Clock",
     "FirmwareCounters",
+    "LoopClock",
     "MonotonicClock",
     "PenFirmware",
     "PenProfile",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from .clock import MonotonicClock
+from .clock import LoopClock
 from .firmware import PenFirmware
 from .servers import PtyServer, TcpServer
 from .service import PenService
@@ -47,7 +47,9 @@ class ServedPen:
         return self
 
     async def _start(self) -> None:
-        self.firmware = PenFirmware(clock=MonotonicClock(), **self._firmware_args)
+        self.firmware = PenFirmware(
+            clock=LoopClock(asyncio.get_running_loop()), **self._firmware_args
+        )
         service = PenService(self.firmware)
         if self.kind == "pty":
             pty = PtyServer(service)

@@ -13,7 +13,7 @@ import contextlib
 import signal
 import sys
 
-from .clock import MonotonicClock
+from .clock import LoopClock
 from .firmware import MAX_TELEMETRY_HZ, PenFirmware
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .servers import PtyServer, TcpServer
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace) -> None:
     firmware = PenFirmware(
         args.profile,
-        clock=MonotonicClock(),
+        clock=LoopClock(asyncio.get_running_loop()),
         serial_number=args.serial,
         telemetry_rate_hz=args.telemetry_hz,
     )

@@ -7,6 +7,7 @@ so a long session runs in a fraction of its length and every run is the same.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -43,3 +44,17 @@ class VirtualClock:
         if when < self._now:
             raise ValueError("a clock cannot go backwards")
         self._now = when
+
+
+class LoopClock:
+    """The time of an asyncio event loop: real on a normal loop, virtual on a virtual one.
+
+    A pen served on a loop must read the loop's clock, so that the loop's timers (which wake
+    the pen) and the pen's notion of "now" can never disagree.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def now(self) -> float:
+        return self._loop.time()

@@ -69,6 +69,8 @@ class FirmwareCounters:
     nacks_sent: int = 0
     telemetry_sent: int = 0
     watchdog_stops: int = 0
+    power_cycles: int = 0
+    bytes_lost_booting: int = 0
 
 
 def _today() -> int:
@@ -98,42 +100,28 @@ class PenFirmware:
         self.calendar_day = _today() if calendar_day is None else calendar_day
         self.trajectory = trajectory
         self.counters = FirmwareCounters()
-        self.endpoint = Endpoint()
-        self._replay = ReplayCache()
         self._out = bytearray()
-
         p = self.profile
-        self.state = PenState.IDLE
-        self.fault_flags = FaultFlags(0)
-        self.depth_setpoint_um = p.default_depth_um()
-        default_rate = min(max(100_000, p.rate_min_mhz), p.rate_max_mhz)
-        self.rate_setpoint_mhz = default_rate
-        self.telemetry_rate_hz = (
+        self._power_on_telemetry_hz = (
             p.telemetry_rate_hz if telemetry_rate_hz is None else int(telemetry_rate_hz)
         )
+
+        # What survives a power cycle: the physical parts and non-volatile memory.
+        self.battery = Battery.for_profile(p)
         self.calibration: tuple[m.CalibrationPoint, ...] = ()
         self.calibration_version = 0
-        self._staged: tuple[int, tuple[m.CalibrationPoint, ...]] | None = None
+        self.used_cartridges: set[str] = set()
+        self.cartridge: Cartridge | None = None
+        self.cartridge_state = CartridgeState.ABSENT
+        self._ran_this_insertion = False
         self.actuator = DepthActuator(p.depth_slew_um_per_s)
-        self.actuator.position_um = self.actuator.target_um = self._actuator_target(
-            self.depth_setpoint_um
-        )
+        self.actuator.position_um = float(p.default_depth_um())
         self.motor = Motor(
             p.motor_time_constant_s, p.motor_idle_current_ma, p.motor_current_ma_per_hz
         )
-        self.battery = Battery.for_profile(p)
-
-        self.cartridge: Cartridge | None = None
-        self.cartridge_state = CartridgeState.ABSENT
-        self.used_cartridges: set[str] = set()
-        self._ran_this_insertion = False
-
-        now = clock.now()
-        self._t = now
-        self._boot = now
-        self._last_valid_rx = now
-        self._next_heartbeat = now + HEARTBEAT_PERIOD_S
-        self._next_telemetry = self._telemetry_after(now)
+        self._t = clock.now()
+        self._brownout_pending = False
+        self._power_on(boot_time_s=0.0)
 
         if cartridge is not None:
             self.insert_cartridge(cartridge, announce=False)
@@ -142,10 +130,40 @@ class PenFirmware:
                 Cartridge.for_profile(p, f"CRT-{serial_number[-6:]}-0001"), announce=False
             )
 
+    def _power_on(self, *, boot_time_s: float) -> None:
+        """Reset everything held in RAM, as a real MCU does at power-on."""
+        p = self.profile
+        now = self._t
+        self.endpoint = Endpoint()
+        self._replay = ReplayCache()
+        self._staged: tuple[int, tuple[m.CalibrationPoint, ...]] | None = None
+        self.fault_flags = FaultFlags(0)
+        self.depth_setpoint_um = p.default_depth_um()
+        self.rate_setpoint_mhz = min(max(100_000, p.rate_min_mhz), p.rate_max_mhz)
+        self.telemetry_rate_hz = self._power_on_telemetry_hz
+        self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
+        self.motor.target_hz = 0.0
+        self._boot = now
+        self._last_valid_rx = now
+        self._booted_at = now + boot_time_s
+        self.state = PenState.BOOTING if boot_time_s > 0 else PenState.IDLE
+        self._next_heartbeat = self._booted_at + (HEARTBEAT_PERIOD_S if boot_time_s == 0 else 0)
+        self._next_telemetry = self._telemetry_after(self._booted_at)
+        if self.cartridge is not None:
+            self._ran_this_insertion = False
+            self.cartridge_state = (
+                CartridgeState.USED
+                if self.cartridge.cartridge_id in self.used_cartridges
+                else CartridgeState.NEW
+            )
+
     # ---------------------------------------------------------------- byte interface
     def receive(self, data: bytes) -> None:
-        """Bytes from the host, arriving now."""
+        """Bytes from the host, arriving now (lost while the pen is booting)."""
         self.poll()
+        if self.state is PenState.BOOTING:
+            self.counters.bytes_lost_booting += len(data)
+            return
         for event in self.endpoint.receive_data(data):
             self._on_event(event)
 
@@ -215,6 +233,40 @@ class PenFirmware:
         """True needle depth: the actuator position (calibration maps set point to it)."""
         return self.actuator.position_um
 
+    # ---------------------------------------------------------------- injected faults
+    def stall_motor(self) -> None:
+        """The motor jams: a running pen stops with MOTOR_STALL, latched until CLEAR_FAULTS."""
+        self.poll()
+        if self.state is PenState.RUNNING:
+            current = self.profile.stall_current_ma
+            self.motor.rate_hz = 0.0
+            self._fault(FaultFlags.MOTOR_STALL, round(current), next_state=PenState.FAULT)
+
+    def set_battery_charge(self, fraction: float) -> None:
+        """Set the battery's state of charge (0-1); a low one faults at once, as it would."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"state of charge must be 0-1, got {fraction}")
+        self.poll()
+        self.battery.charge_mah = fraction * self.battery.capacity_mah
+        self._check_battery()
+
+    def expire_watchdog(self) -> None:
+        """Act as if the host had been silent for the whole watchdog period."""
+        self.poll()
+        self._last_valid_rx = min(self._last_valid_rx, self._t - self.profile.watchdog_ms / 1000)
+        self.poll()
+
+    def power_cycle(self, *, brownout: bool = False) -> None:
+        """Reboot: everything in RAM is lost, non-volatile memory and the cartridge remain.
+
+        The pen is deaf for the profile's boot time; after a brown-out it reports BROWNOUT.
+        """
+        self.poll()
+        self.counters.power_cycles += 1
+        self._out.clear()  # what was still in the UART's buffer is gone
+        self._brownout_pending = brownout
+        self._power_on(boot_time_s=self.profile.boot_time_s)
+
     # ---------------------------------------------------------------- time
     def _telemetry_after(self, t: float) -> float:
         return t + 1.0 / self.telemetry_rate_hz if self.telemetry_rate_hz else float("inf")
@@ -225,7 +277,8 @@ class PenFirmware:
         return self._last_valid_rx + self.profile.watchdog_ms / 1000.0
 
     def _next_due(self) -> float:
-        return min(self._next_telemetry, self._next_heartbeat, self._watchdog_deadline())
+        boot = self._booted_at if self.state is PenState.BOOTING else float("inf")
+        return min(self._next_telemetry, self._next_heartbeat, self._watchdog_deadline(), boot)
 
     def _step_to(self, t: float) -> None:
         dt = t - self._t
@@ -238,6 +291,13 @@ class PenFirmware:
         self._check_battery()
 
     def _fire_due(self, t: float) -> None:
+        if self.state is PenState.BOOTING:
+            if t < self._booted_at:
+                return
+            self.state = PenState.IDLE
+            if self._brownout_pending:
+                self._brownout_pending = False
+                self._fault(FaultFlags.BROWNOUT, 0, next_state=PenState.IDLE)
         if self._watchdog_deadline() <= t:
             silent_ms = round((t - self._last_valid_rx) * 1000)
             self.counters.watchdog_stops += 1

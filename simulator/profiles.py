@@ -29,6 +29,8 @@ class PenProfile:
     has_battery: bool = True
     battery_capacity_mah: float = 800.0
     watchdog_ms: int = 1000
+    boot_time_s: float = 0.25
+    stall_current_ma: float = 900.0
     telemetry_rate_hz: int = 50
     depth_slew_um_per_s: float = 8000.0
     motor_time_constant_s: float = 0.04

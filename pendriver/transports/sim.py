@@ -29,14 +29,14 @@ class SimTransport(Transport):
 
     async def open(self) -> None:
         try:
-            from simulator import DEFAULT_PROFILE, MonotonicClock, PenFirmware, PenService
+            from simulator import DEFAULT_PROFILE, LoopClock, PenFirmware, PenService
         except ImportError as exc:  # pragma: no cover - the simulator ships with the package
             raise PenConnectionError(f"sim:// needs the simulator package: {exc}") from None
         try:
             telemetry = self.options.get("telemetry_hz")
             self.firmware = PenFirmware(
                 self.profile or DEFAULT_PROFILE,
-                clock=MonotonicClock(),
+                clock=LoopClock(asyncio.get_running_loop()),
                 serial_number=self.options.get("serial", "SIM-000001"),
                 telemetry_rate_hz=int(telemetry) if telemetry is not None else None,
             )
