@@ -37,16 +37,26 @@ from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, Pe
 
 from .cartridge import Cartridge
 from .clock import Clock
-from .physics import Battery, DepthActuator, Motor
+from .physics import Battery, DepthActuator, Motor, UnitError
 from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 
 MAX_TELEMETRY_HZ = 1000
 HEARTBEAT_PERIOD_S = 1.0
-BATTERY_LOW_MV = 3400.0
-BATTERY_SHUTDOWN_MV = 3300.0
 
 Trajectory = Callable[[float], tuple[float, float]]
 """Tip position in µm as a function of seconds since boot."""
+
+
+def piecewise_linear(x: float, xs: list[int], ys: list[int]) -> float:
+    """``y(x)`` on the polyline through (xs, ys), its end segments extended beyond the ends.
+
+    A one-point table shifts by a constant; ``xs`` must be strictly increasing.
+    """
+    if len(xs) == 1:
+        return float(ys[0] + x - xs[0])
+    i = min(max(bisect_left(xs, x), 1), len(xs) - 1)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 class _Refused(Exception):
@@ -92,6 +102,7 @@ class PenFirmware:
         insert_default_cartridge: bool = True,
         calendar_day: int | None = None,
         trajectory: Trajectory | None = None,
+        unit_error: UnitError | None = None,
     ) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.clock = clock
@@ -107,18 +118,19 @@ class PenFirmware:
         )
 
         # What survives a power cycle: the physical parts and non-volatile memory.
-        self.battery = Battery.for_profile(p)
+        self.battery = Battery.full(p.battery)
         self.calibration: tuple[m.CalibrationPoint, ...] = ()
         self.calibration_version = 0
         self.used_cartridges: set[str] = set()
         self.cartridge: Cartridge | None = None
         self.cartridge_state = CartridgeState.ABSENT
         self._ran_this_insertion = False
-        self.actuator = DepthActuator(p.depth_slew_um_per_s)
-        self.actuator.position_um = float(p.default_depth_um())
-        self.motor = Motor(
-            p.motor_time_constant_s, p.motor_idle_current_ma, p.motor_current_ma_per_hz
+        self.unit_error = unit_error or UnitError.for_serial(
+            serial_number, p.actuator, p.depth_max_um
         )
+        self.actuator = DepthActuator(p.actuator)
+        self.actuator.place(float(p.default_depth_um()))
+        self.motor = Motor(p.motor)
         self._t = clock.now()
         self._brownout_pending = False
         self._power_on(boot_time_s=0.0)
@@ -230,16 +242,32 @@ class PenFirmware:
 
     @property
     def depth_measured_um(self) -> float:
-        """True needle depth: the actuator position (calibration maps set point to it)."""
-        return self.actuator.position_um
+        """The depth the pen believes it has: its encoder read through the calibration table.
+
+        This is what TELEMETRY reports. It is wrong by the unit's error until the pen is
+        calibrated, and by the backlash after a reversal: only a gauge sees :attr:`true_depth_um`.
+        """
+        points = self.calibration
+        if not points:
+            return self.actuator.position_um
+        return piecewise_linear(
+            self.actuator.position_um,
+            [p.actuator_um for p in points],
+            [p.depth_um for p in points],
+        )
+
+    @property
+    def true_depth_um(self) -> float:
+        """Where the needle tips really reach: what a depth gauge on the bench would read."""
+        return self.unit_error.true_depth_um(self.actuator.stop_um)
 
     # ---------------------------------------------------------------- injected faults
     def stall_motor(self) -> None:
         """The motor jams: a running pen stops with MOTOR_STALL, latched until CLEAR_FAULTS."""
         self.poll()
         if self.state is PenState.RUNNING:
-            current = self.profile.stall_current_ma
-            self.motor.rate_hz = 0.0
+            current = self.profile.motor.stall_current_ma
+            self.motor.stall()
             self._fault(FaultFlags.MOTOR_STALL, round(current), next_state=PenState.FAULT)
 
     def set_battery_charge(self, fraction: float) -> None:
@@ -285,8 +313,11 @@ class PenFirmware:
         if dt <= 0:
             return
         self.actuator.advance(dt)
+        self.motor.load_mm = (
+            max(0.0, self.true_depth_um) / 1000 if self.state is PenState.RUNNING else 0.0
+        )
         self.motor.advance(dt)
-        self.battery.advance(dt, self.motor.current_ma + 15.0)
+        self.battery.advance(dt, self.motor.current_ma)
         self._t = t
         self._check_battery()
 
@@ -313,13 +344,14 @@ class PenFirmware:
             self._next_heartbeat = t + HEARTBEAT_PERIOD_S
 
     def _check_battery(self) -> None:
-        if not self.battery.present or self.state is PenState.SHUTDOWN:
+        params = self.battery.params
+        if params is None or self.state is PenState.SHUTDOWN:
             return
         volts = self.battery.voltage_mv(self.motor.current_ma)
-        if volts < BATTERY_SHUTDOWN_MV:
+        if volts < params.shutdown_mv:
             self._stop_motor()
             self.state = PenState.SHUTDOWN
-        elif volts < BATTERY_LOW_MV and not self.fault_flags & FaultFlags.BATTERY_LOW:
+        elif volts < params.low_mv and not self.fault_flags & FaultFlags.BATTERY_LOW:
             self._fault(FaultFlags.BATTERY_LOW, int(volts), next_state=PenState.FAULT)
 
     # ---------------------------------------------------------------- output
@@ -432,18 +464,9 @@ class PenFirmware:
         points = self.calibration
         if not points:
             return float(depth_um)
-        depths = [p.depth_um for p in points]
-        i = bisect_left(depths, depth_um)
-        if i == 0:
-            lo, hi = points[0], points[1] if len(points) > 1 else points[0]
-        elif i >= len(points):
-            lo, hi = points[-2] if len(points) > 1 else points[-1], points[-1]
-        else:
-            lo, hi = points[i - 1], points[i]
-        if hi.depth_um == lo.depth_um:
-            return float(lo.actuator_um + depth_um - lo.depth_um)
-        slope = (hi.actuator_um - lo.actuator_um) / (hi.depth_um - lo.depth_um)
-        return lo.actuator_um + slope * (depth_um - lo.depth_um)
+        return piecewise_linear(
+            depth_um, [p.depth_um for p in points], [p.actuator_um for p in points]
+        )
 
     def _hello(self, msg: m.Hello) -> m.Message:
         self._replay.clear()
@@ -546,7 +569,8 @@ class PenFirmware:
     def _clear_faults(self, msg: m.ClearFaults) -> m.Message:
         self._refuse_if_off()
         persisting = FaultFlags(0)
-        if self.battery.present and self.battery.voltage_mv(0) < BATTERY_LOW_MV:
+        params = self.battery.params
+        if params is not None and self.battery.voltage_mv(0) < params.low_mv:
             persisting |= FaultFlags.BATTERY_LOW
         self.fault_flags = persisting
         if persisting:

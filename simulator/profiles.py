@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from firmware_protocol.messages import Capability, NeedleLayout
 
+from .physics import ActuatorParams, BatteryParams, MotorParams
+
 
 @dataclass(frozen=True, slots=True)
 class PenProfile:
@@ -26,16 +28,13 @@ class PenProfile:
     needle_count: int
     needle_layout: NeedleLayout
     needle_length_um: int
-    has_battery: bool = True
-    battery_capacity_mah: float = 800.0
+    actuator: ActuatorParams = field(default_factory=ActuatorParams)
+    motor: MotorParams = field(default_factory=MotorParams)
+    battery: BatteryParams | None = field(default_factory=BatteryParams)
+    """``None``: a corded pen."""
     watchdog_ms: int = 1000
     boot_time_s: float = 0.25
-    stall_current_ma: float = 900.0
     telemetry_rate_hz: int = 50
-    depth_slew_um_per_s: float = 8000.0
-    motor_time_constant_s: float = 0.04
-    motor_idle_current_ma: float = 40.0
-    motor_current_ma_per_hz: float = 2.2
     capabilities: Capability = field(
         default=Capability.TELEMETRY
         | Capability.TIP_POSITION
@@ -111,7 +110,7 @@ PROFILES: dict[str, PenProfile] = {
             needle_count=6,
             needle_layout=NeedleLayout.CIRCLE,
             needle_length_um=1500,
-            has_battery=False,
+            battery=None,
             capabilities=Capability.TELEMETRY
             | Capability.TIP_POSITION
             | Capability.CALIBRATION
