@@ -141,6 +141,7 @@ def test_a_draining_battery_faults_then_shuts_the_pen_down() -> None:
     # Left on, the electronics alone run it down to shutdown.
     bench.pen.battery.charge_mah = 0.02 * small.capacity_mah
     bench.advance(1.0)
-    assert bench.pen.state == PenState.SHUTDOWN
+    final_state: PenState = bench.pen.state
+    assert final_state == PenState.SHUTDOWN
     nack = bench.nack(m.Start())
     assert nack.code == m.ErrorCode.INVALID_STATE
