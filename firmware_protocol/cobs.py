@@ -15,6 +15,22 @@ class CobsError(ValueError):
 
 def cobs_encode(data: bytes) -> bytes:
     """Encode ``data``; the result contains no 0x00 and is at most len/254 + 1 bytes longer."""
+    # Fast path, every frame shorter than 254 bytes between zeros (all telemetry): the
+    # encoding is the data shifted by one byte with each zero (and the new first byte)
+    # replaced by the distance to the next one.
+    out = bytearray(1) + data
+    position = 0
+    for block in data.split(b"\x00"):
+        size = len(block)
+        if size >= 254:
+            return _cobs_encode_long_runs(data)
+        out[position] = size + 1
+        position += size + 1
+    return bytes(out)
+
+
+def _cobs_encode_long_runs(data: bytes) -> bytes:
+    """The general encoder, for data with runs of 254 or more non-zero bytes."""
     out = bytearray()
     blocks = data.split(b"\x00")
     last = len(blocks) - 1
@@ -34,6 +50,26 @@ def cobs_encode(data: bytes) -> bytes:
 
 def cobs_decode(encoded: bytes) -> bytes:
     """Decode one COBS-encoded frame (without its 0x00 delimiter); raises :class:`CobsError`."""
+    # Fast path, no 0xFF code byte: the decoding is the input with every code byte after the
+    # first turned back into the zero it stands for, and the first dropped.
+    buffer = bytearray(encoded)
+    size = len(buffer)
+    if not size:
+        return b""
+    i = 0
+    while i < size:
+        code = buffer[i]
+        if code == 0xFF or code == 0:
+            return _cobs_decode_general(encoded)
+        buffer[i] = 0
+        i += code
+    if i != size:
+        return _cobs_decode_general(encoded)  # reports where the frame runs short
+    del buffer[0]
+    return bytes(buffer)
+
+
+def _cobs_decode_general(encoded: bytes) -> bytes:
     out = bytearray()
     i = 0
     n = len(encoded)

@@ -1,0 +1,85 @@
+"""An asyncio event loop on virtual time: a 30-minute session runs in seconds, the same each run.
+
+The loop's ``time()`` is a number that only moves forward when the loop has nothing to do:
+instead of sleeping until its next timer, it jumps there. Everything that waits through the
+loop (``asyncio.sleep``, ``asyncio.timeout``, ``loop.call_at``, the driver's retries and
+heartbeats, a served pen on :class:`~simulator.clock.LoopClock`) therefore sees exactly the
+time it would see in real life, in order, without the waiting.
+
+It is meant for pens that live in the same process (``sim://`` and the pytest fixtures). Real
+file descriptors still work (the loop polls them before each jump), but time does not wait for
+another process or thread to answer, so a pty or TCP pen in another process would look dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """A selector that never blocks while timers are pending: it advances the loop's clock."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        self._real = selectors.DefaultSelector()
+        self._loop = loop
+
+    def register(
+        self, fileobj: selectors._FileObject, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: selectors._FileObject) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(
+        self, fileobj: selectors._FileObject, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            # No timer at all: only another thread or real I/O can wake the loop.
+            return self._real.select(None)
+        self._loop.advance(timeout)
+        return []
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_key(self, fileobj: selectors._FileObject) -> selectors.SelectorKey:
+        return self._real.get_key(fileobj)
+
+    def get_map(self) -> Mapping[selectors._FileObject, selectors.SelectorKey]:
+        return self._real.get_map()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock starts at ``start`` and jumps over idle time."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        super().__init__(selector=_JumpingSelector(self))
+        self._virtual_now = start
+        self.jumps = 0
+        """How many times the loop skipped idle time (for benchmarks and curiosity)."""
+
+    def time(self) -> float:
+        return self._virtual_now
+
+    def advance(self, seconds: float) -> None:
+        if seconds > 0:
+            self._virtual_now += seconds
+            self.jumps += 1
+
+
+def run_virtual(main: Coroutine[Any, Any, T], *, start: float = 0.0) -> T:
+    """``asyncio.run`` on a fresh :class:`VirtualTimeLoop`."""
+    with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start)) as runner:
+        return runner.run(main)
