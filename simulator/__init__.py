@@ -7,6 +7,17 @@ executable statement of what a pen does. The driver reaches it only through ``si
 from .cartridge import Cartridge
 from .clock import Clock, LoopClock, MonotonicClock, VirtualClock
 from .firmware import FirmwareCounters, PenFirmware
+from .nvm import (
+    FileFlash,
+    Flash,
+    MemoryFlash,
+    NvmImage,
+    NvmStatus,
+    NvmStore,
+    PowerCut,
+    SlotState,
+    SlotStatus,
+)
 from .profiles import DEFAULT_PROFILE, PROFILES, PenProfile, get_profile
 from .servers import PtyServer, TcpServer
 from .service import PenService
@@ -16,13 +27,22 @@ __all__ = [
     "PROFILES",
     "Cartridge",
     "Clock",
+    "FileFlash",
     "FirmwareCounters",
+    "Flash",
     "LoopClock",
+    "MemoryFlash",
     "MonotonicClock",
+    "NvmImage",
+    "NvmStatus",
+    "NvmStore",
     "PenFirmware",
     "PenProfile",
     "PenService",
+    "PowerCut",
     "PtyServer",
+    "SlotState",
+    "SlotStatus",
     "TcpServer",
     "VirtualClock",
     "get_profile",
