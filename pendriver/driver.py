@@ -26,6 +26,10 @@ from firmware_protocol import (
     RequestTracker,
 )
 from firmware_protocol import messages as m
+from firmware_protocol.cobs import cobs_encode
+from firmware_protocol.codec import CODECS
+from firmware_protocol.crc import crc16
+from firmware_protocol.framing import HEADER
 from firmware_protocol.messages import ErrorCode
 
 from . import limits
@@ -100,6 +104,7 @@ class Pen:
         self._endpoint = Endpoint(first_seq=random.randrange(0x10000))
         self._tracker = RequestTracker()
         self._waiters: dict[int, asyncio.Future[m.Message]] = {}
+        self._raw_waiters: dict[int, asyncio.Future[m.Message]] = {}
         self._streams: set[TelemetryStream] = set()
         self._fault_listeners: set[asyncio.Queue[FaultEvent]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -236,6 +241,51 @@ class Pen:
     async def clear_faults(self) -> None:
         await self._request(m.ClearFaults(), m.Ack)
 
+    # ------------------------------------------------------------------ raw access
+    async def request(self, message: m.Message, expect: type[R]) -> R:
+        """Send any request without the driver's range checks and wait for its answer.
+
+        For bench engineers and conformance tests that must see what the *pen* does with a
+        value the driver would have refused. A NACK raises :class:`PenRefused`; no answer
+        after the retries raises :class:`PenTimeout`.
+        """
+        return await self._request(message, expect)
+
+    async def request_raw(
+        self,
+        msg_id: int,
+        payload: bytes = b"",
+        *,
+        layout_hash: int | None = None,
+        timeout: float | None = None,
+    ) -> m.Message:
+        """Send a hand-made frame (any id, any payload, any layout hash); return the answer.
+
+        Sent once, without retries: the point is to see how the pen treats exactly these
+        bytes (an unknown id, a wrong schema hash, a malformed payload). The answer is
+        returned as it came, a NACK included.
+        """
+        if self._link_error is not None:
+            raise self._link_error
+        loop = asyncio.get_running_loop()
+        seq = self._endpoint.allocate_seq()
+        if layout_hash is None:
+            codec = CODECS.get(msg_id)
+            layout_hash = codec.definition.schema_hash if codec else 0
+        body = HEADER.pack(PROTOCOL_VERSION, 0, seq, msg_id, layout_hash) + payload
+        frame = cobs_encode(body + crc16(body).to_bytes(2, "big")) + b"\x00"
+        future: asyncio.Future[m.Message] = loop.create_future()
+        self._raw_waiters[seq] = future
+        try:
+            await self._write(frame)
+            wait = timeout if timeout is not None else self.config.request_timeout_s
+            try:
+                return await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                raise PenTimeout(f"no answer to the raw frame with id 0x{msg_id:02X}") from None
+        finally:
+            self._raw_waiters.pop(seq, None)
+
     # ------------------------------------------------------------------ streams
     def telemetry(self) -> TelemetryStream:
         """Subscribe to telemetry from now on."""
@@ -351,6 +401,8 @@ class Pen:
         if event.is_response:
             pending = self._tracker.match(event)
             future = self._waiters.get(event.seq) if pending else None
+            if future is None:
+                future = self._raw_waiters.get(event.seq)
             if future is not None and not future.done():
                 future.set_result(message)
             else:
@@ -382,7 +434,7 @@ class Pen:
         if self._link_error is not None:
             return
         self._link_error = error
-        for future in self._waiters.values():
+        for future in (*self._waiters.values(), *self._raw_waiters.values()):
             if not future.done():
                 future.set_exception(error)
         self._end_streams()

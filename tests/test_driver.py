@@ -90,7 +90,7 @@ def test_pen_refusal_names_its_reason(route: Route, run: Run) -> None:
             assert (await pen.status()).state == PenState.IDLE
             # The firmware checks limits too, whatever a host sends (safety is layered).
             with pytest.raises(PenRefused, match=r"OUT_OF_RANGE \(limit 3 mm\)"):
-                await pen._request(m.SetDepth(depth_um=3500), m.Ack)
+                await pen.request(m.SetDepth(depth_um=3500), m.Ack)
 
     run(body())
 
