@@ -25,6 +25,13 @@ T = TypeVar("T")
 
 
 class ServedPen:
+    _serving: dict[str, ServedPen] = {}  # noqa: RUF012 - a registry shared by all instances
+
+    @classmethod
+    def find(cls, url: str) -> ServedPen | None:
+        """The pen served in this process at ``url``, if any (for test fixtures to reach it)."""
+        return cls._serving.get(url)
+
     def __init__(
         self, kind: Literal["pty", "tcp"] = "tcp", *, host: str = "127.0.0.1", **firmware: Any
     ) -> None:
@@ -44,6 +51,7 @@ class ServedPen:
     def start(self) -> ServedPen:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        ServedPen._serving[self.url] = self
         return self
 
     async def _start(self) -> None:
@@ -69,6 +77,7 @@ class ServedPen:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
 
     def stop(self) -> None:
+        ServedPen._serving.pop(self.url, None)
         if self._server is not None:
             asyncio.run_coroutine_threadsafe(self._server.close(), self._loop).result(10)
             self._server = None

@@ -13,6 +13,7 @@ present. A server (pty, TCP, in-process) only moves bytes and calls ``poll`` by
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from bisect import bisect_left
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, Pe
 
 from .cartridge import Cartridge
 from .clock import Clock
+from .nvm import MemoryFlash, NvmImage, NvmStore, PowerCut
 from .physics import Battery, DepthActuator, Motor, UnitError
 from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 
@@ -57,6 +59,10 @@ def piecewise_linear(x: float, xs: list[int], ys: list[int]) -> float:
     i = min(max(bisect_left(xs, x), 1), len(xs) - 1)
     x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+class _PowerLost(Exception):
+    """Raised through a request handler when a flash write cut the power: answer nothing."""
 
 
 class _Refused(Exception):
@@ -103,10 +109,14 @@ class PenFirmware:
         calendar_day: int | None = None,
         trajectory: Trajectory | None = None,
         unit_error: UnitError | None = None,
+        nvm: NvmStore | None = None,
     ) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.clock = clock
-        self.serial_number = serial_number
+        self.nvm = nvm if nvm is not None else NvmStore(MemoryFlash())
+        # A blank memory is provisioned with the given serial number, as a factory would; a
+        # memory that has one keeps it (the serial belongs to the handpiece, not the host).
+        self.nvm_image = self.nvm.load() or NvmImage(serial_number=serial_number)
         self.firmware_version = firmware_version
         self.calendar_day = _today() if calendar_day is None else calendar_day
         self.trajectory = trajectory
@@ -119,33 +129,66 @@ class PenFirmware:
 
         # What survives a power cycle: the physical parts and non-volatile memory.
         self.battery = Battery.full(p.battery)
-        self.calibration: tuple[m.CalibrationPoint, ...] = ()
-        self.calibration_version = 0
-        self.used_cartridges: set[str] = set()
         self.cartridge: Cartridge | None = None
         self.cartridge_state = CartridgeState.ABSENT
         self._ran_this_insertion = False
         self.unit_error = unit_error or UnitError.for_serial(
-            serial_number, p.actuator, p.depth_max_um
+            self.serial_number, p.actuator, p.depth_max_um
         )
         self.actuator = DepthActuator(p.actuator)
         self.actuator.place(float(p.default_depth_um()))
         self.motor = Motor(p.motor)
         self._t = clock.now()
         self._brownout_pending = False
+        self._run_started: tuple[float, int] | None = None  # (time, strokes) at START
         self._power_on(boot_time_s=0.0)
 
         if cartridge is not None:
             self.insert_cartridge(cartridge, announce=False)
         elif insert_default_cartridge:
+            serial = self.serial_number
             self.insert_cartridge(
-                Cartridge.for_profile(p, f"CRT-{serial_number[-6:]}-0001"), announce=False
+                Cartridge.for_profile(p, f"CRT-{serial[-6:]}-{self.nvm_image.power_cycles:04d}"),
+                announce=False,
             )
+
+    # ---------------------------------------------------------------- non-volatile memory
+    @property
+    def serial_number(self) -> str:
+        return self.nvm_image.serial_number
+
+    @property
+    def calibration(self) -> tuple[m.CalibrationPoint, ...]:
+        return tuple(m.CalibrationPoint(d, a) for d, a in self.nvm_image.calibration)
+
+    @property
+    def calibration_version(self) -> int:
+        return self.nvm_image.calibration_version
+
+    @property
+    def used_cartridges(self) -> frozenset[str]:
+        return frozenset(self.nvm_image.used_cartridges)
+
+    def _persist(self, image: NvmImage) -> None:
+        """Write ``image`` to flash; a power cut on the way kills the pen (:class:`_PowerLost`).
+
+        The pen then boots again from what the flash holds, which the A/B records guarantee
+        is either the image before or the image after, never a blend.
+        """
+        try:
+            self.nvm.save(image)
+        except PowerCut:
+            self.nvm.flash.power_restored()
+            self.nvm_image = self.nvm.load() or self.nvm_image
+            self.power_cycle(brownout=True)
+            raise _PowerLost from None
+        self.nvm_image = image
 
     def _power_on(self, *, boot_time_s: float) -> None:
         """Reset everything held in RAM, as a real MCU does at power-on."""
         p = self.profile
         now = self._t
+        self._run_started = None
         self.endpoint = Endpoint()
         self._replay = ReplayCache()
         self._staged: tuple[int, tuple[m.CalibrationPoint, ...]] | None = None
@@ -162,12 +205,19 @@ class PenFirmware:
         self._next_heartbeat = self._booted_at + (HEARTBEAT_PERIOD_S if boot_time_s == 0 else 0)
         self._next_telemetry = self._telemetry_after(self._booted_at)
         if self.cartridge is not None:
-            self._ran_this_insertion = False
-            self.cartridge_state = (
-                CartridgeState.USED
-                if self.cartridge.cartridge_id in self.used_cartridges
-                else CartridgeState.NEW
-            )
+            # The cartridge the pen was using when the power went stays usable: a brown-out
+            # mid-treatment must not lock it. Any other used one stays refused.
+            used = self.nvm_image.used_cartridges
+            cartridge_id = self.cartridge.cartridge_id
+            self._ran_this_insertion = bool(used) and used[-1] == cartridge_id
+            if self._ran_this_insertion:
+                self.cartridge_state = CartridgeState.IN_USE
+            elif cartridge_id in used:
+                self.cartridge_state = CartridgeState.USED
+            else:
+                self.cartridge_state = CartridgeState.NEW
+        with contextlib.suppress(_PowerLost):
+            self._persist(self.nvm_image.with_added(power_cycles=1))
 
     # ---------------------------------------------------------------- byte interface
     def receive(self, data: bytes) -> None:
@@ -227,8 +277,6 @@ class PenFirmware:
         cartridge = self.cartridge
         if cartridge is None:
             return None
-        if self._ran_this_insertion:
-            self.used_cartridges.add(cartridge.cartridge_id)
         if self.state is PenState.RUNNING:
             self._fault(FaultFlags.CARTRIDGE_REMOVED, 0, next_state=PenState.FAULT)
         self.cartridge = None
@@ -369,6 +417,16 @@ class PenFirmware:
         self.motor.target_hz = 0.0
         if self.state is PenState.RUNNING:
             self.state = PenState.IDLE
+        if self._run_started is not None:
+            started, strokes = self._run_started
+            self._run_started = None
+            with contextlib.suppress(_PowerLost):
+                self._persist(
+                    self.nvm_image.with_added(
+                        strokes=self.motor.strokes - strokes,
+                        run_ms=round((self._t - started) * 1000),
+                    )
+                )
 
     def _telemetry_message(self) -> m.Telemetry:
         x, y = self.trajectory(self._t - self._boot) if self.trajectory else (0.0, 0.0)
@@ -438,6 +496,8 @@ class PenFirmware:
             return
         try:
             answer = handler(self, message)
+        except _PowerLost:
+            return  # the pen died mid-request: no answer, and nothing to remember
         except _Refused as refusal:
             answer = m.Nack(message.MSG_ID, refusal.code, refusal.detail)
         self.counters.requests_executed += 1
@@ -532,7 +592,7 @@ class PenFirmware:
 
     def _start(self, msg: m.Start) -> m.Message:
         self._refuse_if_off()
-        latched = self.fault_flags & ~FaultFlags.WATCHDOG
+        latched = self.fault_flags & ~self._ACKNOWLEDGED_BY_START
         if self.state is PenState.FAULT or latched:
             raise _Refused(ErrorCode.FAULT_ACTIVE, int(latched))
         if self.cartridge is None:
@@ -545,14 +605,27 @@ class PenFirmware:
             raise _Refused(ErrorCode.CARTRIDGE_EXPIRED)
         if self.cartridge_state not in (CartridgeState.NEW, CartridgeState.IN_USE):
             raise _Refused(ErrorCode.NO_CARTRIDGE)
-        # An explicit START is the user's acknowledgement of a watchdog stop.
-        self.fault_flags &= ~FaultFlags.WATCHDOG
+        # The cartridge is marked used in flash before the motor turns: a pen that dies now
+        # must not find it fresh afterwards. If the write dies, so does the START.
+        if self.state is not PenState.RUNNING:
+            image = self.nvm_image.with_added(starts=1)
+            if not self.nvm_image.used_cartridges or (
+                self.nvm_image.used_cartridges[-1] != self.cartridge.cartridge_id
+            ):
+                image = image.with_used_cartridge(self.cartridge.cartridge_id)
+            self._persist(image)
+            self._run_started = (self._t, self.motor.strokes)
+        # An explicit START is the user's acknowledgement of a watchdog stop or a brown-out.
+        self.fault_flags &= ~self._ACKNOWLEDGED_BY_START
         self.state = PenState.RUNNING
         self.motor.target_hz = self.rate_setpoint_mhz / 1000.0
         self.cartridge_state = CartridgeState.IN_USE
         self._ran_this_insertion = True
         self.counters.starts_executed += 1
         return m.Ack(msg.MSG_ID)
+
+    _ACKNOWLEDGED_BY_START = FaultFlags.WATCHDOG | FaultFlags.BROWNOUT
+    """Faults that stopped the motor but whose cause is gone: the next START clears them."""
 
     def _stop(self, msg: m.Stop) -> m.Message:
         self._stop_motor()
@@ -605,7 +678,12 @@ class PenFirmware:
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         if self._staged is None or self._staged[0] != msg.table_version:
             raise _Refused(ErrorCode.CALIBRATION_INVALID)
-        self.calibration_version, self.calibration = self._staged
+        version, points = self._staged
+        self._persist(
+            self.nvm_image.with_calibration(
+                version, tuple((p.depth_um, p.actuator_um) for p in points)
+            )
+        )
         self._staged = None
         self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
         return m.Ack(msg.MSG_ID)

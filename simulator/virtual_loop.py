@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import selectors
 from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 T = TypeVar("T")
 
@@ -29,15 +32,15 @@ class _JumpingSelector(selectors.BaseSelector):
         self._loop = loop
 
     def register(
-        self, fileobj: selectors._FileObject, events: int, data: Any = None
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
 
-    def unregister(self, fileobj: selectors._FileObject) -> selectors.SelectorKey:
+    def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
         return self._real.unregister(fileobj)
 
     def modify(
-        self, fileobj: selectors._FileObject, events: int, data: Any = None
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
 
@@ -54,10 +57,10 @@ class _JumpingSelector(selectors.BaseSelector):
     def close(self) -> None:
         self._real.close()
 
-    def get_key(self, fileobj: selectors._FileObject) -> selectors.SelectorKey:
+    def get_key(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
         return self._real.get_key(fileobj)
 
-    def get_map(self) -> Mapping[selectors._FileObject, selectors.SelectorKey]:
+    def get_map(self) -> Mapping[FileDescriptorLike, selectors.SelectorKey]:
         return self._real.get_map()
 
 

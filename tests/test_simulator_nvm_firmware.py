@@ -1,0 +1,172 @@
+"""The pen's memory through the firmware: what survives reboots, and power cuts mid-write."""
+
+from __future__ import annotations
+
+import pytest
+from helpers_sim import Bench
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_protocol import MessageReceived
+from firmware_protocol import messages as m
+from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
+from simulator import Cartridge, PenFirmware, VirtualClock
+from simulator.nvm import FileFlash, MemoryFlash, NvmStore
+
+CAL = m.CalibrationPoint
+TABLE_1 = (CAL(500, 520), CAL(2500, 2560))
+TABLE_2 = (CAL(300, 310), CAL(1500, 1530), CAL(2800, 2850))
+
+
+def reboot_from(flash: MemoryFlash | FileFlash, **kw: object) -> PenFirmware:
+    """A new pen process on the same flash: only what the flash holds comes back."""
+    return PenFirmware(clock=VirtualClock(), nvm=NvmStore(flash), **kw)  # type: ignore[arg-type]
+
+
+def test_a_blank_pen_is_provisioned_and_keeps_its_serial() -> None:
+    flash = MemoryFlash()
+    first = reboot_from(flash, serial_number="SN-1234")
+    assert first.serial_number == "SN-1234"
+    again = reboot_from(flash, serial_number="SN-9999")  # the handpiece keeps its own serial
+    assert again.serial_number == "SN-1234"
+    assert again.nvm_image.power_cycles == 2
+
+
+def test_calibration_survives_a_reboot() -> None:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    bench.ack(m.CalibrationWrite(7, TABLE_1))
+    bench.ack(m.CalibrationCommit(7))
+    bench.pen.power_cycle()
+    bench.advance(1.0)
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(7, 1, TABLE_1)
+    pen = reboot_from(flash)
+    assert (pen.calibration_version, pen.calibration) == (7, TABLE_1)
+
+
+def test_a_used_cartridge_stays_refused_after_a_reboot(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "pen.nvm"
+    bench = Bench(nvm=NvmStore(FileFlash(path)))
+    cartridge = bench.pen.cartridge
+    assert cartridge is not None
+    bench.ack(m.Start())
+    bench.ack(m.Stop())
+    bench.pen.remove_cartridge()
+    # The pen-sim process is restarted on the same file, and the same cartridge goes in.
+    pen = reboot_from(FileFlash(path), insert_default_cartridge=False)
+    pen.insert_cartridge(cartridge)
+    assert pen.cartridge_state == CartridgeState.USED
+
+
+def test_a_brownout_does_not_lock_the_cartridge_in_use() -> None:
+    bench = Bench()
+    bench.ack(m.Start())
+    bench.pen.power_cycle(brownout=True)
+    bench.advance(1.0)
+    status = bench.status()
+    assert status.cartridge_state == CartridgeState.IN_USE
+    assert status.fault_flags & FaultFlags.BROWNOUT
+    bench.ack(m.Start())  # the treatment can go on: START acknowledges the brown-out
+    assert not bench.status().fault_flags & FaultFlags.BROWNOUT
+
+
+def test_lifetime_counters_accumulate() -> None:
+    bench = Bench()
+    bench.ack(m.SetStrokeRate(100_000))
+    for _ in range(3):
+        bench.ack(m.Start())
+        for _ in range(8):  # two seconds, the host's heartbeat feeding the watchdog
+            bench.advance(0.25)
+            bench.heartbeat()
+        bench.ack(m.Stop())
+        bench.advance(0.5)
+    image = bench.pen.nvm_image
+    assert image.total_starts == 3
+    assert image.total_run_ms == 6000
+    # Counted up to each STOP; the few strokes of the motor coasting down are not.
+    assert 0.97 * bench.pen.motor.strokes <= image.total_strokes <= bench.pen.motor.strokes
+
+
+def _run_sequence(bench: Bench) -> dict[str, bool]:
+    """Commit a table, start, stop, commit another; note which requests were acknowledged."""
+    acked = {}
+    for name, message in (
+        ("write1", m.CalibrationWrite(1, TABLE_1)),
+        ("commit1", m.CalibrationCommit(1)),
+        ("start", m.Start()),
+        ("stop", m.Stop()),
+        ("write2", m.CalibrationWrite(2, TABLE_2)),
+        ("commit2", m.CalibrationCommit(2)),
+    ):
+        sent = bench.host.send(message)
+        events = bench.deliver(sent.data)
+        answers = [
+            e.message for e in events if isinstance(e, MessageReceived) and e.seq == sent.seq
+        ]
+        acked[name] = answers == [m.Ack(message.MSG_ID)]
+        bench.advance(0.5)  # time to boot again if the pen died
+        bench.heartbeat()
+    return acked
+
+
+def _flash_operations() -> int:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    before = flash.operations
+    _run_sequence(bench)
+    return flash.operations - before
+
+
+OPERATIONS = _flash_operations()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cut=st.integers(1, OPERATIONS),
+    keep=st.floats(0.0, 1.0),
+    garbage=st.none() | st.integers(0, 255),
+)
+def test_a_power_cut_at_any_flash_operation_leaves_memory_consistent(
+    cut: int, keep: float, garbage: int | None
+) -> None:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    cartridge_id = bench.pen.cartridge.cartridge_id if bench.pen.cartridge else ""
+    flash.cut_power_at(cut, keep=keep, partial_mask=garbage)
+    acked = _run_sequence(bench)
+    assert bench.pen.counters.power_cycles == 1  # the cut happened, and killed the pen once
+    pen = reboot_from(flash)
+    # Whatever the pen acknowledged is in its memory; nothing is half-written.
+    assert (pen.calibration_version, pen.calibration) in {(0, ()), (1, TABLE_1), (2, TABLE_2)}
+    if acked["commit2"]:
+        assert pen.calibration_version == 2
+    elif acked["commit1"]:
+        assert pen.calibration_version in (1, 2)
+    if acked["start"]:
+        assert cartridge_id in pen.used_cartridges
+
+
+@pytest.mark.parametrize("cut", range(1, OPERATIONS + 1))
+def test_every_single_operation_cut_is_survived(cut: int) -> None:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    flash.cut_power_at(cut)
+    _run_sequence(bench)
+    pen = reboot_from(flash)
+    assert pen.nvm.status().active is not None
+    # The pen works after its recovery: a request is answered.
+    assert bench.pen.state in (PenState.IDLE, PenState.FAULT, PenState.RUNNING)
+    nack_or_ack = bench.request(m.SetDepth(500))
+    assert isinstance(nack_or_ack, m.Ack | m.Nack)
+    if isinstance(nack_or_ack, m.Nack):
+        assert nack_or_ack.code != ErrorCode.NVM_ERROR
+
+
+def test_cartridge_factory_ids_are_unique_per_power_on() -> None:
+    flash = MemoryFlash()
+    first = reboot_from(flash)
+    second = reboot_from(flash)
+    assert isinstance(first.cartridge, Cartridge) and isinstance(second.cartridge, Cartridge)
+    assert first.cartridge.cartridge_id != second.cartridge.cartridge_id
