@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from .clock import LoopClock
+from .faultcontrol import FaultControl
 from .firmware import PenFirmware
 from .servers import PtyServer, TcpServer
 from .service import PenService
@@ -46,6 +47,7 @@ class ServedPen:
         )
         self._server: PtyServer | TcpServer | None = None
         self.firmware: PenFirmware
+        self.service: PenService
         self.url = ""
 
     def start(self) -> ServedPen:
@@ -58,7 +60,7 @@ class ServedPen:
         self.firmware = PenFirmware(
             clock=LoopClock(asyncio.get_running_loop()), **self._firmware_args
         )
-        service = PenService(self.firmware)
+        self.service = service = PenService(self.firmware)
         if self.kind == "pty":
             pty = PtyServer(service)
             await pty.start()
@@ -67,6 +69,11 @@ class ServedPen:
             tcp = TcpServer(service, self.host, 0)
             await tcp.start()
             self._server, self.url = tcp, tcp.url
+
+    @property
+    def faults(self) -> FaultControl:
+        """Fault control of this pen, acting on the pen's own thread."""
+        return FaultControl(self.service, call=self.call)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the pen's thread (the firmware is not thread-safe); return its result."""

@@ -229,9 +229,16 @@ class PenFirmware:
         for event in self.endpoint.receive_data(data):
             self._on_event(event)
 
-    def poll(self) -> None:
-        """Run the pen up to the clock's present: mechanics, telemetry, heartbeat, watchdog."""
+    def poll(self, at: float | None = None) -> None:
+        """Run the pen up to the clock's present: mechanics, telemetry, heartbeat, watchdog.
+
+        ``at`` is the deadline a timer was set for: an event loop may fire a timer a hair
+        before its time (clock resolution, float rounding), and what was due is due all the
+        same, so the pen runs up to the later of the two.
+        """
         now = self.clock.now()
+        if at is not None and at > now:
+            now = at
         while True:
             due = self._next_due()
             if due > now:

@@ -14,7 +14,6 @@ clean one. Without a link the byte path is exactly what it was: no per-byte work
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Callable
 
@@ -23,6 +22,9 @@ from .linkfaults import DelayLine, FaultyLink, LinkFaultConfig
 from .scenario import Scenario, ScenarioEvent, ScenarioRunner
 
 Sink = Callable[[bytes], None]
+
+MAX_SLEEP_S = 1.0
+"""The pen is polled at least this often, even with nothing scheduled."""
 
 
 class PenService:
@@ -39,8 +41,8 @@ class PenService:
         self.firmware = firmware
         self.link = link
         self._sink: Sink | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._tick_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._to_pen = DelayLine()
         self._to_host = DelayLine()
@@ -68,9 +70,9 @@ class PenService:
         self.scenario = ScenarioRunner(
             scenario, self.firmware, self.link, on_event=self._on_scenario_event
         )
-        if self._task is not None:
+        if self._running:
             self.scenario.start(self.firmware.clock.now())
-            self._wake.set()
+            self._schedule()
         return self.scenario
 
     # ------------------------------------------------------------------ bytes
@@ -100,7 +102,7 @@ class PenService:
                 self._to_pen.push([(now, data)])
             self._drain(self._to_pen, now)
         self._flush()
-        self._wake.set()
+        self._schedule()
 
     def _flush(self) -> None:
         out = self.firmware.data_to_send()
@@ -141,7 +143,7 @@ class PenService:
         # A loop may fire a timer a hair early (its clock resolution): it is due all the same.
         self._drain(line, max(due, self.firmware.clock.now()))
         if line is self._to_pen:
-            self._wake.set()
+            self._schedule()
 
     def _discard(self, line: DelayLine) -> None:
         line.clear()
@@ -150,34 +152,51 @@ class PenService:
             timer.cancel()
 
     # ------------------------------------------------------------------ time
-    async def run(self) -> None:
-        """Keep the pen's time moving until cancelled."""
+    def start(self) -> None:
+        """Keep the pen's time moving on the running loop until :meth:`stop`.
+
+        The pen is woken by one timer at its next deadline (telemetry, heartbeat, watchdog,
+        a scenario action) rather than by a task that loops: at 1 kHz telemetry on a
+        virtual-time loop the difference is most of the cost.
+        """
+        if self._running:
+            return
+        self._running = True
+        self._loop = asyncio.get_running_loop()
         if self.scenario is not None and not self.scenario.started:
             self.scenario.start(self.firmware.clock.now())
-        while True:
-            if self.scenario is not None:
-                self.scenario.poll(self.firmware.clock.now())
-            self.firmware.poll()
-            self._flush()
-            deadline = self.firmware.next_deadline()
-            if self.scenario is not None:
-                deadline = min(deadline, self.scenario.next_deadline())
-            delay = deadline - self.firmware.clock.now()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, min(delay, 1.0))):
-                    await self._wake.wait()
+        self._tick()
 
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="pen-sim")
-        return self._task
+    def _tick(self, due: float | None = None) -> None:
+        self._tick_timer = None
+        now = self.firmware.clock.now()
+        if due is not None and due > now:
+            now = due
+        if self.scenario is not None:
+            self.scenario.poll(now)
+        self.firmware.poll(now)
+        self._flush()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """(Re)arm the timer for the pen's next deadline, which input may have moved."""
+        if not self._running or self._loop is None:
+            return
+        deadline = self.firmware.next_deadline()
+        if self.scenario is not None:
+            deadline = min(deadline, self.scenario.next_deadline())
+        deadline = min(deadline, self.firmware.clock.now() + MAX_SLEEP_S)
+        timer = self._tick_timer
+        if timer is not None:
+            if timer.when() == deadline:
+                return
+            timer.cancel()
+        self._tick_timer = self._loop.call_at(deadline, self._tick, deadline)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._running = False
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+            self._tick_timer = None
         for line in (self._to_pen, self._to_host):
             self._discard(line)
