@@ -3,6 +3,8 @@
 pen-sim --pty                      # prints the /dev/pts/N path to open
 pen-sim --tcp 127.0.0.1:7001       # reach it as socket://127.0.0.1:7001
 pen-sim --list-profiles
+pen-sim --tcp 127.0.0.1:7001 --nvm pen.nvm --scenario faults.toml --capture wire.jsonl
+pen-sim --pty --trajectory raster:width_mm=40,height_mm=30,glide_mm_s=20,tip_width_mm=8
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
+from typing import TextIO
+
+from firmware_protocol.capture import Direction, format_record
 
 from .clock import LoopClock
 from .firmware import MAX_TELEMETRY_HZ, PenFirmware
+from .nvm import FileFlash, NvmStore
 from .profiles import DEFAULT_PROFILE, PROFILES
+from .scenario import add_fault_arguments, faults_from_args
 from .servers import PtyServer, TcpServer
 from .service import PenService
+from .trajectory import TipSensor, Trajectory, trajectory_from_spec
 
 
 def _say(line: str) -> None:
@@ -54,17 +63,79 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"telemetry rate at power-on, 0-{MAX_TELEMETRY_HZ} (default: the profile's)",
     )
+    parser.add_argument(
+        "--nvm",
+        metavar="FILE",
+        type=Path,
+        help="keep the pen's non-volatile memory (serial, calibration, used cartridges, "
+        "counters) in FILE, created blank if missing; without it memory lasts one run",
+    )
+    parser.add_argument(
+        "--trajectory",
+        metavar="SPEC",
+        type=_trajectory_spec,
+        help="how the tip moves: a CSV track (t_s,x_mm,y_mm) or KIND:key=value,... with KIND "
+        "raster, circle or stationary (e.g. raster:width_mm=40,height_mm=30,glide_mm_s=20,"
+        "tip_width_mm=8,overlap=0.25)",
+    )
+    parser.add_argument(
+        "--sensor-noise-um",
+        type=float,
+        default=5.0,
+        help="standard deviation of the tip sensor's noise (default 5 µm)",
+    )
+    parser.add_argument(
+        "--capture",
+        metavar="FILE",
+        type=Path,
+        help="append every byte both ways, with timestamps, to FILE (read: pen decode FILE)",
+    )
+    add_fault_arguments(parser)
     return parser
 
 
+def _number(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _trajectory_spec(text: str) -> Trajectory:
+    """``--trajectory``: a CSV file, or ``KIND:key=value,...``; a usage error otherwise."""
+    try:
+        if ":" not in text or Path(text).exists():
+            return trajectory_from_spec({"kind": "csv", "path": text})
+        kind, _, rest = text.partition(":")
+        spec: dict[str, object] = {"kind": kind}
+        for item in filter(None, rest.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected key=value, got {item!r}")
+            spec[key.strip()] = _number(value.strip())
+        return trajectory_from_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    nvm = NvmStore(FileFlash(args.nvm)) if args.nvm else None
+    sensor = TipSensor(args.trajectory, noise_um=args.sensor_noise_um) if args.trajectory else None
     firmware = PenFirmware(
         args.profile,
         clock=LoopClock(asyncio.get_running_loop()),
         serial_number=args.serial,
         telemetry_rate_hz=args.telemetry_hz,
+        nvm=nvm,
+        trajectory=sensor,
     )
-    service = PenService(firmware)
+    if nvm is not None:
+        _say(f"memory {args.nvm}: " + "; ".join(nvm.status().describe().splitlines()))
+    link_config, scenario = faults_from_args(args)
+    service = PenService(
+        firmware, scenario=scenario, on_scenario_event=lambda e: _say(f"scenario {e.describe()}")
+    )
+    if not link_config.perfect:
+        service.set_link_faults(link_config)
+    capture = _open_capture(args.capture, service) if args.capture else None
     server: PtyServer | TcpServer
     if args.tcp:
         host, port = args.tcp
@@ -89,7 +160,24 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await server.close()
+        if capture is not None:
+            capture.close()
         _say("stopped")
+
+
+def _open_capture(path: Path, service: PenService) -> TextIO:
+    """Append every chunk both ways to ``path``, one JSON line each, flushed as it goes."""
+    out = path.open("a", encoding="utf-8")
+    clock = service.firmware.clock
+    t0 = clock.now()
+
+    def tap(direction: Direction, data: bytes) -> None:
+        out.write(format_record(clock.now() - t0, direction, data) + "\n")
+        out.flush()
+
+    service.tap = tap
+    _say(f"capturing the wire to {path}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         args.pty = True
     try:
         asyncio.run(_serve(args))
+    except ValueError as exc:  # an NVM file of the wrong size, a CSV track gone bad, ...
+        print(f"pen-sim: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"pen-sim: error: cannot serve: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,8 @@ import asyncio
 import math
 from collections.abc import Callable
 
+from firmware_protocol.capture import Direction
+
 from .firmware import PenFirmware
 from .linkfaults import DelayLine, FaultyLink, LinkFaultConfig
 from .scenario import Scenario, ScenarioEvent, ScenarioRunner
@@ -43,6 +45,9 @@ class PenService:
         self._sink: Sink | None = None
         self._running = False
         self._tick_timer: asyncio.TimerHandle | None = None
+        self.tap: Callable[[Direction, bytes], None] | None = None
+        """Called with ("h2p" | "p2h", bytes) for every chunk as the host sent or got it
+        (after the link's faults): a wire capture hooks in here."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._to_pen = DelayLine()
         self._to_host = DelayLine()
@@ -92,6 +97,8 @@ class PenService:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the host."""
+        if self.tap is not None:
+            self.tap("h2p", data)
         if self.link is None and not self._to_pen:
             self.firmware.receive(data)
         else:
@@ -109,7 +116,7 @@ class PenService:
         if not out or self._sink is None:
             return
         if self.link is None and not self._to_host:
-            self._sink(out)
+            self._to_sink(out)
             return
         now = self.firmware.clock.now()
         if self.link is not None:
@@ -118,6 +125,12 @@ class PenService:
             self._to_host.push([(now, out)])
         self._drain(self._to_host, now)
 
+    def _to_sink(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap("p2h", data)
+        if self._sink is not None:
+            self._sink(data)
+
     def _drain(self, line: DelayLine, now: float) -> None:
         """Deliver what is due on ``line``; leave a timer for the rest."""
         for chunk in line.pop_due(now):
@@ -125,7 +138,7 @@ class PenService:
                 self.firmware.receive(chunk)
                 self._flush()
             elif self._sink is not None:
-                self._sink(chunk)
+                self._to_sink(chunk)
         due = line.next_due()
         timer = self._timers.get(line)
         if timer is not None:
