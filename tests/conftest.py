@@ -23,7 +23,9 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 T = TypeVar("T")
 
-ROUTES = ["sim", "pty", "tcp"]
+ROUTES = ["sim", "pty", "tcp", "ble"]
+"""In-process bytes, a pseudo-terminal, TCP, and Bluetooth LE (sim://?link=ble: bleak's own
+client and scanner over the simulator's backend, real ATT/GATT on an in-process bumble link)."""
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Route:
 def route(request: pytest.FixtureRequest) -> Iterator[Route]:
     if request.param == "sim":
         yield Route("sim", "sim://")
+        return
+    if request.param == "ble":
+        yield Route("ble", "sim://?link=ble")
         return
     with ServedPen(request.param) as served:
         yield Route(request.param, served.url, served)

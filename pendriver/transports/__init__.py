@@ -1,4 +1,11 @@
-"""Transports by URL: ``sim://`` (built-in simulator), ``socket://host:port``, device paths."""
+"""Transports by URL.
+
+- ``sim://[PROFILE][?serial=S&telemetry_hz=N&link=bytes|ble&mtu=N]``: the built-in simulator,
+  in this process (``link=ble``: over an in-process Bluetooth LE link, through bleak).
+- ``ble://NAME_OR_ADDRESS[?timeout=S]``: a pen over Bluetooth LE, by advertised name
+  (``ble://PEN-000001``) or address (``ble://C8:3A:66:E9:2C:94``; a UUID on macOS).
+- ``socket://host:port`` and other pyserial URLs; device paths (``/dev/ttyUSB0?baudrate=N``).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,16 @@ SIMULATOR_URL = "sim://"
 
 
 def open_transport(url: str) -> Transport:
-    """The (not yet opened) transport for ``url``."""
+    """The (not yet opened) transport for ``url``; ``ValueError`` if the URL is malformed."""
     scheme = urllib.parse.urlparse(url).scheme
     if scheme == "sim":
         from .sim import SimTransport
 
         return SimTransport(url)
+    if scheme == "ble":
+        from .ble import transport_for_url
+
+        return transport_for_url(url)
     if scheme == "":  # a device path, optionally with ?baudrate=N
         path, _, query = url.partition("?")
         return SerialTransport(path, **serial_options(query))

@@ -1,4 +1,11 @@
-"""``sim://[PROFILE][?serial=S&telemetry_hz=N]``: the built-in simulated pen, in this process.
+"""``sim://[PROFILE][?serial=S&telemetry_hz=N&link=bytes|ble&mtu=N]``: a simulated pen, here.
+
+``link=bytes`` (the default) hands bytes straight to the pen. ``link=ble`` puts the pen on an
+in-process Bluetooth LE link instead: the pen is a bumble GATT peripheral and the driver
+reaches it through :class:`~pendriver.transports.ble.BleTransport` and bleak's own
+``BleakScanner``/``BleakClient``, with the simulator's bleak backend as the radio. So the
+driver's BLE code path runs for real (advertising, MTU exchange, discovery, notifications,
+writes without response); ``mtu=N`` caps the pen's ATT MTU (23 forces 20-byte fragments).
 
 This module is the driver's one seam to the simulator: it imports ``simulator`` lazily, when
 such a URL is opened, and nothing else in the driver knows a simulator exists.
@@ -12,9 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LinkLost, PenConnectionError
 from .base import Transport
+from .ble import BleTransport
 
 if TYPE_CHECKING:
+    from bleak.backends.client import BaseBleakClient
+    from bleak.backends.scanner import BaseBleakScanner
+
     from simulator import PenFirmware, PenService
+    from simulator.ble import BlePeripheral
+
+LINKS = ("bytes", "ble")
 
 
 class SimTransport(Transport):
@@ -23,15 +37,42 @@ class SimTransport(Transport):
         parsed = urllib.parse.urlparse(url)
         self.profile = parsed.netloc or parsed.path.strip("/") or None
         self.options: dict[str, Any] = dict(urllib.parse.parse_qsl(parsed.query))
+        self.link: str = self.options.get("link", "bytes")
+        if self.link not in LINKS:
+            raise ValueError(f"link must be one of {', '.join(LINKS)}, got {self.link!r}")
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._service: PenService | None = None
+        self._given: PenService | None = None
+        self._ble: BleTransport | None = None
+        self.peripheral: BlePeripheral | None = None
+        """The pen's GATT peripheral when ``link=ble`` (its counters and ``disconnect()``)."""
         self.firmware: PenFirmware | None = None
 
+    @classmethod
+    def attached(cls, service: PenService, url: str = "sim://") -> SimTransport:
+        """A bytes transport onto a pen that already exists, such as the pytest plugin's
+        virtual pen: opening attaches to ``service``, closing detaches, and the pen's owner
+        runs and stops it."""
+        transport = cls(url)
+        transport._given = service
+        transport.firmware = service.firmware
+        return transport
+
+    @property
+    def ble(self) -> BleTransport | None:
+        """The driver's BLE transport when ``link=ble``."""
+        return self._ble
+
     async def open(self) -> None:
+        if self._given is not None:
+            self._service = self._given
+            self._given.attach(self._chunks.put_nowait)
+            return
         try:
             from simulator import DEFAULT_PROFILE, LoopClock, PenFirmware, PenService
         except ImportError as exc:  # pragma: no cover - the simulator ships with the package
             raise PenConnectionError(f"sim:// needs the simulator package: {exc}") from None
+        peripheral_class = self._ble_classes() if self.link == "ble" else None
         try:
             telemetry = self.options.get("telemetry_hz")
             self.firmware = PenFirmware(
@@ -42,11 +83,60 @@ class SimTransport(Transport):
             )
         except ValueError as exc:
             raise PenConnectionError(f"cannot open {self.url}: {exc}") from None
-        self._service = PenService(self.firmware)
-        self._service.attach(self._chunks.put_nowait)
-        self._service.start()
+        service = PenService(self.firmware)
+        if peripheral_class is not None:
+            await self._open_ble(service, *peripheral_class)
+            return
+        self._service = service
+        service.attach(self._chunks.put_nowait)
+        service.start()
+
+    def _ble_classes(
+        self,
+    ) -> tuple[type[BlePeripheral], type[BaseBleakClient], type[BaseBleakScanner]]:
+        """The simulator's peripheral and bleak backend (imported first: bumble is slow to load,
+        and the pen's clock should not start before it has)."""
+        try:
+            from simulator.ble import BlePeripheral
+            from simulator.bleak_backend import SimBleakClient, SimBleakScanner
+        except ImportError as exc:
+            raise PenConnectionError(
+                f"{self.url} needs bumble: pip install 'pendriver[sim]' ({exc})"
+            ) from None
+        return BlePeripheral, SimBleakClient, SimBleakScanner
+
+    async def _open_ble(
+        self,
+        service: PenService,
+        peripheral_class: type[BlePeripheral],
+        client_backend: type[BaseBleakClient],
+        scanner_backend: type[BaseBleakScanner],
+    ) -> None:
+        try:
+            mtu = self.options.get("mtu")
+            peripheral = peripheral_class.in_process(
+                service, max_mtu=int(mtu) if mtu is not None else None
+            )
+        except ValueError as exc:
+            raise PenConnectionError(f"cannot open {self.url}: {exc}") from None
+        await peripheral.start()
+        transport = BleTransport(
+            peripheral.name,
+            client_backend=client_backend,
+            scanner_backend=scanner_backend,
+            url=self.url,
+            link=peripheral.link,
+        )
+        try:
+            await transport.open()
+        except BaseException:
+            await peripheral.close()
+            raise
+        self.peripheral, self._ble = peripheral, transport
 
     async def read(self) -> bytes:
+        if self._ble is not None:
+            return await self._ble.read()
         data = await self._chunks.get()
         if data is None:
             self._chunks.put_nowait(None)
@@ -54,13 +144,23 @@ class SimTransport(Transport):
         return data
 
     async def write(self, data: bytes) -> None:
+        if self._ble is not None:
+            await self._ble.write(data)
+            return
         if self._service is None:
             raise LinkLost(f"{self.url} is closed")
         self._service.feed(data)
 
     async def close(self) -> None:
+        ble, peripheral = self._ble, self.peripheral
+        if ble is not None:
+            await ble.close()  # the read side stays failed after close, as on bytes
+        if peripheral is not None:
+            self.peripheral = None
+            await peripheral.close()  # stops the pen's service too
         service, self._service = self._service, None
         if service is not None:
             service.detach()
-            await service.stop()
+            if service is not self._given:
+                await service.stop()
             self._chunks.put_nowait(None)
