@@ -11,6 +11,9 @@ import asyncio
 import sys
 from typing import TextIO
 
+from firmware_protocol import MessageReceived
+
+from .capture import decode_capture, describe, read_capture
 from .driver import Pen, connect
 from .errors import PenError
 from .models import TelemetrySample
@@ -28,6 +31,12 @@ def _port_parent() -> argparse.ArgumentParser:
         metavar="URL",
         default=argparse.SUPPRESS,
         help="the pen: /dev/ttyUSB0, socket://HOST:PORT or sim://[PROFILE] (default: sim://)",
+    )
+    parent.add_argument(
+        "--capture",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="append every byte both ways to FILE (read it with: pen decode FILE)",
     )
     return parent
 
@@ -47,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
     p.add_argument("--seconds", type=float, required=True, metavar="S", help="how long to run")
     sub.add_parser("demo", parents=[port], help="a short guided pass on the built-in simulator")
+    p = sub.add_parser("decode", help="print a wire capture as decoded messages")
+    p.add_argument("file", metavar="FILE", help="a capture from pen --capture or pen-sim --capture")
+    p.add_argument(
+        "--skip", metavar="NAMES", default="", help="comma-separated messages to leave out"
+    )
+    p.add_argument(
+        "--only", metavar="NAMES", default="", help="comma-separated messages to show alone"
+    )
     return parser
 
 
@@ -126,7 +143,7 @@ async def _run_pass(pen: Pen, depth_mm: float, rate_hz: float, seconds: float, o
 
 
 async def _command(args: argparse.Namespace, out: TextIO) -> None:
-    async with connect(args.port) as pen:
+    async with connect(args.port, capture=getattr(args, "capture", None)) as pen:
         if args.command == "info":
             _print_info(pen, out)
         elif args.command == "status":
@@ -160,9 +177,33 @@ async def _command(args: argparse.Namespace, out: TextIO) -> None:
             await _run_pass(pen, depth, rate, 3.0, out)
 
 
+def _decode(args: argparse.Namespace, out: TextIO) -> None:
+    skip = {n.strip().upper() for n in args.skip.split(",") if n.strip()}
+    only = {n.strip().upper() for n in args.only.split(",") if n.strip()}
+    try:
+        with open(args.file, encoding="utf-8") as lines:
+            for entry in decode_capture(read_capture(lines, args.file)):
+                event = entry.event
+                name = event.message.NAME if isinstance(event, MessageReceived) else "ERROR"
+                if name in skip or (only and name not in only):
+                    continue
+                print(describe(entry), file=out)
+    except OSError as exc:
+        raise PenError(f"cannot read {args.file}: {exc.strerror}") from None
+
+
 def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    if args.command == "decode":
+        try:
+            _decode(args, out)
+        except PenError as exc:
+            print(f"pen: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except BrokenPipeError:  # `pen decode big.jsonl | head`
+            return 0
+        return 0
     if getattr(args, "port", None) is None:
         args.port = SIMULATOR_URL
         print(

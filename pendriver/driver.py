@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -237,6 +238,7 @@ class Pen:
 
     async def stop(self) -> None:
         await self._request(m.Stop(), m.Ack)
+        self._started_motor = False
 
     async def clear_faults(self) -> None:
         await self._request(m.ClearFaults(), m.Ack)
@@ -257,18 +259,20 @@ class Pen:
         payload: bytes = b"",
         *,
         layout_hash: int | None = None,
+        seq: int | None = None,
         timeout: float | None = None,
     ) -> m.Message:
         """Send a hand-made frame (any id, any payload, any layout hash); return the answer.
 
         Sent once, without retries: the point is to see how the pen treats exactly these
-        bytes (an unknown id, a wrong schema hash, a malformed payload). The answer is
-        returned as it came, a NACK included.
+        bytes (an unknown id, a wrong schema hash, a malformed payload, a repeated sequence
+        number). The answer is returned as it came, a NACK included.
         """
         if self._link_error is not None:
             raise self._link_error
         loop = asyncio.get_running_loop()
-        seq = self._endpoint.allocate_seq()
+        if seq is None:
+            seq = self._endpoint.allocate_seq()
         if layout_hash is None:
             codec = CODECS.get(msg_id)
             layout_hash = codec.definition.schema_hash if codec else 0
@@ -336,6 +340,8 @@ class Pen:
         finally:
             self._waiters.pop(sent.seq, None)
             self._tracker.cancel(sent.seq)
+            if future.done() and not future.cancelled():
+                future.exception()  # seen here (raised above or moot): no "never retrieved"
         if isinstance(reply, m.Nack):
             raise self._refusal(message, reply)
         if not isinstance(reply, expect):  # pragma: no cover - the tracker checks the type
@@ -445,14 +451,21 @@ class Pen:
         self._streams.clear()
 
 
-def connect(url: str, *, config: DriverConfig | None = None) -> Pen:
+def connect(
+    url: str, *, config: DriverConfig | None = None, capture: str | Path | None = None
+) -> Pen:
     """A pen at ``url``, to open with ``async with`` (or ``await pen.open()``).
 
     URLs: ``sim://[profile]`` (the built-in simulator), a serial device such as
-    ``/dev/ttyUSB0``, or ``socket://host:port`` (a pen served over TCP).
+    ``/dev/ttyUSB0``, or ``socket://host:port`` (a pen served over TCP). With ``capture``,
+    every byte both ways is appended to that file (read it back with ``pen decode``).
     """
     try:
         transport = open_transport(url)
     except ValueError as exc:
         raise PenConnectionError(f"cannot use {url!r}: {exc}") from None
+    if capture is not None:
+        from .capture import CaptureTransport
+
+        transport = CaptureTransport(transport, capture)
     return Pen(transport, config)

@@ -43,6 +43,8 @@ from bumble.profiles.device_information_service import DeviceInformationService
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink
 
+from firmware_protocol.gatt import PEN_RX_UUID, PEN_SERVICE_UUID, PEN_TX_UUID
+
 if TYPE_CHECKING:
     from bumble.transport.common import Transport as HciTransport
 
@@ -50,12 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("simulator.ble")
 
-PEN_SERVICE_UUID = "f52d0001-6f98-49c2-b917-93e90a2869db"
-"""The pen's own 128-bit service (Nordic-UART-like layout, our own base UUID)."""
-PEN_RX_UUID = "f52d0002-6f98-49c2-b917-93e90a2869db"
-"""Host to pen: WRITE and WRITE_WITHOUT_RESPONSE."""
-PEN_TX_UUID = "f52d0003-6f98-49c2-b917-93e90a2869db"
-"""Pen to host: NOTIFY."""
+__all__ = ["PEN_RX_UUID", "PEN_SERVICE_UUID", "PEN_TX_UUID", "BlePeripheral", "LinkNode"]
+
 
 MANUFACTURER_NAME = "pendriver simulator"
 DEFAULT_ADVERTISING_INTERVAL_MS = 20.0

@@ -15,7 +15,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from firmware_protocol.capture import Direction, format_record
 
@@ -27,6 +27,9 @@ from .scenario import add_fault_arguments, faults_from_args
 from .servers import PtyServer, TcpServer
 from .service import PenService
 from .trajectory import TipSensor, Trajectory, trajectory_from_spec
+
+if TYPE_CHECKING:
+    from .ble import BlePeripheral
 
 
 def _say(line: str) -> None:
@@ -49,7 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--tcp", type=_host_port, metavar="HOST:PORT", help="serve on a TCP port (0: any free)"
     )
+    where.add_argument(
+        "--ble",
+        metavar="HCI",
+        help="advertise as a Bluetooth LE pen through a bumble HCI transport: usb:0, "
+        "serial:/dev/ttyACM0,1000000, hci-socket:0, tcp-client:HOST:PORT",
+    )
     where.add_argument("--list-profiles", action="store_true", help="list pen profiles and exit")
+    parser.add_argument(
+        "--ble-name", default=None, help="advertised BLE name (default PEN-<serial suffix>)"
+    )
     parser.add_argument(
         "--profile",
         default=DEFAULT_PROFILE,
@@ -136,8 +148,14 @@ async def _serve(args: argparse.Namespace) -> None:
     if not link_config.perfect:
         service.set_link_faults(link_config)
     capture = _open_capture(args.capture, service) if args.capture else None
-    server: PtyServer | TcpServer
-    if args.tcp:
+    server: PtyServer | TcpServer | BlePeripheral
+    if args.ble:
+        from .ble import BlePeripheral  # bumble: the 'sim' extra
+
+        server = BlePeripheral(service, hci_transport=args.ble, name=args.ble_name)
+        await server.start()
+        where = f"ble://{server.name}"
+    elif args.tcp:
         host, port = args.tcp
         server = TcpServer(service, host, port, log=_say)
         await server.start()
@@ -190,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.telemetry_hz is not None and not 0 <= args.telemetry_hz <= MAX_TELEMETRY_HZ:
         print(f"pen-sim: error: --telemetry-hz must be 0-{MAX_TELEMETRY_HZ}", file=sys.stderr)
         return 2
-    if not args.tcp and not args.pty:
+    if not args.tcp and not args.pty and not args.ble:
         args.pty = True
     try:
         asyncio.run(_serve(args))

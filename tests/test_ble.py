@@ -27,7 +27,6 @@ import pendriver
 from firmware_protocol import PROTOCOL_VERSION, SCHEMA_HASH, Endpoint, MessageReceived
 from firmware_protocol import messages as m
 from pendriver import PenConnectionError
-from pendriver.transports import ble as driver_ble
 from pendriver.transports import open_transport
 from pendriver.transports.ble import BleTransport, is_address
 from pendriver.transports.sim import SimTransport
@@ -151,12 +150,6 @@ def test_backends_accept_what_bleak_passes_them() -> None:
     # And through bleak's own constructors, which bind them for real.
     assert BleakClient("C8:3A:66:E9:2C:94", backend=SimBleakClient).backend_id == "SimBleakClient"
     assert BleakScanner(backend=SimBleakScanner).backend_id == "SimBleakScanner"
-
-
-def test_driver_and_pen_agree_on_the_uuids() -> None:
-    assert driver_ble.PEN_SERVICE_UUID == sim_ble.PEN_SERVICE_UUID
-    assert driver_ble.PEN_RX_UUID == sim_ble.PEN_RX_UUID
-    assert driver_ble.PEN_TX_UUID == sim_ble.PEN_TX_UUID
 
 
 # ---------------------------------------------------------------------- advertising, scanning

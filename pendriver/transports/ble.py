@@ -25,14 +25,10 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 
+from firmware_protocol.gatt import PEN_RX_UUID, PEN_SERVICE_UUID, PEN_TX_UUID
+
 from ..errors import LinkLost, PenConnectionError
 from .base import Transport
-
-PEN_SERVICE_UUID = "f52d0001-6f98-49c2-b917-93e90a2869db"
-PEN_RX_UUID = "f52d0002-6f98-49c2-b917-93e90a2869db"
-"""Host to pen: written without response."""
-PEN_TX_UUID = "f52d0003-6f98-49c2-b917-93e90a2869db"
-"""Pen to host: notifications."""
 
 DEFAULT_SCAN_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0

@@ -42,6 +42,8 @@ class SimTransport(Transport):
             raise ValueError(f"link must be one of {', '.join(LINKS)}, got {self.link!r}")
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._service: PenService | None = None
+        self.service: PenService | None = None
+        """The simulated pen's service (its firmware, link faults, scenario), once open."""
         self._given: PenService | None = None
         self._ble: BleTransport | None = None
         self.peripheral: BlePeripheral | None = None
@@ -55,6 +57,7 @@ class SimTransport(Transport):
         runs and stops it."""
         transport = cls(url)
         transport._given = service
+        transport.service = service
         transport.firmware = service.firmware
         return transport
 
@@ -84,6 +87,7 @@ class SimTransport(Transport):
         except ValueError as exc:
             raise PenConnectionError(f"cannot open {self.url}: {exc}") from None
         service = PenService(self.firmware)
+        self.service = service
         if peripheral_class is not None:
             await self._open_ble(service, *peripheral_class)
             return

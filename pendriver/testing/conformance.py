@@ -1,0 +1,316 @@
+"""The conformance suite: what any pen, simulated or real, must do, checked over its URL.
+
+    pytest --pen-url /dev/ttyUSB0          # a pen on the bench (its motor will run briefly)
+    pytest --pen-url socket://127.0.0.1:7001
+    pytest --pen-url sim://                # the built-in simulator, on virtual time
+
+Every check talks to the pen through the public driver and, where the point is what the pen
+does with bytes the driver would never send, through :meth:`Pen.request` and
+:meth:`Pen.request_raw`. Checks that need hands on the pen (pulling a cartridge) run only where
+the pen is simulated in this process, and skip with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Awaitable, Callable
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from firmware_protocol import PROTOCOL_VERSION, SCHEMA_HASH
+from firmware_protocol import messages as m
+from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
+
+from ..config import DriverConfig
+from ..driver import Pen
+from ..errors import PenRefused
+from ..models import TelemetrySample
+from .control import control_for
+
+Check = Callable[..., Any]
+
+SILENT_HOST = DriverConfig(heartbeat_interval_s=3600.0)
+"""A host that never sends heartbeats: the pen's watchdog must act on its own."""
+
+
+async def nack_of(pen: Pen, message: m.Message) -> m.Nack:
+    with pytest.raises(PenRefused) as refused:
+        await pen.request(message, m.Ack)
+    info = refused.value
+    return m.Nack(message.MSG_ID, info.code, info.detail)
+
+
+async def collect(
+    pen: Pen,
+    count: int,
+    until: Callable[[TelemetrySample], bool] | None = None,
+) -> list[TelemetrySample]:
+    samples: list[TelemetrySample] = []
+    async with pen.telemetry() as stream:
+        async for sample in stream:
+            samples.append(sample)
+            if len(samples) >= count and (until is None or until(sample)):
+                break
+    return samples
+
+
+async def ensure_startable(pen: Pen) -> None:
+    cartridge = await pen.cartridge()
+    if cartridge.state not in (CartridgeState.NEW, CartridgeState.IN_USE):
+        pytest.skip(f"fit a new cartridge: this one is {cartridge.state!r}")
+    status = await pen.status()
+    if status.faults & ~(FaultFlags.WATCHDOG | FaultFlags.BROWNOUT):
+        await pen.clear_faults()
+
+
+# ------------------------------------------------------------------------------ identity
+def test_device_info_is_consistent(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        raw = (await pen.info(refresh=True)).raw
+        assert raw.model and raw.serial_number
+        assert raw.protocol_version == PROTOCOL_VERSION
+        assert raw.schema_hash == SCHEMA_HASH, "the pen was built from another schema"
+        assert raw.depth_min_um <= raw.depth_max_um
+        assert raw.depth_step_um > 0
+        assert (raw.depth_max_um - raw.depth_min_um) % raw.depth_step_um == 0
+        assert raw.rate_min_mhz <= raw.rate_max_mhz
+        if raw.rate_step_mhz:
+            assert (raw.rate_max_mhz - raw.rate_min_mhz) % raw.rate_step_mhz == 0
+        assert raw.watchdog_ms > 0
+        assert m.Capability.TELEMETRY & raw.capabilities
+
+    pen_check(body)
+
+
+def test_cartridge_report_is_consistent(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        reply = await pen.request(m.GetCartridge(), m.Cartridge)
+        assert reply.state in set(CartridgeState)
+        if reply.state != CartridgeState.ABSENT:
+            assert reply.cartridge_id
+            assert 0 < len(reply.needles) <= 64
+            assert all(abs(n.x_um) <= 10_000 and abs(n.y_um) <= 10_000 for n in reply.needles)
+            assert reply.needle_length_um > 0
+
+    pen_check(body)
+
+
+# ------------------------------------------------------------------------------ limits
+def test_depth_outside_the_range_or_off_the_step_is_refused_naming_the_limit(
+    pen_check: Check,
+) -> None:
+    async def body(pen: Pen) -> None:
+        raw = pen.device_info.raw
+        before = (await pen.status()).depth_setpoint_mm
+        above = await nack_of(pen, m.SetDepth(raw.depth_max_um + raw.depth_step_um))
+        assert (above.code, above.detail) == (ErrorCode.OUT_OF_RANGE, raw.depth_max_um)
+        if raw.depth_min_um >= raw.depth_step_um:
+            below = await nack_of(pen, m.SetDepth(raw.depth_min_um - raw.depth_step_um))
+            assert (below.code, below.detail) == (ErrorCode.OUT_OF_RANGE, raw.depth_min_um)
+        if raw.depth_step_um > 1:
+            off = await nack_of(pen, m.SetDepth(raw.depth_min_um + raw.depth_step_um // 2))
+            assert (off.code, off.detail) == (ErrorCode.NOT_ON_STEP, raw.depth_step_um)
+        assert (await pen.status()).depth_setpoint_mm == before, "a refused value changed it"
+
+    pen_check(body)
+
+
+def test_every_depth_on_the_grid_within_the_needles_is_accepted(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        raw = pen.device_info.raw
+        needles = (await pen.request(m.GetCartridge(), m.Cartridge)).needle_length_um
+        deepest = min(raw.depth_max_um, needles) if needles else raw.depth_max_um
+        for depth in range(raw.depth_min_um, deepest + 1, raw.depth_step_um):
+            await pen.request(m.SetDepth(depth), m.Ack)
+            assert round((await pen.status()).depth_setpoint_mm * 1000) == depth
+
+    pen_check(body)
+
+
+def test_stroke_rate_outside_the_range_is_refused_naming_the_limit(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        raw = pen.device_info.raw
+        step = raw.rate_step_mhz or 1000
+        above = await nack_of(pen, m.SetStrokeRate(raw.rate_max_mhz + step))
+        assert (above.code, above.detail) == (ErrorCode.OUT_OF_RANGE, raw.rate_max_mhz)
+        below = await nack_of(pen, m.SetStrokeRate(raw.rate_min_mhz - step))
+        assert (below.code, below.detail) == (ErrorCode.OUT_OF_RANGE, raw.rate_min_mhz)
+        if raw.rate_step_mhz > 1:
+            off = await nack_of(pen, m.SetStrokeRate(raw.rate_min_mhz + raw.rate_step_mhz // 2))
+            assert (off.code, off.detail) == (ErrorCode.NOT_ON_STEP, raw.rate_step_mhz)
+        await pen.request(m.SetStrokeRate(raw.rate_max_mhz), m.Ack)
+        assert round((await pen.status()).rate_setpoint_hz * 1000) == raw.rate_max_mhz
+
+    pen_check(body)
+
+
+def test_telemetry_rate_above_1000_hz_is_refused(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        nack = await nack_of(pen, m.SetTelemetry(1001))
+        assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 1000)
+
+    pen_check(body)
+
+
+# ------------------------------------------------------------------------------ protocol
+def test_an_unknown_message_is_refused_naming_its_id(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        reply = await pen.request_raw(0x7E, b"\x01\x02\x03")
+        assert reply == m.Nack(0x7E, ErrorCode.UNKNOWN_MESSAGE, 0x7E)
+
+    pen_check(body)
+
+
+def test_a_schema_mismatch_is_refused_as_such(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        reply = await pen.request_raw(m.SetDepth.MSG_ID, b"\xe8\x03", layout_hash=0xBEEF)
+        assert isinstance(reply, m.Nack)
+        assert (reply.request_id, reply.code) == (m.SetDepth.MSG_ID, ErrorCode.SCHEMA_MISMATCH)
+
+    pen_check(body)
+
+
+def test_a_retried_request_is_answered_again_and_executed_once(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        raw = pen.device_info.raw
+        first = raw.depth_min_um + raw.depth_step_um
+        second = first + raw.depth_step_um
+        # The same SET_DEPTH frame twice (same sequence number), a newer value in between:
+        # the late copy must be answered from memory, not executed over the newer value.
+        payload = first.to_bytes(2, "little")
+        seq = 0x7A5A
+        ack = m.Ack(m.SetDepth.MSG_ID)
+        assert await pen.request_raw(m.SetDepth.MSG_ID, payload, seq=seq) == ack
+        await pen.request(m.SetDepth(second), m.Ack)
+        assert await pen.request_raw(m.SetDepth.MSG_ID, payload, seq=seq) == ack
+        assert round((await pen.status()).depth_setpoint_mm * 1000) == second
+
+    pen_check(body)
+
+
+# ------------------------------------------------------------------------------ motion
+def test_start_runs_the_motor_and_stop_stops_it(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        await ensure_startable(pen)
+        raw = pen.device_info.raw
+        rate_hz = raw.rate_max_mhz / 1000
+        await pen.request(m.SetStrokeRate(raw.rate_max_mhz), m.Ack)
+        await pen.start()
+        try:
+            samples = await collect(pen, 5, until=lambda s: s.stroke_rate_hz > 0.9 * rate_hz)
+            assert samples[-1].state == PenState.RUNNING
+            assert samples[-1].stroke_count > samples[0].stroke_count
+            assert (await pen.status()).state == PenState.RUNNING
+        finally:
+            await pen.stop()
+        stopped = await collect(pen, 3, until=lambda s: s.stroke_rate_hz == 0)
+        assert stopped[-1].state == PenState.IDLE
+        assert (await pen.status()).state == PenState.IDLE
+
+    pen_check(body)
+
+
+def test_a_silent_host_is_stopped_by_the_watchdog(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        await ensure_startable(pen)
+        watchdog_s = pen.device_info.watchdog_s
+        faults = pen.fault_events()
+        await pen.start()
+        try:
+            fault = await anext(faults)
+        finally:
+            await faults.aclose()
+        assert fault.fault == FaultFlags.WATCHDOG and fault.active
+        assert watchdog_s * 1000 <= fault.detail <= watchdog_s * 1000 * 1.5 + 100
+        status = await pen.status()
+        assert status.state == PenState.IDLE
+        assert FaultFlags.WATCHDOG in status.faults
+        # It stays stopped until the user starts it; START acknowledges the watchdog stop.
+        await pen.start()
+        assert FaultFlags.WATCHDOG not in (await pen.status()).faults
+        await pen.stop()
+
+    pen_check(body, config=SILENT_HOST)
+
+
+@pytest.mark.parametrize("rate_hz", [20, 100, 500, 1000])
+def test_telemetry_arrives_at_the_rate_asked(pen_check: Check, rate_hz: int) -> None:
+    async def body(pen: Pen) -> None:
+        original = (await pen.status()).telemetry_rate_hz
+        await pen.set_telemetry_rate(rate_hz)
+        try:
+            samples = await collect(pen, 25)
+        finally:
+            await pen.set_telemetry_rate(original)
+        spacing = statistics.median(b.time_s - a.time_s for a, b in pairwise(samples[3:]))
+        assert spacing == pytest.approx(1 / rate_hz, rel=0.02)
+
+    pen_check(body)
+
+
+# ------------------------------------------------------------------------------ cartridges
+def _needs_hands(pen: Pen) -> Any:
+    control = control_for(pen)
+    if control is None:
+        pytest.skip("needs someone to pull and fit cartridges: run against a simulated pen")
+    return control
+
+
+def test_start_without_a_cartridge_is_refused(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        control = _needs_hands(pen)
+        cartridge = control.pull_cartridge()
+        try:
+            nack = await nack_of(pen, m.Start())
+            assert nack.code == ErrorCode.NO_CARTRIDGE
+            assert (await pen.status()).state != PenState.RUNNING
+        finally:
+            if cartridge is not None:
+                control.fit_cartridge(cartridge)
+
+    pen_check(body)
+
+
+def test_a_cartridge_that_ran_is_refused_after_refitting(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        control = _needs_hands(pen)
+        control.pull_cartridge()
+        control.fit_cartridge(cartridge_id="CONF-SINGLE-USE")
+        await pen.start()
+        await pen.stop()
+        cartridge = control.pull_cartridge()
+        assert cartridge is not None
+        control.fit_cartridge(cartridge)
+        assert (await pen.cartridge()).state == CartridgeState.USED
+        nack = await nack_of(pen, m.Start())
+        assert nack.code == ErrorCode.CARTRIDGE_USED
+        control.pull_cartridge()
+        control.fit_cartridge(cartridge_id="CONF-FRESH")
+
+    pen_check(body)
+
+
+def test_pulling_the_cartridge_mid_pass_stops_the_motor(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        control = _needs_hands(pen)
+        await ensure_startable(pen)
+        faults = pen.fault_events()
+        await pen.start()
+        control.pull_cartridge()
+        try:
+            fault = await anext(faults)
+        finally:
+            await faults.aclose()
+        assert fault.fault == FaultFlags.CARTRIDGE_REMOVED
+        status = await pen.status()
+        assert status.state != PenState.RUNNING
+        assert status.cartridge == CartridgeState.ABSENT
+        control.fit_cartridge(cartridge_id="CONF-AFTER-PULL")
+        await pen.clear_faults()
+
+    pen_check(body)
+
+
+Body = Callable[[Pen], Awaitable[None]]
