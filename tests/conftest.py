@@ -15,6 +15,8 @@ from pendriver import Pen
 from simulator import PenFirmware
 from simulator.background import ServedPen
 
+pytest_plugins = ["pytester"]
+
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

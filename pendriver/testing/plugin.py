@@ -69,13 +69,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args[:] = [str(CONFORMANCE)]
 
 
-def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Module | None:
-    # The suite's file does not match test_*.py; collect it when it is named explicitly.
-    if file_path == CONFORMANCE:
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
-
-
 def _pen_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker("pen")
     return dict(marker.kwargs) if marker else {}

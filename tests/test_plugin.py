@@ -1,0 +1,107 @@
+"""The pytest plugin as users meet it: the README's example, and the conformance suite on every route."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pendriver.testing.plugin import CONFORMANCE
+from simulator.background import ServedPen
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+CONFORMANCE_CHECKS = 18
+
+
+def readme_example() -> str:
+    text = README.read_text("utf-8")
+    match = re.search(r"<!-- pytest-plugin-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README.md lost its plugin example"
+    return match.group(1)
+
+
+def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_example=readme_example())
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_the_fixtures_fail_a_test_that_should_fail(pytester: pytest.Pytester) -> None:
+    # A user's wrong expectation must fail, not pass quietly: the fixtures are real.
+    pytester.makepyfile(
+        test_wrong="""
+from pendriver import PenState
+
+def test_wrong(virtual_pen):
+    async def scenario():
+        async with virtual_pen.connect() as pen:
+            return await pen.status()
+    assert virtual_pen.run(scenario()).state == PenState.RUNNING
+"""
+    )
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize(
+    "url", ["sim://", "sim://six-needle", "sim://fixed-rate", "sim://?link=ble"]
+)
+def test_the_conformance_suite_passes_in_process(pytester: pytest.Pytester, url: str) -> None:
+    result = pytester.runpytest_inprocess(
+        str(CONFORMANCE), f"--pen-url={url}", "-q", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=CONFORMANCE_CHECKS)
+
+
+@pytest.mark.parametrize("kind", ["pty", "tcp"])
+def test_the_conformance_suite_passes_on_a_served_port(
+    pytester: pytest.Pytester, kind: str
+) -> None:
+    # Served from this process, so the cartridge checks can reach the pen too.
+    with ServedPen(kind) as served:  # type: ignore[arg-type]
+        result = pytester.runpytest_inprocess(
+            str(CONFORMANCE), f"--pen-url={served.url}", "-q", "-p", "no:cacheprovider"
+        )
+    result.assert_outcomes(passed=CONFORMANCE_CHECKS)
+
+
+def test_pen_url_alone_runs_only_the_conformance_suite(tmp_path: Path) -> None:
+    (tmp_path / "test_unrelated.py").write_text("def test_x():\n    raise AssertionError\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pen-url=sim://", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{CONFORMANCE_CHECKS} passed" in done.stdout
+
+
+def test_a_real_pen_skips_what_needs_hands(pytester: pytest.Pytester) -> None:
+    # Another process's pen (as a real one would be) cannot be reached into: those checks
+    # skip with their reason instead of failing.
+    import os
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator.cli", "--tcp", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"on (socket://\S+)", line)
+        assert url, line
+        result = pytester.runpytest_inprocess(
+            str(CONFORMANCE), f"--pen-url={url.group(1)}", "-q", "-rs", "-p", "no:cacheprovider"
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(10)
+    result.assert_outcomes(passed=CONFORMANCE_CHECKS - 3, skipped=3)
+    result.stdout.fnmatch_lines(["*needs someone to pull and fit cartridges*"])
