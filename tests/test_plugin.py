@@ -1,4 +1,4 @@
-"""The pytest plugin as users meet it: the README's example, and the conformance suite on every route."""
+"""The pytest plugin as users meet it: the README example, and the conformance suite."""
 
 from __future__ import annotations
 
