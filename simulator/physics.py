@@ -216,7 +216,7 @@ class Battery:
             return 0.0
         curve = self.params.discharge_curve
         soc = self.state_of_charge
-        i = min(max(bisect_right([c for c, _ in curve], soc), 1), len(curve) - 1)
+        i = min(max(bisect_right(curve, (soc, math.inf)), 1), len(curve) - 1)
         (c0, v0), (c1, v1) = curve[i - 1], curve[i]
         return v0 + (v1 - v0) * (soc - c0) / (c1 - c0)
 
