@@ -119,3 +119,48 @@ def test_demo_runs_a_pass_on_the_simulator(capsys: pytest.CaptureFixture[str]) -
     assert "model          PD-3000" in out
     assert "running at 0.5 mm, 120 Hz for 3 s" in out
     assert "pass summary" in out
+
+
+def test_pen_capture_then_decode(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    capture = Path(str(tmp_path)) / "bench.jsonl"
+    code, _, _ = run_pen(["--capture", str(capture), "set-depth", "0.7"], capsys)
+    assert code == 0
+    code, out, _ = run_pen(["decode", str(capture), "--only", "SET_DEPTH,ACK"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert "host → pen" in lines[0] and "SET_DEPTH depth_um=700" in lines[0]
+    assert "pen → host" in lines[1] and "ACK (answer) request_id=18" in lines[1]
+    assert len(lines) == 2
+
+
+def test_decode_reports_a_damaged_capture_line(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    capture = Path(str(tmp_path)) / "bad.jsonl"
+    capture.write_text('{"t": 0.1, "dir": "h2p", "hex": "0102"}\n{"t": 0.2, "dir": "sideways"}\n')
+    code, _, err = run_pen(["decode", str(capture)], capsys)
+    assert code == cli.EXIT_ERROR
+    assert "bad.jsonl, line 2: dir must be one of h2p, p2h" in err
+
+
+def test_decode_shows_corrupted_frames_as_such(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    from firmware_protocol import Endpoint, cobs_decode, cobs_encode
+    from firmware_protocol import messages as m
+    from firmware_protocol.capture import format_record
+
+    body = bytearray(cobs_decode(Endpoint().send(m.SetDepth(500)).data[:-1]))
+    body[7] ^= 0x04  # a bit of the payload flipped on the way; the CRC no longer matches
+    frame = cobs_encode(bytes(body)) + b"\x00"
+    capture = Path(str(tmp_path)) / "noisy.jsonl"
+    capture.write_text(format_record(1.5, "h2p", frame) + "\n")
+    code, out, _ = run_pen(["decode", str(capture)], capsys)
+    assert code == 0
+    assert "!! bad CRC" in out

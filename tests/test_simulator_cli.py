@@ -182,3 +182,84 @@ def test_pen_sim_on_a_pty_announces_its_path(processes: list[Process]) -> None:
     assert os.path.exists(path)
     process.wait_for(r"connect with: pen --port (\S+) info")
     check_served(process, path)
+
+
+def run_pen(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pendriver.cli", "--port", url, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 2,
+    )
+
+
+def test_pen_sim_keeps_its_memory_in_a_file_across_restarts(
+    processes: list[Process], tmp_path: Path
+) -> None:
+    nvm = tmp_path / "pen.nvm"
+    first = Process("--tcp", "127.0.0.1:0", "--serial", "SN-FILE-1", "--nvm", str(nvm))
+    processes.append(first)
+    url = first.wait_for(r"on (socket://\S+)").group(1)
+    done = run_pen(url, "run", "--depth", "0.5", "--rate", "100", "--seconds", "0.3")
+    assert done.returncode == 0, done.stderr
+    first.interrupt()
+    # Restarted with another --serial: the handpiece keeps the serial its memory holds, and
+    # remembers the cartridge that ran.
+    second = Process("--tcp", "127.0.0.1:0", "--serial", "SN-OTHER", "--nvm", str(nvm))
+    processes.append(second)
+    second.wait_for(r"memory .*valid \(generation")
+    url = second.wait_for(r"on (socket://\S+)").group(1)
+    info = run_pen(url, "info")
+    assert "SN-FILE-1" in info.stdout
+    second.interrupt()
+
+
+def test_pen_sim_captures_the_wire_for_pen_decode(processes: list[Process], tmp_path: Path) -> None:
+    capture = tmp_path / "wire.jsonl"
+    process = Process("--tcp", "127.0.0.1:0", "--capture", str(capture))
+    processes.append(process)
+    url = process.wait_for(r"on (socket://\S+)").group(1)
+    assert run_pen(url, "set-depth", "1.2").returncode == 0
+    process.interrupt()
+    decoded = subprocess.run(
+        [sys.executable, "-m", "pendriver.cli", "decode", str(capture), "--skip", "telemetry"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    lines = decoded.stdout.splitlines()
+    assert any("host → pen" in line and "SET_DEPTH depth_um=1200" in line for line in lines)
+    assert any("pen → host" in line and "ACK (answer) request_id=18" in line for line in lines)
+    assert not any("TELEMETRY" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--trajectory", "spiral:radius_mm=3"], "unknown kind 'spiral'"),
+        (["--trajectory", "raster:width_mm=40"], "missing"),
+        (["--trajectory", "raster:width_mm"], "expected key=value"),
+        (["--drop", "1.5"], "0-1"),
+        (["--scenario", "/no/such/scenario.toml"], "scenario"),
+    ],
+)
+def test_bad_fault_and_motion_options_are_one_line_errors(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_code(["--pty", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err.splitlines()[-1]
+    assert "Traceback" not in err
+
+
+def test_pen_sim_reports_scenario_actions_as_they_happen(
+    processes: list[Process], tmp_path: Path
+) -> None:
+    scenario = tmp_path / "stall.toml"
+    scenario.write_text('name = "stall soon"\n[[at]]\nt = 0.3\naction = "motor_stall"\n')
+    process = Process("--tcp", "127.0.0.1:0", "--scenario", str(scenario))
+    processes.append(process)
+    process.wait_for(r"scenario t=0\.300s motor_stall")
+    process.interrupt()
