@@ -1,12 +1,16 @@
-"""A software microneedling pen: firmware model, mechanics and servers.
+"""A software microneedling pen: firmware model, mechanics, memory, motion, faults, servers.
 
 It imports the wire protocol and never the driver: it *is* the pen, and its behaviour is the
-executable statement of what a pen does. The driver reaches it only through ``sim://``.
+executable statement of what a pen does. The driver reaches it only through ``sim://`` and the
+pytest plugin. The Bluetooth LE peripheral (``simulator.ble``, needs bumble) is not imported
+here, so ``import simulator`` stays light.
 """
 
 from .cartridge import Cartridge
 from .clock import Clock, LoopClock, MonotonicClock, VirtualClock
+from .faultcontrol import FaultControl
 from .firmware import FirmwareCounters, PenFirmware
+from .linkfaults import FaultyLink, LinkFaultConfig, LinkFaults
 from .nvm import (
     FileFlash,
     Flash,
@@ -19,17 +23,35 @@ from .nvm import (
     SlotStatus,
 )
 from .profiles import DEFAULT_PROFILE, PROFILES, PenProfile, get_profile
+from .scenario import Scenario, ScenarioRunner
 from .servers import PtyServer, TcpServer
 from .service import PenService
+from .trajectory import (
+    Circle,
+    CsvTrack,
+    Raster,
+    Sequence,
+    Stationary,
+    TipSensor,
+    Trajectory,
+    trajectory_from_spec,
+)
+from .virtual_loop import VirtualTimeLoop, run_virtual
 
 __all__ = [
     "DEFAULT_PROFILE",
     "PROFILES",
     "Cartridge",
+    "Circle",
     "Clock",
+    "CsvTrack",
+    "FaultControl",
+    "FaultyLink",
     "FileFlash",
     "FirmwareCounters",
     "Flash",
+    "LinkFaultConfig",
+    "LinkFaults",
     "LoopClock",
     "MemoryFlash",
     "MonotonicClock",
@@ -41,9 +63,19 @@ __all__ = [
     "PenService",
     "PowerCut",
     "PtyServer",
+    "Raster",
+    "Scenario",
+    "ScenarioRunner",
+    "Sequence",
     "SlotState",
     "SlotStatus",
+    "Stationary",
     "TcpServer",
+    "TipSensor",
+    "Trajectory",
     "VirtualClock",
+    "VirtualTimeLoop",
     "get_profile",
+    "run_virtual",
+    "trajectory_from_spec",
 ]

@@ -45,7 +45,7 @@ from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 MAX_TELEMETRY_HZ = 1000
 HEARTBEAT_PERIOD_S = 1.0
 
-Trajectory = Callable[[float], tuple[float, float]]
+TipPosition = Callable[[float], tuple[float, float]]
 """Tip position in µm as a function of seconds since boot."""
 
 
@@ -107,7 +107,7 @@ class PenFirmware:
         cartridge: Cartridge | None = None,
         insert_default_cartridge: bool = True,
         calendar_day: int | None = None,
-        trajectory: Trajectory | None = None,
+        trajectory: TipPosition | None = None,
         unit_error: UnitError | None = None,
         nvm: NvmStore | None = None,
     ) -> None:

@@ -261,5 +261,7 @@ def test_pen_sim_reports_scenario_actions_as_they_happen(
     scenario.write_text('name = "stall soon"\n[[at]]\nt = 0.3\naction = "motor_stall"\n')
     process = Process("--tcp", "127.0.0.1:0", "--scenario", str(scenario))
     processes.append(process)
-    process.wait_for(r"scenario t=0\.300s motor_stall")
+    # Applied at the first wake-up at or after its time (a busy machine may be a little late).
+    applied = float(process.wait_for(r"scenario t=(\d+\.\d+)s motor_stall").group(1))
+    assert 0.3 <= applied < 5.0
     process.interrupt()
