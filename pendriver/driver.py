@@ -457,7 +457,8 @@ def connect(
     """A pen at ``url``, to open with ``async with`` (or ``await pen.open()``).
 
     URLs: ``sim://[profile]`` (the built-in simulator), a serial device such as
-    ``/dev/ttyUSB0``, or ``socket://host:port`` (a pen served over TCP). With ``capture``,
+    ``/dev/ttyUSB0``, ``socket://host:port`` (a pen served over TCP) or
+    ``ble://NAME_OR_ADDRESS`` (a pen on Bluetooth LE). With ``capture``,
     every byte both ways is appended to that file (read it back with ``pen decode``).
     """
     try:

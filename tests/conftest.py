@@ -1,4 +1,4 @@
-"""Shared fixtures: the three routes to a pen, and a runner for async test bodies."""
+"""Shared fixtures: the routes to a pen (sim, pty, TCP, BLE), and a runner for async bodies."""
 
 from __future__ import annotations
 

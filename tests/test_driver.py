@@ -1,4 +1,4 @@
-"""The driver's behaviour, end to end, over every route: sim://, a pseudo-terminal, TCP."""
+"""The driver's behaviour, end to end, over every route: sim://, a pty, TCP and BLE."""
 
 from __future__ import annotations
 
