@@ -30,7 +30,8 @@ def _port_parent() -> argparse.ArgumentParser:
         "--port",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help="the pen: /dev/ttyUSB0, socket://HOST:PORT or sim://[PROFILE] (default: sim://)",
+        help="the pen: /dev/ttyUSB0, socket://HOST:PORT, ble://NAME or sim://[PROFILE] "
+        "(default: sim://)",
     )
     parent.add_argument(
         "--capture",
