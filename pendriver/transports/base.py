@@ -30,25 +30,50 @@ class Transport(ABC):
         """Close the link; safe to call twice."""
 
 
+class ChunkQueue:
+    """Received chunks waiting for ``read()``, ending in the error that closed the link.
+
+    Every transport receives in callbacks and is read by one task; the error is sticky, so
+    every read after the link died fails the same way.
+    """
+
+    def __init__(self) -> None:
+        self._items: asyncio.Queue[bytes | LinkLost] = asyncio.Queue()
+        self.error: LinkLost | None = None
+
+    def push(self, data: bytes) -> None:
+        if self.error is None:
+            self._items.put_nowait(data)
+
+    def fail(self, error: LinkLost) -> None:
+        """The link is gone: reads drain what arrived before, then raise ``error``."""
+        if self.error is None:
+            self.error = error
+            self._items.put_nowait(error)
+
+    async def get(self) -> bytes:
+        item = await self._items.get()
+        if isinstance(item, LinkLost):
+            self._items.put_nowait(item)
+            raise item
+        return item
+
+
 class QueueProtocol(asyncio.Protocol):
     """An asyncio protocol that queues received chunks, for transports built on asyncio's."""
 
     def __init__(self) -> None:
-        self.chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self.chunks = ChunkQueue()
         self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.chunks.put_nowait(data)
+        self.chunks.push(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.chunks.put_nowait(LinkLost(f"link closed{f': {exc}' if exc else ''}"))
+        self.chunks.fail(LinkLost(f"link closed{f': {exc}' if exc else ''}"))
 
     async def next_chunk(self) -> bytes:
-        item = await self.chunks.get()
-        if isinstance(item, BaseException):
-            self.chunks.put_nowait(item)  # every later read fails the same way
-            raise item
-        return item
+        return await self.chunks.get()

@@ -28,7 +28,7 @@ from bleak.exc import BleakError
 from firmware_protocol.gatt import PEN_RX_UUID, PEN_SERVICE_UUID, PEN_TX_UUID
 
 from ..errors import LinkLost, PenConnectionError
-from .base import Transport
+from .base import ChunkQueue, Transport
 
 DEFAULT_SCAN_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -76,7 +76,7 @@ class BleTransport(Transport):
         self._backend_kwargs = backend_kwargs
         self._client: BleakClient | None = None
         self._rx: BleakGATTCharacteristic | None = None
-        self._chunks: asyncio.Queue[bytes | LinkLost] = asyncio.Queue()
+        self._chunks = ChunkQueue()
         self._write_lock = asyncio.Lock()
         self._lost: LinkLost | None = None
 
@@ -154,11 +154,7 @@ class BleTransport(Transport):
 
     # ------------------------------------------------------------------ bytes
     async def read(self) -> bytes:
-        item = await self._chunks.get()
-        if isinstance(item, LinkLost):
-            self._chunks.put_nowait(item)  # every later read fails the same way
-            raise item
-        return item
+        return await self._chunks.get()
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as writes without response of at most one ATT payload each.
@@ -190,7 +186,7 @@ class BleTransport(Transport):
 
     # ------------------------------------------------------------------ callbacks
     def _on_notify(self, _sender: BleakGATTCharacteristic, data: bytearray) -> None:
-        self._chunks.put_nowait(bytes(data))
+        self._chunks.push(bytes(data))
 
     def _on_disconnected(self, _client: BleakClient) -> None:
         self._mark_lost(LinkLost(f"the BLE link to {self.target} was lost"))
@@ -198,7 +194,7 @@ class BleTransport(Transport):
     def _mark_lost(self, error: LinkLost) -> None:
         if self._lost is None:
             self._lost = error
-            self._chunks.put_nowait(error)
+            self._chunks.fail(error)
 
 
 def _why(exc: BaseException) -> str:

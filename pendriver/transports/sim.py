@@ -18,7 +18,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LinkLost, PenConnectionError
-from .base import Transport
+from .base import ChunkQueue, Transport
 from .ble import BleTransport
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class SimTransport(Transport):
         self.link: str = self.options.get("link", "bytes")
         if self.link not in LINKS:
             raise ValueError(f"link must be one of {', '.join(LINKS)}, got {self.link!r}")
-        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._chunks = ChunkQueue()
         self._service: PenService | None = None
         self.service: PenService | None = None
         """The simulated pen's service (its firmware, link faults, scenario), once open."""
@@ -69,7 +69,7 @@ class SimTransport(Transport):
     async def open(self) -> None:
         if self._given is not None:
             self._service = self._given
-            self._given.attach(self._chunks.put_nowait)
+            self._given.attach(self._chunks.push)
             return
         try:
             from simulator import DEFAULT_PROFILE, LoopClock, PenFirmware, PenService
@@ -92,7 +92,7 @@ class SimTransport(Transport):
             await self._open_ble(service, *peripheral_class)
             return
         self._service = service
-        service.attach(self._chunks.put_nowait)
+        service.attach(self._chunks.push)
         service.start()
 
     def _ble_classes(
@@ -141,11 +141,7 @@ class SimTransport(Transport):
     async def read(self) -> bytes:
         if self._ble is not None:
             return await self._ble.read()
-        data = await self._chunks.get()
-        if data is None:
-            self._chunks.put_nowait(None)
-            raise LinkLost(f"{self.url} is closed")
-        return data
+        return await self._chunks.get()
 
     async def write(self, data: bytes) -> None:
         if self._ble is not None:
@@ -167,4 +163,4 @@ class SimTransport(Transport):
             service.detach()
             if service is not self._given:
                 await service.stop()
-            self._chunks.put_nowait(None)
+            self._chunks.fail(LinkLost(f"{self.url} is closed"))
