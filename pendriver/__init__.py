@@ -24,30 +24,56 @@ from .errors import (
     PenTimeout,
     ProtocolMismatch,
 )
-from .models import CartridgeInfo, DeviceInfo, FaultEvent, Status, TelemetrySample
+from .events import (
+    CartridgeChanged,
+    LinkDown,
+    LinkUp,
+    PenEvent,
+    QueueOverflow,
+    StateChanged,
+    Subscription,
+)
+from .models import (
+    CartridgeInfo,
+    DeviceInfo,
+    DriverCounters,
+    FaultEvent,
+    LinkQuality,
+    Status,
+    TelemetrySample,
+)
 from .sync import SyncPen, connect_sync
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Capability",
+    "CartridgeChanged",
     "CartridgeInfo",
     "CartridgeState",
     "DeviceInfo",
     "DriverConfig",
+    "DriverCounters",
     "ErrorCode",
     "FaultEvent",
     "FaultFlags",
     "LimitError",
+    "LinkDown",
     "LinkLost",
+    "LinkQuality",
+    "LinkUp",
     "Pen",
     "PenConnectionError",
     "PenError",
+    "PenEvent",
     "PenRefused",
     "PenState",
     "PenTimeout",
     "ProtocolMismatch",
+    "QueueOverflow",
+    "StateChanged",
     "Status",
+    "Subscription",
     "SyncPen",
     "TelemetrySample",
     "TelemetryStream",

@@ -4,6 +4,13 @@
 keeps its watchdog fed with heartbeats. Every request waits for its ACK/NACK, matched by
 sequence number; a silent pen gets the same request again under the same sequence number,
 which the pen executes at most once, so a retry can never double an actuation.
+
+Any valid frame from the pen is proof of life. When none has come for
+``DriverConfig.link_timeout_s`` (or the transport reports the link closed), the driver reports
+a :class:`~pendriver.events.LinkDown` event; with ``reconnect=True`` it then reconnects by
+itself and reports :class:`~pendriver.events.LinkUp` with the pen's state as found. It never
+sends START on its own: a pen that stopped on its watchdog while the link was down stays
+stopped until the user starts it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator
+import statistics
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -31,69 +40,41 @@ from firmware_protocol.cobs import cobs_encode
 from firmware_protocol.codec import CODECS
 from firmware_protocol.crc import crc16
 from firmware_protocol.framing import HEADER
-from firmware_protocol.messages import ErrorCode
+from firmware_protocol.messages import ErrorCode, PenState
 
 from . import limits
 from .config import DriverConfig
 from .errors import LinkLost, PenConnectionError, PenError, PenRefused, PenTimeout, ProtocolMismatch
-from .models import CartridgeInfo, DeviceInfo, FaultEvent, Status, TelemetrySample
+from .events import (
+    CartridgeChanged,
+    Fanout,
+    LinkDown,
+    LinkUp,
+    PenEvent,
+    QueueOverflow,
+    StateChanged,
+    Subscription,
+)
+from .models import (
+    CartridgeInfo,
+    DeviceInfo,
+    DriverCounters,
+    FaultEvent,
+    LinkQuality,
+    Status,
+    TelemetrySample,
+)
 from .transports import Transport, open_transport
 
 log = logging.getLogger("pendriver")
 
 R = TypeVar("R", bound=m.Message)
 
-_END = object()
+TelemetryStream = Subscription[TelemetrySample]
+"""What :meth:`Pen.telemetry` returns (kept as a name for readers of older code)."""
 
-
-class TelemetryStream:
-    """Telemetry samples as they arrive, through a bounded queue.
-
-    Iterate with ``async for``; close (or leave ``async with``) to unsubscribe. When the
-    consumer falls behind, the oldest sample is dropped and :attr:`dropped` counts it.
-    """
-
-    def __init__(self, pen: Pen, maxsize: int) -> None:
-        self._pen = pen
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
-        self.dropped = 0
-        self.closed = False
-
-    def _push(self, item: object) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(item)
-
-    def __aiter__(self) -> TelemetryStream:
-        return self
-
-    async def __anext__(self) -> TelemetrySample:
-        if self.closed and self._queue.empty():
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is _END:
-            self.closed = True
-            error = self._pen._link_error
-            if error is not None:
-                raise error
-            raise StopAsyncIteration
-        assert isinstance(item, TelemetrySample)
-        return item
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._pen._streams.discard(self)
-
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> TelemetryStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+RTT_WINDOW = 1024
+"""Round trips kept for the percentiles of :attr:`Pen.link_quality`."""
 
 
 class Pen:
@@ -106,28 +87,34 @@ class Pen:
         self._tracker = RequestTracker()
         self._waiters: dict[int, asyncio.Future[m.Message]] = {}
         self._raw_waiters: dict[int, asyncio.Future[m.Message]] = {}
-        self._streams: set[TelemetryStream] = set()
-        self._fault_listeners: set[asyncio.Queue[FaultEvent]] = set()
+        self._events: Fanout[PenEvent] = Fanout("events", self.config.event_queue, _no_report)
+        self._telemetry: Fanout[TelemetrySample] = Fanout(
+            "telemetry", self.config.telemetry_queue, self._events.publish
+        )
+        self._reader: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._info: DeviceInfo | None = None
         self._link_error: PenError | None = None
+        self._link_state = "closed"
+        self._down_since: float | None = None
         self._started_motor = False
         self._last_rx: float | None = None
+        self._held = 0
+        self._state: PenState | int | None = None
+        self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
+        self.counters = DriverCounters()
         self.faults: list[FaultEvent] = []
         """Every FAULT event the pen sent during this connection, in order."""
         self.cartridge_events: list[CartridgeInfo] = []
-        self.stray_responses = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> Pen:
         await self.transport.open()
-        self._tasks.append(asyncio.create_task(self._read_loop(), name="pen-reader"))
+        self._link_state = "up"
+        self._last_rx = asyncio.get_running_loop().time()
+        self._start_reader()
         try:
-            reply = await self._request(
-                m.Hello(PROTOCOL_VERSION, SCHEMA_HASH, self.config.host_name[:16]),
-                m.DeviceInfo,
-                timeout=self.config.hello_timeout_s,
-            )
+            await self._handshake()
         except PenTimeout:
             await self._shutdown()
             raise PenTimeout(
@@ -137,8 +124,17 @@ class Pen:
         except BaseException:
             await self._shutdown()
             raise
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="pen-heartbeat"))
+        self._tasks.append(asyncio.create_task(self._liveness_loop(), name="pen-liveness"))
+        return self
+
+    async def _handshake(self) -> None:
+        reply = await self._request(
+            m.Hello(PROTOCOL_VERSION, SCHEMA_HASH, self.config.host_name[:16]),
+            m.DeviceInfo,
+            during_reconnect=True,
+        )
         if reply.protocol_version != PROTOCOL_VERSION:
-            await self._shutdown()
             raise ProtocolMismatch(
                 f"the pen speaks protocol v{reply.protocol_version}, "
                 f"this driver v{PROTOCOL_VERSION}"
@@ -151,27 +147,29 @@ class Pen:
                 SCHEMA_HASH,
             )
         self._info = DeviceInfo.from_message(reply)
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="pen-heartbeat"))
-        return self
 
     async def close(self) -> None:
         """Close the link; stops the motor first if this session started it."""
-        if self._started_motor and self.config.stop_on_close and self._link_error is None:
+        if self._started_motor and self.config.stop_on_close and self._link_state == "up":
             with contextlib.suppress(PenError):
                 await self.stop()
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        tasks = [*self._tasks, *([self._reader] if self._reader else [])]
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current:
+                task.cancel()
+        for task in tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         self._tasks.clear()
+        self._reader = None
         await self.transport.close()
         if self._link_error is None:
-            self._link_error = LinkLost("connection closed")
-            self._end_streams()
+            self._fail(LinkLost("connection closed"), ended=True)
 
     async def __aenter__(self) -> Pen:
         return await self.open()
@@ -201,7 +199,9 @@ class Pen:
         return self._info
 
     async def status(self) -> Status:
-        return Status.from_message(await self._request(m.GetStatus(), m.Status))
+        reply = await self._request(m.GetStatus(), m.Status)
+        self._observe_state(reply.state)
+        return Status.from_message(reply)
 
     async def cartridge(self) -> CartridgeInfo:
         return CartridgeInfo.from_message(await self._request(m.GetCartridge(), m.Cartridge))
@@ -212,11 +212,42 @@ class Pen:
         return self._endpoint.stats
 
     @property
+    def link_state(self) -> str:
+        """``up``, ``down`` (lost, reconnecting) or ``closed``."""
+        return self._link_state
+
+    @property
     def last_frame_age_s(self) -> float | None:
         """Seconds since the last valid frame from the pen (``None`` before the first)."""
         if self._last_rx is None:
             return None
         return asyncio.get_running_loop().time() - self._last_rx
+
+    @property
+    def link_quality(self) -> LinkQuality:
+        stats = self._endpoint.stats
+        rtts = sorted(self._rtts)
+
+        def pct(q: float) -> float | None:
+            return rtts[min(len(rtts) - 1, int(q * len(rtts)))] * 1000 if rtts else None
+
+        return LinkQuality(
+            state=self._link_state,
+            last_frame_age_s=self.last_frame_age_s,
+            frames_ok=stats.frames_ok,
+            frames_dropped=stats.frames_dropped,
+            frames_lost=stats.seq_gaps,
+            rtt_ms_last=self._rtts[-1] * 1000 if self._rtts else None,
+            rtt_ms_p50=statistics.median(rtts) * 1000 if rtts else None,
+            rtt_ms_p99=pct(0.99),
+            retries=self.counters.retries,
+            reconnects=self.counters.reconnects,
+        )
+
+    @property
+    def round_trips_s(self) -> tuple[float, ...]:
+        """The latest request round trips (seconds, first send to answer, retries included)."""
+        return tuple(self._rtts)
 
     # ------------------------------------------------------------------ commands
     async def set_depth(self, depth_mm: float) -> None:
@@ -243,6 +274,20 @@ class Pen:
     async def clear_faults(self) -> None:
         await self._request(m.ClearFaults(), m.Ack)
 
+    @contextlib.asynccontextmanager
+    async def calibration_mode(self) -> AsyncIterator[None]:
+        """Hold the link-lost alarm back while the pen is busy and may be quiet.
+
+        Inside, the link counts as lost only after ``calibration_link_timeout_s`` of silence
+        instead of ``link_timeout_s`` (a pen moving its actuator through a sweep, or writing
+        its flash, may not stream).
+        """
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
     # ------------------------------------------------------------------ raw access
     async def request(self, message: m.Message, expect: type[R]) -> R:
         """Send any request without the driver's range checks and wait for its answer.
@@ -268,8 +313,7 @@ class Pen:
         bytes (an unknown id, a wrong schema hash, a malformed payload, a repeated sequence
         number). The answer is returned as it came, a NACK included.
         """
-        if self._link_error is not None:
-            raise self._link_error
+        self._check_link()
         loop = asyncio.get_running_loop()
         if seq is None:
             seq = self._endpoint.allocate_seq()
@@ -290,37 +334,59 @@ class Pen:
         finally:
             self._raw_waiters.pop(seq, None)
 
-    # ------------------------------------------------------------------ streams
-    def telemetry(self) -> TelemetryStream:
-        """Subscribe to telemetry from now on."""
+    # ------------------------------------------------------------------ streams and events
+    def telemetry(self) -> Subscription[TelemetrySample]:
+        """Subscribe to telemetry from now on (a bounded queue; see :class:`Subscription`)."""
         if self._link_error is not None:
             raise self._link_error
-        stream = TelemetryStream(self, self.config.telemetry_queue)
-        self._streams.add(stream)
-        return stream
+        return self._telemetry.subscribe()
+
+    def events(self) -> Subscription[PenEvent]:
+        """Subscribe to events from now on: faults, state changes, link down/up, cartridges,
+        queue overflows."""
+        if self._link_error is not None:
+            raise self._link_error
+        return self._events.subscribe()
+
+    def on_telemetry(self, callback: Callable[[TelemetrySample], None]) -> Callable[[], None]:
+        """Call ``callback(sample)`` for every sample; returns a function that unregisters."""
+        return self._telemetry.add_callback(callback)
+
+    def on_event(self, callback: Callable[[PenEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unregisters."""
+        return self._events.add_callback(callback)
 
     async def fault_events(self) -> AsyncGenerator[FaultEvent, None]:
-        """FAULT events from now on."""
-        queue: asyncio.Queue[FaultEvent] = asyncio.Queue()
-        self._fault_listeners.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._fault_listeners.discard(queue)
+        """FAULT events from now on (the faults among :meth:`events`)."""
+        async with self.events() as events:
+            async for event in events:
+                if isinstance(event, FaultEvent):
+                    yield event
 
     # ------------------------------------------------------------------ internals
-    async def _request(
-        self, message: m.Message, expect: type[R], *, timeout: float | None = None
-    ) -> R:
+    def _check_link(self, *, during_reconnect: bool = False) -> None:
         if self._link_error is not None:
             raise self._link_error
+        if self._link_state == "down" and not during_reconnect:
+            raise LinkLost("the link to the pen is down; the driver is reconnecting")
+
+    async def _request(
+        self,
+        message: m.Message,
+        expect: type[R],
+        *,
+        timeout: float | None = None,
+        during_reconnect: bool = False,
+    ) -> R:
+        self._check_link(during_reconnect=during_reconnect)
         loop = asyncio.get_running_loop()
-        wait = timeout if timeout is not None else self.config.request_timeout_s
+        wait = timeout if timeout is not None else self.config.timeout_for(message)
         sent = self._endpoint.send(message)
         future: asyncio.Future[m.Message] = loop.create_future()
         self._waiters[sent.seq] = future
         self._tracker.add(sent.seq, message, loop.time(), wait)
+        self.counters.requests += 1
+        began = loop.time()
         try:
             await self._write(sent.data)
             attempts = self.config.retries + 1
@@ -330,11 +396,13 @@ class Pen:
                     break
                 except TimeoutError:
                     if attempt == attempts:
+                        self.counters.timeouts += 1
                         raise PenTimeout(
                             f"the pen did not answer {message.NAME} ({attempts} attempts, "
                             f"{attempts * wait:g} s); check the link"
                         ) from None
                     log.debug("no answer to %s seq %d, resending", message.NAME, sent.seq)
+                    self.counters.retries += 1
                     self._tracker.retried(sent.seq, loop.time(), wait)
                     await self._write(self._endpoint.resend(message, sent.seq))
         finally:
@@ -342,10 +410,14 @@ class Pen:
             self._tracker.cancel(sent.seq)
             if future.done() and not future.cancelled():
                 future.exception()  # seen here (raised above or moot): no "never retrieved"
+        self._rtts.append(loop.time() - began)
         if isinstance(reply, m.Nack):
+            self.counters.refusals += 1
             raise self._refusal(message, reply)
         if not isinstance(reply, expect):  # pragma: no cover - the tracker checks the type
             raise PenError(f"unexpected answer {reply.NAME} to {message.NAME}")
+        if isinstance(message, m.Start):
+            self.counters.starts_acknowledged += 1
         return reply
 
     def _refusal(self, request: m.Message, nack: m.Nack) -> PenRefused:
@@ -356,20 +428,13 @@ class Pen:
             name = f"error {nack.code}"
         detail = nack.detail
         if nack.code in (ErrorCode.OUT_OF_RANGE, ErrorCode.NOT_ON_STEP):
+            what = "limit" if nack.code == ErrorCode.OUT_OF_RANGE else "step"
             if isinstance(request, m.SetDepth):
-                why = (
-                    f"limit {detail / 1000:g} mm"
-                    if nack.code == ErrorCode.OUT_OF_RANGE
-                    else f"step {detail / 1000:g} mm"
-                )
+                why = f"{what} {detail / 1000:g} mm"
             elif isinstance(request, m.SetStrokeRate):
-                why = (
-                    f"limit {detail / 1000:g} Hz"
-                    if nack.code == ErrorCode.OUT_OF_RANGE
-                    else f"step {detail / 1000:g} Hz"
-                )
+                why = f"{what} {detail / 1000:g} Hz"
             else:
-                why = f"limit {detail}"
+                why = f"{what} {detail}"
         elif nack.code == ErrorCode.FAULT_ACTIVE:
             why = f"faults {m.FaultFlags(detail)!s}; clear them with clear_faults()"
         elif nack.code == ErrorCode.INVALID_STATE:
@@ -383,8 +448,11 @@ class Pen:
         try:
             await self.transport.write(data)
         except LinkLost as exc:
-            self._fail(exc)
+            self._link_lost(str(exc))
             raise
+
+    def _start_reader(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop(), name="pen-reader")
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -398,9 +466,9 @@ class Pen:
                     elif isinstance(event, DecodeError):
                         log.debug("dropped a frame: %s", event.describe())
         except LinkLost as exc:
-            self._fail(exc)
+            self._link_lost(str(exc))
         except OSError as exc:
-            self._fail(LinkLost(f"link to {self.transport.url} failed: {exc}"))
+            self._link_lost(f"link to {self.transport.url} failed: {exc}")
 
     def _dispatch(self, event: MessageReceived) -> None:
         message = event.message
@@ -412,43 +480,139 @@ class Pen:
             if future is not None and not future.done():
                 future.set_result(message)
             else:
-                self.stray_responses += 1  # a late answer to a request already retried
+                self.counters.stray_answers += 1  # a late answer to a request already settled
             return
         if isinstance(message, m.Telemetry):
-            if self._streams:
-                sample = TelemetrySample.from_message(message)
-                for stream in list(self._streams):
-                    stream._push(sample)
+            self._observe_state(message.state)
+            if self._telemetry:
+                self._telemetry.publish(TelemetrySample.from_message(message))
+        elif isinstance(message, m.Heartbeat):
+            self._observe_state(message.state)
         elif isinstance(message, m.Fault):
             fault = FaultEvent.from_message(message)
             self.faults.append(fault)
-            for queue in self._fault_listeners:
-                queue.put_nowait(fault)
+            self._events.publish(fault)
         elif isinstance(message, m.Cartridge):
-            self.cartridge_events.append(CartridgeInfo.from_message(message))
+            cartridge = CartridgeInfo.from_message(message)
+            self.cartridge_events.append(cartridge)
+            self._events.publish(CartridgeChanged(cartridge))
+
+    def _observe_state(self, raw: int) -> None:
+        if raw == self._state:
+            return
+        try:
+            state: PenState | int = PenState(raw)
+        except ValueError:
+            state = raw
+        previous, self._state = self._state, state
+        self._events.publish(StateChanged(previous, state))
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        with contextlib.suppress(LinkLost):
-            while True:
-                await asyncio.sleep(self.config.heartbeat_interval_s)
-                uptime = int((loop.time() - start) * 1e6)
-                await self._write(self._endpoint.send(m.Heartbeat(uptime, m.PenState.IDLE)).data)
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+            if self._link_state != "up":
+                continue
+            uptime = int((loop.time() - start) * 1e6)
+            with contextlib.suppress(LinkLost):
+                await self._write(self._endpoint.send(m.Heartbeat(uptime, PenState.IDLE)).data)
 
-    def _fail(self, error: PenError) -> None:
-        if self._link_error is not None:
+    def _link_timeout(self) -> float:
+        c = self.config
+        return c.calibration_link_timeout_s if self._held else c.link_timeout_s
+
+    async def _liveness_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._link_state != "up" or self._last_rx is None:
+                await asyncio.sleep(self.config.heartbeat_interval_s)
+                continue
+            silent = loop.time() - self._last_rx
+            timeout = self._link_timeout()
+            if silent >= timeout:
+                self._link_lost(f"no valid frame from the pen for {silent:.1f} s", silent)
+                continue
+            await asyncio.sleep(timeout - silent)
+
+    def _link_lost(self, reason: str, silent_s: float | None = None) -> None:
+        """The link is gone: report it, then reconnect or fail, as configured."""
+        if self._link_state != "up" or self._link_error is not None:
             return
-        self._link_error = error
+        loop = asyncio.get_running_loop()
+        if silent_s is None:
+            silent_s = loop.time() - self._last_rx if self._last_rx is not None else 0.0
+        self.counters.link_losses += 1
+        log.warning("link to %s lost: %s", self.transport.url, reason)
+        self._events.publish(LinkDown(reason, silent_s))
+        if not self.config.reconnect:
+            self._fail(LinkLost(f"link to {self.transport.url} lost: {reason}"))
+            return
+        self._link_state = "down"
+        self._down_since = loop.time()
+        error = LinkLost(f"link to {self.transport.url} lost ({reason}); reconnecting")
         for future in (*self._waiters.values(), *self._raw_waiters.values()):
             if not future.done():
                 future.set_exception(error)
-        self._end_streams()
+        self._tasks.append(asyncio.create_task(self._reconnect(), name="pen-reconnect"))
 
-    def _end_streams(self) -> None:
-        for stream in list(self._streams):
-            stream._push(_END)
-        self._streams.clear()
+    async def _reconnect(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._down_since is not None
+        give_up = self._down_since + self.config.reconnect_give_up_s
+        attempts = 0
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        while loop.time() < give_up:
+            attempts += 1
+            try:
+                await self.transport.reopen()
+                self._start_reader()
+                await self._handshake()
+                status = await self._request(m.GetStatus(), m.Status, during_reconnect=True)
+            except PenError as exc:
+                log.info("reconnect attempt %d to %s failed: %s", attempts, self.transport.url, exc)
+                reader, self._reader = self._reader, None
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await reader
+                await asyncio.sleep(self.config.reconnect_interval_s)
+                continue
+            self._link_state = "up"
+            self._last_rx = loop.time()
+            self.counters.reconnects += 1
+            self._observe_state(status.state)
+            down_s = loop.time() - self._down_since
+            self._events.publish(LinkUp(Status.from_message(status), attempts, down_s))
+            log.info("link to %s back after %.1f s", self.transport.url, down_s)
+            return
+        self._fail(
+            LinkLost(
+                f"link to {self.transport.url} lost and not back after "
+                f"{self.config.reconnect_give_up_s:g} s"
+            )
+        )
+
+    def _fail(self, error: PenError, *, ended: bool = False) -> None:
+        """The connection is over: fail what waits, end the subscriptions."""
+        if self._link_error is not None:
+            return
+        self._link_error = error
+        self._link_state = "closed"
+        for future in (*self._waiters.values(), *self._raw_waiters.values()):
+            if not future.done():
+                future.set_exception(error)
+        # A connection closed by its user ends subscriptions quietly; a lost one raises.
+        self._telemetry.end(None if ended else error)
+        self._events.end(None if ended else error)
+
+
+def _no_report(_event: QueueOverflow) -> None:
+    """Overflow of the event queue itself is logged, not published into the queue it fills."""
 
 
 def connect(

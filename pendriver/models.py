@@ -190,3 +190,37 @@ def _enum(kind: type[E], value: int) -> E:
         return kind(value)
     except ValueError:
         return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkQuality:
+    """How the link is doing, for a status line (``pen monitor``) or a health check."""
+
+    state: str
+    """``up``, ``down`` (reconnecting) or ``closed``."""
+    last_frame_age_s: float | None
+    frames_ok: int
+    frames_dropped: int
+    """Frames that arrived damaged (CRC, framing, ...) and were dropped."""
+    frames_lost: int
+    """Frames the pen sent that never arrived (gaps in its sequence numbers)."""
+    rtt_ms_last: float | None
+    rtt_ms_p50: float | None
+    rtt_ms_p99: float | None
+    retries: int
+    reconnects: int
+
+
+@dataclass(slots=True)
+class DriverCounters:
+    """What the driver did, for tests and benchmarks that compare it with the pen's count."""
+
+    requests: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    refusals: int = 0
+    starts_acknowledged: int = 0
+    stray_answers: int = 0
+    """Answers that came after their request was settled (a retry's duplicate answer)."""
+    link_losses: int = 0
+    reconnects: int = 0

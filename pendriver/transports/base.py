@@ -29,6 +29,11 @@ class Transport(ABC):
     async def close(self) -> None:
         """Close the link; safe to call twice."""
 
+    async def reopen(self) -> None:
+        """Open the link again after a loss, to the same pen (what a reconnect does)."""
+        await self.close()
+        await self.open()
+
 
 class ChunkQueue:
     """Received chunks waiting for ``read()``, ending in the error that closed the link.

@@ -87,6 +87,9 @@ class BleTransport(Transport):
 
     # ------------------------------------------------------------------ open / close
     async def open(self) -> None:
+        """Scan, connect, subscribe; may be called again after a loss (a reconnect)."""
+        self._chunks = ChunkQueue()
+        self._lost = None
         device = await self._find()
         client = BleakClient(
             device,

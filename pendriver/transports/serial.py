@@ -28,6 +28,8 @@ class SerialTransport(Transport):
         self._transport: asyncio.WriteTransport | None = None
 
     async def open(self) -> None:
+        """Open the port; may be called again after a loss (a reconnect)."""
+        self._protocol = QueueProtocol()
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await serial_asyncio_fast.create_serial_connection(

@@ -151,6 +151,19 @@ class SimTransport(Transport):
             raise LinkLost(f"{self.url} is closed")
         self._service.feed(data)
 
+    async def reopen(self) -> None:
+        """Reconnect to the same simulated pen, which kept running while the link was down."""
+        if self._ble is not None:
+            await self._ble.reopen()
+            return
+        service = self._service or self._given
+        if service is None:
+            raise LinkLost(f"{self.url} is closed")
+        service.detach()
+        self._chunks = ChunkQueue()
+        self._service = service
+        service.attach(self._chunks.push)
+
     async def close(self) -> None:
         ble, peripheral = self._ble, self.peripheral
         if ble is not None:
