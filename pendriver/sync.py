@@ -8,18 +8,30 @@ script gets the same behaviour (heartbeats, retries, telemetry buffering) withou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
 from firmware_protocol import LinkStats
+from firmware_protocol import messages as m
 
 from .config import DriverConfig
 from .driver import Pen, connect
-from .models import CartridgeInfo, DeviceInfo, FaultEvent, Status, TelemetrySample
+from .events import PenEvent, Subscription
+from .models import (
+    CartridgeInfo,
+    DeviceInfo,
+    DriverCounters,
+    FaultEvent,
+    LinkQuality,
+    Status,
+    TelemetrySample,
+)
 
 T = TypeVar("T")
+R = TypeVar("R", bound=m.Message)
 
 
 class SyncPen:
@@ -86,21 +98,67 @@ class SyncPen:
     def link_stats(self) -> LinkStats:
         return self._pen.link_stats
 
+    @property
+    def link_quality(self) -> LinkQuality:
+        return self._call(_value(lambda: self._pen.link_quality))
+
+    @property
+    def link_state(self) -> str:
+        return self._pen.link_state
+
+    @property
+    def counters(self) -> DriverCounters:
+        return self._pen.counters
+
+    def request(self, message: m.Message, expect: type[R]) -> R:
+        """Any request without the driver's range checks (see :meth:`Pen.request`)."""
+        return self._call(self._pen.request(message, expect))
+
+    @contextlib.contextmanager
+    def calibration_mode(self) -> Iterator[None]:
+        """Hold the link-lost alarm back while the pen is busy (:meth:`Pen.calibration_mode`)."""
+        mode = self._pen.calibration_mode()
+        self._call(mode.__aenter__())
+        try:
+            yield
+        finally:
+            self._call(mode.__aexit__(None, None, None))
+
     def telemetry(self, *, timeout: float | None = None) -> Iterator[TelemetrySample]:
-        """Samples as they arrive; stop iterating (``break``) to unsubscribe."""
+        """Samples as they arrive; stop iterating (``break``) to unsubscribe. ``timeout``
+        bounds the wait for each sample (``TimeoutError`` after)."""
+        return self._iterate(_value(self._pen.telemetry), timeout)
 
-        async def subscribe() -> Any:
-            return self._pen.telemetry()
+    def events(self, *, timeout: float | None = None) -> Iterator[PenEvent]:
+        """Events as they happen (faults, state changes, link down/up, ...), like
+        :meth:`telemetry`."""
+        return self._iterate(_value(self._pen.events), timeout)
 
-        stream = self._call(subscribe())
+    def _iterate(
+        self, subscribe: Coroutine[Any, Any, Subscription[T]], timeout: float | None
+    ) -> Iterator[T]:
+        subscription = self._call(subscribe)
         try:
             while True:
                 try:
-                    yield self._call(stream.__anext__(), timeout)
+                    yield self._call(subscription.__anext__(), timeout)
                 except StopAsyncIteration:
                     return
         finally:
-            stream.close()
+            self._loop.call_soon_threadsafe(subscription.close)
+
+    def _unregister(self, remove: Callable[[], None]) -> None:
+        self._loop.call_soon_threadsafe(remove)
+
+    def on_telemetry(self, callback: Callable[[TelemetrySample], None]) -> Callable[[], None]:
+        """Call ``callback(sample)`` for every sample, on the driver's thread: be quick."""
+        remove = self._call(_value(lambda: self._pen.on_telemetry(callback)))
+        return lambda: self._unregister(remove)
+
+    def on_event(self, callback: Callable[[PenEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event, on the driver's thread: be quick."""
+        remove = self._call(_value(lambda: self._pen.on_event(callback)))
+        return lambda: self._unregister(remove)
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -120,6 +178,11 @@ class SyncPen:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def _value(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on the driver's loop (its state is only touched from there)."""
+    return fn()
 
 
 def connect_sync(url: str, *, config: DriverConfig | None = None) -> SyncPen:
