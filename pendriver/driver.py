@@ -569,18 +569,22 @@ class Pen:
         while loop.time() < give_up:
             attempts += 1
             try:
-                await self.transport.reopen()
-                self._start_reader()
-                await self._handshake()
-                status = await self._request(m.GetStatus(), m.Status, during_reconnect=True)
-            except PenError as exc:
-                log.info("reconnect attempt %d to %s failed: %s", attempts, self.transport.url, exc)
+                # One attempt (a HELLO with its retries can take seconds) must not carry the
+                # reconnect past its give-up time: it is cut off there.
+                async with asyncio.timeout_at(give_up):
+                    await self.transport.reopen()
+                    self._start_reader()
+                    await self._handshake()
+                    status = await self._request(m.GetStatus(), m.Status, during_reconnect=True)
+            except (PenError, TimeoutError) as exc:
+                why = str(exc) or "cut off at the give-up time"
+                log.info("reconnect attempt %d to %s failed: %s", attempts, self.transport.url, why)
                 reader, self._reader = self._reader, None
                 if reader is not None:
                     reader.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await reader
-                await asyncio.sleep(self.config.reconnect_interval_s)
+                await asyncio.sleep(min(self.config.reconnect_interval_s, give_up - loop.time()))
                 continue
             self._link_state = "up"
             self._last_rx = loop.time()
