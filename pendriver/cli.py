@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from typing import TextIO
 
@@ -17,8 +18,11 @@ from .capture import decode_capture, describe, read_capture
 from .driver import Pen, connect
 from .errors import PenError
 from .models import TelemetrySample
+from .monitor import monitor
+from .scan import scan
 from .summary import summarise
 from .transports import SIMULATOR_URL
+from .transports.ble import DEFAULT_SCAN_TIMEOUT_S
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -57,6 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
     p.add_argument("--seconds", type=float, required=True, metavar="S", help="how long to run")
     sub.add_parser("demo", parents=[port], help="a short guided pass on the built-in simulator")
+    p = sub.add_parser("scan", help="list serial ports and Bluetooth LE pens, with their URLs")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_SCAN_TIMEOUT_S,
+        metavar="S",
+        help=f"how long to listen for BLE pens (default: {DEFAULT_SCAN_TIMEOUT_S:g})",
+    )
+    p.add_argument("--no-ble", action="store_true", help="leave Bluetooth LE out")
+    p.add_argument("--no-serial", action="store_true", help="leave serial ports out")
+    p.add_argument("--all", action="store_true", help="list every BLE device, not only pens")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser(
+        "monitor", parents=[port], help="watch the pen live (read-only; Ctrl-C to leave)"
+    )
+    p.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds")
     p = sub.add_parser("decode", help="print a wire capture as decoded messages")
     p.add_argument("file", metavar="FILE", help="a capture from pen --capture or pen-sim --capture")
     p.add_argument(
@@ -193,9 +213,35 @@ def _decode(args: argparse.Namespace, out: TextIO) -> None:
         raise PenError(f"cannot read {args.file}: {exc.strerror}") from None
 
 
+def _scan(args: argparse.Namespace, out: TextIO) -> None:
+    if args.no_ble and args.no_serial:
+        raise PenError("--no-ble and --no-serial leave nothing to scan")
+    if not args.timeout > 0:
+        raise PenError(f"--timeout must be positive, got {args.timeout:g}")
+    result = asyncio.run(
+        scan(
+            timeout_s=args.timeout, serial=not args.no_serial, ble=not args.no_ble, all_ble=args.all
+        )
+    )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2), file=out)
+    else:
+        for line in result.lines():
+            print(line, file=out)
+
+
 def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    if args.command == "scan":
+        try:
+            _scan(args, out)
+        except PenError as exc:
+            print(f"pen: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        return 0
     if args.command == "decode":
         try:
             _decode(args, out)
@@ -210,6 +256,19 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         print(
             f"pen: no --port given: using the built-in simulator ({SIMULATOR_URL})", file=sys.stderr
         )
+    if args.command == "monitor":
+        try:
+            asyncio.run(
+                monitor(
+                    args.port, out, seconds=args.seconds, capture=getattr(args, "capture", None)
+                )
+            )
+        except PenError as exc:
+            print(f"pen: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:  # the way to leave a monitor; it never ran the motor
+            return 0
+        return 0
     try:
         asyncio.run(_command(args, out))
     except PenError as exc:
