@@ -100,6 +100,8 @@ class Pen:
         self._started_motor = False
         self._last_rx: float | None = None
         self._held = 0
+        self._liveness_wake = asyncio.Event()
+        """Set to make the liveness check look again now (its timeout just got shorter)."""
         self._state: PenState | int | None = None
         self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
         self.counters = DriverCounters()
@@ -287,6 +289,10 @@ class Pen:
             yield
         finally:
             self._held -= 1
+            if not self._held:
+                # Back to the short timeout: a silence that already outlasts it is a loss
+                # now, not when the long timeout the liveness check is waiting out ends.
+                self._liveness_wake.set()
 
     # ------------------------------------------------------------------ raw access
     async def request(self, message: m.Message, expect: type[R]) -> R:
@@ -528,12 +534,22 @@ class Pen:
             if self._link_state != "up" or self._last_rx is None:
                 await asyncio.sleep(self.config.heartbeat_interval_s)
                 continue
-            silent = loop.time() - self._last_rx
+            heard = self._last_rx
             timeout = self._link_timeout()
-            if silent >= timeout:
-                self._link_lost(f"no valid frame from the pen for {silent:.1f} s", silent)
-                continue
-            await asyncio.sleep(timeout - silent)
+            self._liveness_wake.clear()
+            try:
+                await asyncio.wait_for(self._liveness_wake.wait(), heard + timeout - loop.time())
+            except TimeoutError:
+                pass
+            else:
+                continue  # calibration mode ended: look again with the shorter timeout
+            if self._last_rx != heard or self._link_timeout() > timeout:
+                continue  # heard from the pen meanwhile, or calibration mode began
+            # Nothing since ``heard`` for the whole timeout. The deadline is judged by the
+            # timer, not by re-reading the clock: a loop may fire a timer a hair early (its
+            # clock's resolution), and "not quite yet" would then become a busy loop.
+            silent = max(loop.time() - heard, timeout)
+            self._link_lost(f"no valid frame from the pen for {silent:.1f} s", silent)
 
     def _link_lost(self, reason: str, silent_s: float | None = None) -> None:
         """The link is gone: report it, then reconnect or fail, as configured."""
