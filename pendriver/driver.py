@@ -582,7 +582,7 @@ class Pen:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-        while loop.time() < give_up:
+        while True:
             attempts += 1
             try:
                 # One attempt (a HELLO with its retries can take seconds) must not carry the
@@ -600,7 +600,14 @@ class Pen:
                     reader.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await reader
-                await asyncio.sleep(min(self.config.reconnect_interval_s, give_up - loop.time()))
+                try:
+                    # The pause ends at the give-up time too, as judged by that timer rather
+                    # than by re-reading the clock: a loop may fire a timer a hair early, and
+                    # a sliver of time left must not start attempt after attempt.
+                    async with asyncio.timeout_at(give_up):
+                        await asyncio.sleep(self.config.reconnect_interval_s)
+                except TimeoutError:
+                    break
                 continue
             self._link_state = "up"
             self._last_rx = loop.time()
