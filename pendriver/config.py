@@ -49,8 +49,14 @@ class DriverConfig:
             value = getattr(self, f.name)
             if f.name.endswith("_s") and not value > 0:
                 raise ValueError(f"DriverConfig.{f.name} must be a positive number of seconds")
-        if self.retries < 0 or self.telemetry_queue < 1 or self.event_queue < 1:
-            raise ValueError("DriverConfig.retries must be >= 0 and the queues >= 1")
+        # Each count is named in its own error; a float retry count would only fail later,
+        # inside a request, so it is refused here too.
+        for name, least in (("retries", 0), ("telemetry_queue", 1), ("event_queue", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"DriverConfig.{name} must be a whole number >= {least}, got {value!r}"
+                )
 
     def timeout_for(self, message: m.Message) -> float:
         """How long one attempt of ``message`` waits for its answer."""
