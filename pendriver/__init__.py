@@ -23,6 +23,7 @@ from .errors import (
     PenRefused,
     PenTimeout,
     ProtocolMismatch,
+    Reconnecting,
 )
 from .events import (
     CartridgeChanged,
@@ -71,6 +72,7 @@ __all__ = [
     "PenTimeout",
     "ProtocolMismatch",
     "QueueOverflow",
+    "Reconnecting",
     "StateChanged",
     "Status",
     "Subscription",

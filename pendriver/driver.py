@@ -40,11 +40,19 @@ from firmware_protocol.cobs import cobs_encode
 from firmware_protocol.codec import CODECS
 from firmware_protocol.crc import crc16
 from firmware_protocol.framing import HEADER
-from firmware_protocol.messages import ErrorCode, PenState
+from firmware_protocol.messages import ErrorCode, FaultFlags, PenState
 
 from . import limits
 from .config import DriverConfig
-from .errors import LinkLost, PenConnectionError, PenError, PenRefused, PenTimeout, ProtocolMismatch
+from .errors import (
+    LinkLost,
+    PenConnectionError,
+    PenError,
+    PenRefused,
+    PenTimeout,
+    ProtocolMismatch,
+    Reconnecting,
+)
 from .events import (
     CartridgeChanged,
     Fanout,
@@ -103,6 +111,7 @@ class Pen:
         self._liveness_wake = asyncio.Event()
         """Set to make the liveness check look again now (its timeout just got shorter)."""
         self._state: PenState | int | None = None
+        self._active_faults = FaultFlags(0)
         self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
         self.counters = DriverCounters()
         self.faults: list[FaultEvent] = []
@@ -334,7 +343,8 @@ class Pen:
             await self._write(frame)
             wait = timeout if timeout is not None else self.config.request_timeout_s
             try:
-                return await asyncio.wait_for(future, wait)
+                async with asyncio.timeout(wait):
+                    return await future
             except TimeoutError:
                 raise PenTimeout(f"no answer to the raw frame with id 0x{msg_id:02X}") from None
         finally:
@@ -374,7 +384,7 @@ class Pen:
         if self._link_error is not None:
             raise self._link_error
         if self._link_state == "down" and not during_reconnect:
-            raise LinkLost("the link to the pen is down; the driver is reconnecting")
+            raise Reconnecting("the link to the pen is down; the driver is reconnecting")
 
     async def _request(
         self,
@@ -398,7 +408,11 @@ class Pen:
             attempts = self.config.retries + 1
             for attempt in range(1, attempts + 1):
                 try:
-                    reply = await asyncio.wait_for(asyncio.shield(future), wait)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns an answer
+                    # that lands in the same loop step as a cancellation and loses the
+                    # cancellation (a Ctrl-C during a request would be ignored).
+                    async with asyncio.timeout(wait):
+                        reply = await asyncio.shield(future)
                     break
                 except TimeoutError:
                     if attempt == attempts:
@@ -496,6 +510,10 @@ class Pen:
             self._observe_state(message.state)
         elif isinstance(message, m.Fault):
             fault = FaultEvent.from_message(message)
+            if fault.active:
+                self._active_faults |= fault.fault
+            else:
+                self._active_faults &= ~fault.fault
             self.faults.append(fault)
             self._events.publish(fault)
         elif isinstance(message, m.Cartridge):
@@ -566,11 +584,13 @@ class Pen:
             return
         self._link_state = "down"
         self._down_since = loop.time()
-        error = LinkLost(f"link to {self.transport.url} lost ({reason}); reconnecting")
+        error = Reconnecting(f"link to {self.transport.url} lost ({reason}); reconnecting")
         for future in (*self._waiters.values(), *self._raw_waiters.values()):
             if not future.done():
                 future.set_exception(error)
-        self._tasks.append(asyncio.create_task(self._reconnect(), name="pen-reconnect"))
+        task = asyncio.create_task(self._reconnect(), name="pen-reconnect")
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     async def _reconnect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -613,6 +633,7 @@ class Pen:
             self._last_rx = loop.time()
             self.counters.reconnects += 1
             self._observe_state(status.state)
+            self._report_missed_faults(status)
             down_s = loop.time() - self._down_since
             self._events.publish(LinkUp(Status.from_message(status), attempts, down_s))
             log.info("link to %s back after %.1f s", self.transport.url, down_s)
@@ -624,12 +645,27 @@ class Pen:
             )
         )
 
+    def _report_missed_faults(self, status: m.Status) -> None:
+        """Faults the pen raised while the link was down never arrived as FAULT frames: report
+        the ones its status now shows, so a watchdog stop is not only a line in LinkUp."""
+        missed = FaultFlags(status.fault_flags) & ~self._active_faults
+        for flag in FaultFlags:
+            if flag in missed:
+                fault = FaultEvent(flag, True, status.uptime_us / 1e6, 0)
+                self.faults.append(fault)
+                self._events.publish(fault)
+        self._active_faults = FaultFlags(status.fault_flags)
+
     def _fail(self, error: PenError, *, ended: bool = False) -> None:
         """The connection is over: fail what waits, end the subscriptions."""
         if self._link_error is not None:
             return
         self._link_error = error
         self._link_state = "closed"
+        current = asyncio.current_task()
+        for task in self._tasks:  # heartbeats and liveness have nothing left to do
+            if task is not current:
+                task.cancel()
         for future in (*self._waiters.values(), *self._raw_waiters.values()):
             if not future.done():
                 future.set_exception(error)

@@ -19,6 +19,13 @@ class LinkLost(PenError):
     """The link to the pen went away (cable pulled, server stopped, radio out of range)."""
 
 
+class Reconnecting(LinkLost):
+    """The link is down and the driver is reconnecting: retry the call after a LinkUp event.
+
+    A plain :class:`LinkLost` (not this) means the connection is over for good.
+    """
+
+
 class LimitError(PenError, ValueError):
     """A value is outside what this pen accepts; checked before anything is sent."""
 

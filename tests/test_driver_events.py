@@ -23,9 +23,11 @@ from pendriver import (
     FaultEvent,
     FaultFlags,
     LinkDown,
+    LinkUp,
     PenEvent,
     PenState,
     QueueOverflow,
+    Reconnecting,
     StateChanged,
     Subscription,
     TelemetrySample,
@@ -366,3 +368,74 @@ def test_driver_config_defaults_are_consistent() -> None:
     assert c.retries >= 1
     assert not c.reconnect
     assert DriverConfig(retries=0).retries == 0
+
+
+# ---------------------------------------------------------------------- link loss details
+
+
+def test_a_fault_raised_while_the_link_was_down_is_reported_on_reconnect(
+    virtual_pen: VirtualPen,
+) -> None:
+    vp = virtual_pen
+
+    async def scenario() -> list[PenEvent]:
+        config = DriverConfig(reconnect=True)
+        async with vp.connect(config) as pen, pen.events() as events:
+            await pen.start()
+            vp.faults.link_loss(4.0)  # the pen's FAULT frame for its watchdog stop is lost
+            seen: list[PenEvent] = []
+            async with asyncio.timeout(30):
+                async for event in events:
+                    seen.append(event)
+                    if isinstance(event, LinkUp):
+                        return seen
+            return seen
+
+    seen = vp.run(scenario())
+    faults = [e for e in seen if isinstance(e, FaultEvent)]
+    assert [f.fault for f in faults] == [FaultFlags.WATCHDOG]
+    assert faults[0].active
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds.index("LinkDown") < kinds.index("FaultEvent") < kinds.index("LinkUp")
+
+
+def test_calls_while_reconnecting_raise_reconnecting_not_the_final_link_lost(
+    virtual_pen: VirtualPen,
+) -> None:
+    vp = virtual_pen
+
+    async def scenario() -> None:
+        config = DriverConfig(reconnect=True)
+        async with vp.connect(config) as pen, pen.events() as events:
+            vp.faults.link_loss(5.0)
+            await _next_of(events, LinkDown)
+            with pytest.raises(Reconnecting, match="reconnecting"):
+                await pen.status()
+            await _next_of(events, LinkUp, timeout=30)
+            assert (await pen.status()).state == PenState.IDLE
+
+    vp.run(scenario())
+
+
+def test_cancelling_a_request_is_not_lost_when_its_answer_lands_at_once(
+    virtual_pen: VirtualPen,
+) -> None:
+    # On Python 3.11 asyncio.wait_for returned the answer and swallowed a cancellation that
+    # arrived in the same loop step: a Ctrl-C during a request was ignored.
+    vp = virtual_pen
+
+    async def scenario() -> None:
+        async with vp.connect() as pen:
+            # Cancel at every point of the exchange, one loop step further each time: one of
+            # them is the step in which the answer lands.
+            for steps in range(1, 8):
+                task = asyncio.create_task(pen.status())
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                if task.done():
+                    break
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+
+    vp.run(scenario())
