@@ -43,6 +43,9 @@ class DriverConfig:
     """Send STOP when closing a connection whose session started the motor."""
     host_name: str = "pendriver"
     """Sent in HELLO so the pen's log can say who connected."""
+    first_seq: int | None = None
+    """The first sequence number (``None``: random, so that a pen still holding the answers of
+    an earlier session cannot mistake a new request for a retry). Set it for repeatable runs."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -57,6 +60,11 @@ class DriverConfig:
                 raise ValueError(
                     f"DriverConfig.{name} must be a whole number >= {least}, got {value!r}"
                 )
+        seq = self.first_seq
+        if seq is not None and (
+            isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= 0xFFFF
+        ):
+            raise ValueError(f"DriverConfig.first_seq must be None or 0-65535, got {seq!r}")
 
     def timeout_for(self, message: m.Message) -> float:
         """How long one attempt of ``message`` waits for its answer."""

@@ -91,7 +91,10 @@ class Pen:
     def __init__(self, transport: Transport, config: DriverConfig | None = None) -> None:
         self.transport = transport
         self.config = config or DriverConfig()
-        self._endpoint = Endpoint(first_seq=random.randrange(0x10000))
+        first_seq = self.config.first_seq
+        self._endpoint = Endpoint(
+            first_seq=random.randrange(0x10000) if first_seq is None else first_seq
+        )
         self._tracker = RequestTracker()
         self._waiters: dict[int, asyncio.Future[m.Message]] = {}
         self._raw_waiters: dict[int, asyncio.Future[m.Message]] = {}

@@ -109,11 +109,6 @@ def _run_guarded(vp: VirtualPen, main: Coroutine[Any, Any, None], wall_s: float 
         timer.cancel()
 
 
-def _fixed_first_seq(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
-    """The driver draws its first sequence number from ``random``; pin it for a repeatable run."""
-    monkeypatch.setattr("pendriver.driver.random.randrange", random.Random(seed).randrange)
-
-
 # ---------------------------------------------------------------------- 1,000 commands
 
 
@@ -184,7 +179,7 @@ async def _one_command(pen: Pen, kind: str, rng: random.Random) -> None:
 
 
 def test_thousand_commands_over_a_noisy_link_complete_or_fail_clearly(
-    virtual_pen: VirtualPen, monkeypatch: pytest.MonkeyPatch
+    virtual_pen: VirtualPen,
 ) -> None:
     """1,000 mixed commands with 5 % of bytes dropped and 5 % corrupted, both ways.
 
@@ -207,8 +202,8 @@ def test_thousand_commands_over_a_noisy_link_complete_or_fail_clearly(
     START acknowledges it), and the link timeout is long because at this loss rate the pen's
     1 Hz heartbeat alone gets through only one time in nine.
     """
-    _fixed_first_seq(monkeypatch, 4)
     config = DriverConfig(
+        first_seq=random.Random(4).randrange(0x10000),
         request_timeout_s=0.01,
         retries=1000,
         heartbeat_interval_s=0.1,
@@ -259,17 +254,19 @@ def test_thousand_commands_over_a_noisy_link_complete_or_fail_clearly(
     _run_guarded(vp, scenario())
 
 
-def test_too_few_retries_lose_track_of_starts(
-    virtual_pen: VirtualPen, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_too_few_retries_lose_track_of_starts(virtual_pen: VirtualPen) -> None:
     """The control for the test above: without retries, the counts part company.
 
     A START that reached the pen but whose ACK was lost is a PenTimeout to the driver and a
     running motor to the pen. This is why the driver retries (under the same sequence
     number), and why a timeout on an actuation means "unknown", not "did not happen".
     """
-    _fixed_first_seq(monkeypatch, 5)
-    config = DriverConfig(request_timeout_s=0.01, retries=0, link_timeout_s=120.0)
+    config = DriverConfig(
+        first_seq=random.Random(5).randrange(0x10000),
+        request_timeout_s=0.01,
+        retries=0,
+        link_timeout_s=120.0,
+    )
     vp = virtual_pen
 
     async def scenario() -> tuple[int, int]:
