@@ -22,6 +22,7 @@ from bleak.exc import BleakError
 from bumble.controller import Controller
 from bumble.link import LocalLink
 from bumble.transport import open_transport as open_hci
+from helpers_ble import AdapterOff
 
 import pendriver
 from firmware_protocol import PROTOCOL_VERSION, SCHEMA_HASH, Endpoint, MessageReceived
@@ -422,22 +423,9 @@ def test_a_device_without_the_pen_service_is_refused(run: Run) -> None:
     run(body())
 
 
-class BrokenScanner(BaseBleakScanner):
-    """A platform backend with no usable adapter."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(None, None)
-
-    async def start(self) -> None:
-        raise BleakError("Bluetooth adapter is powered off")
-
-    async def stop(self) -> None:
-        pass
-
-
 def test_no_bluetooth_is_a_one_line_error(run: Run) -> None:
     async def body() -> None:
-        transport = BleTransport("PEN-000001", scanner_backend=BrokenScanner)
+        transport = BleTransport("PEN-000001", scanner_backend=AdapterOff)
         with pytest.raises(
             PenConnectionError, match=r"^bleak cannot use Bluetooth here: Bluetooth adapter is"
         ):

@@ -19,9 +19,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from bleak.backends.scanner import BaseBleakScanner
-from bleak.exc import BleakError
 from bumble.core import AdvertisingData
+from helpers_ble import AdapterOff
 from serial.tools.list_ports_common import ListPortInfo
 
 import pendriver
@@ -93,19 +92,6 @@ def fake_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     from serial.tools import list_ports
 
     monkeypatch.setattr(list_ports, "comports", lambda *a, **k: list(FAKE_PORTS))
-
-
-class NoAdapter(BaseBleakScanner):
-    """A platform backend whose adapter is off."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(None, None)
-
-    async def start(self) -> None:
-        raise BleakError("Bluetooth adapter is powered off")
-
-    async def stop(self) -> None:
-        pass
 
 
 def test_scan_finds_the_simulated_pen_and_its_url_connects(run: Run) -> None:
@@ -194,7 +180,7 @@ def test_the_real_serial_listing_works_here() -> None:
 
 
 def test_ble_failure_leaves_the_serial_part_standing(fake_ports: None, run: Run) -> None:
-    result = run(scan.scan(timeout_s=0.1, ble_scanner_backend=NoAdapter))
+    result = run(scan.scan(timeout_s=0.1, ble_scanner_backend=AdapterOff))
     assert result.ble == () and result.ble_error == "Bluetooth adapter is powered off"
     assert [p.device for p in result.serial] == ["/dev/ttyUSB0", "/dev/ttyS0"]
     assert "Bluetooth: unavailable: Bluetooth adapter is powered off" in result.lines()
