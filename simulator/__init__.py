@@ -34,6 +34,7 @@ from .trajectory import (
     Stationary,
     TipSensor,
     Trajectory,
+    parse_trajectory,
     trajectory_from_spec,
 )
 from .virtual_loop import VirtualTimeLoop, run_virtual
@@ -76,6 +77,7 @@ __all__ = [
     "VirtualClock",
     "VirtualTimeLoop",
     "get_profile",
+    "parse_trajectory",
     "run_virtual",
     "trajectory_from_spec",
 ]

@@ -26,7 +26,7 @@ from .profiles import DEFAULT_PROFILE, PROFILES
 from .scenario import add_fault_arguments, faults_from_args
 from .servers import PtyServer, TcpServer
 from .service import PenService
-from .trajectory import TipSensor, Trajectory, trajectory_from_spec
+from .trajectory import TipSensor, Trajectory, parse_trajectory
 
 if TYPE_CHECKING:
     from .ble import BlePeripheral
@@ -106,24 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _number(text: str) -> float | int:
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text else value
-
-
 def _trajectory_spec(text: str) -> Trajectory:
-    """``--trajectory``: a CSV file, or ``KIND:key=value,...``; a usage error otherwise."""
+    """``--trajectory``: see :func:`~simulator.trajectory.parse_trajectory`."""
     try:
-        if ":" not in text or Path(text).exists():
-            return trajectory_from_spec({"kind": "csv", "path": text})
-        kind, _, rest = text.partition(":")
-        spec: dict[str, object] = {"kind": kind}
-        for item in filter(None, rest.split(",")):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"expected key=value, got {item!r}")
-            spec[key.strip()] = _number(value.strip())
-        return trajectory_from_spec(spec)
+        return parse_trajectory(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -878,3 +878,30 @@ def _build(spec: object, where: str, base_dir: str | os.PathLike[str] | None) ->
 
 def _quoted(keys: list[str]) -> str:
     return ", ".join(repr(k) for k in keys)
+
+
+def _number(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def parse_trajectory(text: str) -> Trajectory:
+    """A trajectory from one line of text, as on ``pen-sim --trajectory`` or in a ``sim://`` URL.
+
+    Either the path of a CSV track (``t_s,x_mm,y_mm``) or ``KIND:key=value,...`` with the keys
+    of :func:`trajectory_from_spec`, e.g. ``raster:width_mm=40,height_mm=30,glide_mm_s=20,
+    tip_width_mm=8,overlap=0.25``. Raises ``ValueError`` with a one-line reason.
+    """
+    if ":" not in text or Path(text).exists():
+        return trajectory_from_spec({"kind": "csv", "path": text})
+    kind, _, rest = text.partition(":")
+    spec: dict[str, object] = {"kind": kind}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value, got {item!r}")
+        try:
+            spec[key.strip()] = _number(value.strip())
+        except ValueError:
+            raise ValueError(f"{key.strip()}: expected a number, got {value.strip()!r}") from None
+    return trajectory_from_spec(spec)

@@ -164,3 +164,34 @@ def test_decode_shows_corrupted_frames_as_such(
     code, out, _ = run_pen(["decode", str(capture)], capsys)
     assert code == 0
     assert "!! bad CRC" in out
+
+
+def test_sim_url_moves_the_tip_along_a_trajectory() -> None:
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    import pendriver
+
+    url = (
+        "sim://?telemetry_hz=20&trajectory="
+        "raster:width_mm=40,height_mm=30,glide_mm_s=20,tip_width_mm=8,overlap=0.25"
+    )
+
+    async def body() -> list[tuple[float, float]]:
+        async with pendriver.connect(url) as pen, pen.telemetry() as stream:
+            return [(s.tip_x_mm, s.tip_y_mm) async for s in _first(stream, 30)]
+
+    async def _first(
+        stream: pendriver.Subscription[pendriver.TelemetrySample], n: int
+    ) -> AsyncIterator[pendriver.TelemetrySample]:
+        count = 0
+        async for sample in stream:
+            yield sample
+            count += 1
+            if count == n:
+                return
+
+    points = asyncio.run(body())
+    xs = [x for x, _ in points]
+    assert max(xs) - min(xs) > 10  # it glides along the first raster line
+    assert all(3.9 <= y <= 4.1 for _, y in points)  # half a tip width in from the zone's edge

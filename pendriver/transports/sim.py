@@ -1,4 +1,7 @@
-"""``sim://[PROFILE][?serial=S&telemetry_hz=N&link=bytes|ble&mtu=N]``: a simulated pen, here.
+"""``sim://[PROFILE][?serial=S&telemetry_hz=N&trajectory=SPEC&link=bytes|ble&mtu=N]``: a
+simulated pen, here. ``trajectory`` moves its tip (a CSV track or e.g.
+``raster:width_mm=40,height_mm=30,glide_mm_s=20,tip_width_mm=8,overlap=0.25``, as on
+``pen-sim --trajectory``), seen through its noisy motion sensor.
 
 ``link=bytes`` (the default) hands bytes straight to the pen. ``link=ble`` puts the pen on an
 in-process Bluetooth LE link instead: the pen is a bumble GATT peripheral and the driver
@@ -72,17 +75,26 @@ class SimTransport(Transport):
             self._given.attach(self._chunks.push)
             return
         try:
-            from simulator import DEFAULT_PROFILE, LoopClock, PenFirmware, PenService
+            from simulator import (
+                DEFAULT_PROFILE,
+                LoopClock,
+                PenFirmware,
+                PenService,
+                TipSensor,
+                parse_trajectory,
+            )
         except ImportError as exc:  # pragma: no cover - the simulator ships with the package
             raise PenConnectionError(f"sim:// needs the simulator package: {exc}") from None
         peripheral_class = self._ble_classes() if self.link == "ble" else None
         try:
             telemetry = self.options.get("telemetry_hz")
+            motion = self.options.get("trajectory")
             self.firmware = PenFirmware(
                 self.profile or DEFAULT_PROFILE,
                 clock=LoopClock(asyncio.get_running_loop()),
                 serial_number=self.options.get("serial", "SIM-000001"),
                 telemetry_rate_hz=int(telemetry) if telemetry is not None else None,
+                trajectory=TipSensor(parse_trajectory(motion)) if motion else None,
             )
         except ValueError as exc:
             raise PenConnectionError(f"cannot open {self.url}: {exc}") from None
