@@ -112,7 +112,8 @@ class _Track:
         arr = np.asarray(track, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < 1:
             raise ValueError("track must be (m, 3) or (m, 4): time s, x mm, y mm[, heading rad]")
-        if not np.all(np.isfinite(arr)) or not np.all(np.abs(arr[:, 1:3]) < _MAX_ABS_MM):
+        # One reduction each: NaN fails every comparison, so it is caught here too.
+        if not np.abs(arr[:, 1:3]).max() < _MAX_ABS_MM or not np.isfinite(arr[:, ::3]).all():
             raise ValueError("track values must be finite and positions sane")
         if len(arr) == 1:  # one sample: the tip rests there
             arr = np.concatenate((arr, arr))
