@@ -1,0 +1,119 @@
+"""Density during a pass: fed telemetry as it arrives, a map ready at any moment.
+
+Telemetry carries the cumulative stroke count and the tip position; each chunk adds the
+strokes between the previous sample and its last one (the previous chunk's last sample is
+carried over, so no interval is lost or counted twice between chunks). The moment any cell of
+the zone goes above the maximum density an :class:`OverTreatment` is returned, once per cell,
+so the driver can warn the operator while the pen is still on that spot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .grid import Grid
+from .kernel import DensityKernel, stroke_times_from_counts
+from .stats import DensityStats, density_stats
+
+
+@dataclass(frozen=True, slots=True)
+class OverTreatment:
+    """A cell went above the maximum density."""
+
+    time_s: float
+    x_mm: float
+    """Centre of the cell."""
+    y_mm: float
+    density_per_cm2: float
+
+
+class LiveDensity:
+    """A pass's density map, grown chunk by chunk from telemetry."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        needles_mm: ArrayLike,
+        *,
+        max_per_cm2: float | None = None,
+        zone: NDArray[np.bool_] | None = None,
+    ) -> None:
+        self.grid = grid
+        self.kernel = DensityKernel(grid, needles_mm)
+        self.max_per_cm2 = max_per_cm2
+        self.zone = zone
+        self._last: tuple[float, int, float, float] | None = None
+        self._flagged = np.zeros(grid.shape, dtype=bool)
+        self.alarms: list[OverTreatment] = []
+        """Every over-treatment raised so far, in order."""
+        # The count a cell may hold before it is over the maximum, in whole punctures.
+        self._limit = (
+            int(np.floor(max_per_cm2 * grid.cell_area_cm2)) if max_per_cm2 is not None else None
+        )
+
+    def feed(
+        self, times_s: ArrayLike, stroke_counts: ArrayLike, x_mm: ArrayLike, y_mm: ArrayLike
+    ) -> list[OverTreatment]:
+        """Add a chunk of telemetry (parallel arrays, in time order); return new alarms."""
+        t = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        c = np.asarray(stroke_counts, dtype=np.int64).reshape(-1)
+        x = np.asarray(x_mm, dtype=np.float64).reshape(-1)
+        y = np.asarray(y_mm, dtype=np.float64).reshape(-1)
+        if not t.size:
+            return []
+        if self._last is not None:
+            lt, lc, lx, ly = self._last
+            t, c = np.concatenate(([lt], t)), np.concatenate(([lc], c))
+            x, y = np.concatenate(([lx], x)), np.concatenate(([ly], y))
+        self._last = (float(t[-1]), int(c[-1]), float(x[-1]), float(y[-1]))
+        if t.size < 2:
+            return []
+        strokes = stroke_times_from_counts(t, c)
+        if strokes.size:
+            self.kernel.add(strokes, np.column_stack((t, x, y)))
+        return self._check(float(t[-1]))
+
+    def _check(self, now_s: float) -> list[OverTreatment]:
+        if self._limit is None:
+            return []
+        hot = self.kernel.counts > self._limit
+        if self.zone is not None:
+            hot &= self.zone
+        new = hot & ~self._flagged
+        if not new.any():
+            return []
+        self._flagged |= new
+        cell = self.grid.cell_mm
+        x0, y0 = self.grid.origin_mm
+        alarms = [
+            OverTreatment(
+                time_s=now_s,
+                x_mm=x0 + (ix + 0.5) * cell,
+                y_mm=y0 + (iy + 0.5) * cell,
+                density_per_cm2=float(self.kernel.counts[iy, ix]) / self.grid.cell_area_cm2,
+            )
+            for iy, ix in zip(*np.nonzero(new), strict=True)
+        ]
+        self.alarms += alarms
+        return alarms
+
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        return self.kernel.counts
+
+    @property
+    def density_per_cm2(self) -> NDArray[np.float64]:
+        return self.grid.density_per_cm2(self.kernel.counts)
+
+    def stats(self, *, target_per_cm2: float | None = None) -> DensityStats:
+        return density_stats(
+            self.kernel.counts,
+            self.grid.cell_area_cm2,
+            zone=self.zone,
+            outside_grid=self.kernel.outside,
+            target_per_cm2=target_per_cm2,
+            max_per_cm2=self.max_per_cm2,
+        )
