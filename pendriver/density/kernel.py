@@ -43,6 +43,8 @@ allocated and added).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -59,6 +61,8 @@ __all__ = [
 _MAX_ABS_MM = 1e9  # 1000 km: keeps every µm value far inside int64 and float64's exact range
 _BLOCK_PUNCTURES = 1 << 14  # (2, needles, strokes) int64 block: 256 KiB, stays in L2
 _BIN_PUNCTURES = 1 << 20  # flat indices collected before one bincount
+_SMALL_PUNCTURES = 160  # at most this many punctures per call: pure-Python path (live chunks)
+_SMALL_STROKES = 4
 
 
 def stroke_times_uniform(start_s: float, stop_s: float, rate_hz: float) -> NDArray[np.float64]:
@@ -175,6 +179,11 @@ class DensityKernel:
         self._nx_f = np.ascontiguousarray(self._needles[:, 0:1])  # (n, 1)
         self._ny_f = np.ascontiguousarray(self._needles[:, 1:2])
         self._total = 0
+        # Pure-Python path (tiny live chunks): the same contract, step by step, with Python
+        # floats and ints; counts go straight into the padded grid through a memoryview.
+        self._mv = memoryview(self._flat.data)
+        self._needle_list = [(float(a), float(b)) for a, b in self._needles.tolist()]
+        self._needle_ints = [(int(a), int(b)) for a, b in self._needle_list]
 
     @property
     def needles(self) -> int:
@@ -206,6 +215,9 @@ class DensityKernel:
         k = len(strokes)
         if k == 0:
             return
+        if k <= _SMALL_STROKES and k * self._n <= _SMALL_PUNCTURES:
+            self._add_small(strokes.tolist(), track)
+            return
         if not np.all(np.isfinite(strokes)):
             raise ValueError("stroke times must be finite")
         tip, c, s = _Track(track).tips(strokes)
@@ -234,6 +246,66 @@ class DensityKernel:
             if fill:
                 self._count(binbuf[:fill])
         self._total += k * n
+
+    def _add_small(self, strokes: list[float], track: ArrayLike) -> None:
+        """A few strokes, pure Python: the contract's steps with Python floats and ints."""
+        arr = np.asarray(track, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < 1:
+            raise ValueError("track must be (m, 3) or (m, 4): time s, x mm, y mm[, heading rad]")
+        rows: list[list[float]] = arr.tolist()
+        isfinite = math.isfinite
+        for r in rows:
+            # NaN fails the comparison, so it is caught here too (as in _Track).
+            if not (abs(r[1]) < _MAX_ABS_MM and abs(r[2]) < _MAX_ABS_MM):
+                raise ValueError("track values must be finite and positions sane")
+            if not (isfinite(r[0]) and (len(r) == 3 or isfinite(r[3]))):
+                raise ValueError("track values must be finite and positions sane")
+        if len(rows) == 1:  # one sample: the tip rests there
+            r0 = rows[0]
+            rows = [r0, [r0[0] + 1.0, *r0[1:]]]
+        ts = [r[0] for r in rows]
+        for a, b in pairwise(ts):
+            if not b > a:
+                raise ValueError("track times must be strictly increasing")
+        for t in strokes:
+            if not isfinite(t):
+                raise ValueError("stroke times must be finite")
+        heading = len(rows[0]) == 4
+        m2 = len(ts) - 2
+        ox, oy = self.grid.origin_um
+        cell = self.grid.cell_um
+        ny, nx = self.grid.shape
+        ux, uy = nx + 1, ny + 1
+        w = self._w
+        mv = self._mv
+        for t in strokes:
+            i = bisect_right(ts, t) - 1
+            i = 0 if i < 0 else (m2 if i > m2 else i)
+            r0, r1 = rows[i], rows[i + 1]
+            f = (t - r0[0]) / (r1[0] - r0[0])
+            f = 0.0 if f < 0.0 else (1.0 if f > 1.0 else f)
+            x0 = float(round(r0[1] * 1000.0))
+            y0 = float(round(r0[2] * 1000.0))
+            # Shifted by one cell: the floor division lands in padded coordinates.
+            x = int(x0 + round(f * (float(round(r1[1] * 1000.0)) - x0))) - ox + cell
+            y = int(y0 + round(f * (float(round(r1[2] * 1000.0)) - y0))) - oy + cell
+            if heading:
+                h = r0[3] + f * (r1[3] - r0[3])
+                c, s = math.cos(h), math.sin(h)
+                for a, b in self._needle_list:
+                    ix = (x + round(c * a - s * b)) // cell
+                    iy = (y + round(s * a + c * b)) // cell
+                    ix = 0 if ix < 0 else (ux if ix > ux else ix)
+                    iy = 0 if iy < 0 else (uy if iy > uy else iy)
+                    mv[iy * w + ix] += 1
+            else:
+                for dx, dy in self._needle_ints:
+                    ix = (x + dx) // cell
+                    iy = (y + dy) // cell
+                    ix = 0 if ix < 0 else (ux if ix > ux else ix)
+                    iy = 0 if iy < 0 else (uy if iy > uy else iy)
+                    mv[iy * w + ix] += 1
+        self._total += len(strokes) * self._n
 
     def _stamp(
         self,
