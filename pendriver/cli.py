@@ -15,10 +15,12 @@ from typing import TextIO
 from firmware_protocol import MessageReceived
 
 from .capture import decode_capture, describe, read_capture
+from .density_report import Zone
 from .driver import Pen, connect
 from .errors import PenError
 from .models import TelemetrySample
 from .monitor import monitor
+from .pass_density import PassDensity
 from .scan import scan
 from .summary import summarise
 from .transports import SIMULATOR_URL
@@ -60,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=float, required=True, metavar="MM", help="needle depth, mm")
     p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
     p.add_argument("--seconds", type=float, required=True, metavar="S", help="how long to run")
+    p.add_argument(
+        "--zone",
+        metavar="WxH[@X,Y]",
+        help="show live puncture density over this zone (mm); on the built-in simulator the "
+        "tip then glides a raster over it",
+    )
+    p.add_argument("--cell", type=float, default=0.5, metavar="MM", help="density cell (0.5 mm)")
+    p.add_argument(
+        "--target", type=float, default=250.0, metavar="N", help="target punctures/cm² (250)"
+    )
+    p.add_argument(
+        "--max", type=float, default=None, metavar="N", help="warn above this many punctures/cm²"
+    )
     sub.add_parser("demo", parents=[port], help="a short guided pass on the built-in simulator")
     p = sub.add_parser("scan", help="list serial ports and Bluetooth LE pens, with their URLs")
     p.add_argument(
@@ -77,6 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", parents=[port], help="watch the pen live (read-only; Ctrl-C to leave)"
     )
     p.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds")
+    p = sub.add_parser(
+        "density", help="puncture density map and statistics from a recorded capture"
+    )
+    p.add_argument("file", metavar="FILE", help="a capture from pen --capture or pen-sim --capture")
+    p.add_argument("--zone", metavar="WxH[@X,Y]", help="treatment zone in mm (default: the track)")
+    p.add_argument("--cell", type=float, default=0.5, metavar="MM", help="cell size (0.5 mm)")
+    p.add_argument(
+        "--target", type=float, default=250.0, metavar="N", help="target punctures/cm² (250)"
+    )
+    p.add_argument(
+        "--max", type=float, default=None, metavar="N", help="maximum punctures/cm² (none)"
+    )
+    p.add_argument(
+        "--needles",
+        metavar="ROWSxCOLS:PITCH",
+        help="needle layout if the capture holds no CARTRIDGE message (e.g. 4x4:0.6)",
+    )
+    p.add_argument("--png", metavar="PNG", help="where to write the heatmap (default FILE.png)")
     p = sub.add_parser("decode", help="print a wire capture as decoded messages")
     p.add_argument("file", metavar="FILE", help="a capture from pen --capture or pen-sim --capture")
     p.add_argument(
@@ -127,11 +160,20 @@ def _print_info(pen: Pen, out: TextIO) -> None:
         print(f"  {label:14} {value}", file=out)
 
 
-async def _run_pass(pen: Pen, depth_mm: float, rate_hz: float, seconds: float, out: TextIO) -> None:
+async def _run_pass(
+    pen: Pen,
+    depth_mm: float,
+    rate_hz: float,
+    seconds: float,
+    out: TextIO,
+    density: PassDensity | None = None,
+) -> None:
     if not seconds > 0:
         raise PenError(f"--seconds must be positive, got {seconds:g}")
     await pen.set_depth(depth_mm)
     await pen.set_stroke_rate(rate_hz)
+    if density is not None:
+        await density.prepare(pen)
     print(f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s", file=out)
     samples: list[TelemetrySample] = []
     faults_before = len(pen.faults)
@@ -144,6 +186,8 @@ async def _run_pass(pen: Pen, depth_mm: float, rate_hz: float, seconds: float, o
             async with asyncio.timeout(seconds):
                 async for sample in stream:
                     samples.append(sample)
+                    if density is not None:
+                        density.add(sample, out)
                     live.update(loop.time() - began, sample)
         except TimeoutError:
             pass
@@ -161,6 +205,8 @@ async def _run_pass(pen: Pen, depth_mm: float, rate_hz: float, seconds: float, o
         f"{stats.seq_gaps} lost, {dropped} samples dropped by a slow reader",
         file=out,
     )
+    if density is not None:
+        density.finish(out)
 
 
 async def _command(args: argparse.Namespace, out: TextIO) -> None:
@@ -184,7 +230,8 @@ async def _command(args: argparse.Namespace, out: TextIO) -> None:
             await pen.set_depth(args.depth)
             print(f"depth set to {args.depth:g} mm", file=out)
         elif args.command == "run":
-            await _run_pass(pen, args.depth, args.rate, args.seconds, out)
+            zone = PassDensity(Zone.parse(args.zone), args) if args.zone else None
+            await _run_pass(pen, args.depth, args.rate, args.seconds, out, zone)
         elif args.command == "demo":
             print("pen demo: connect, show the pen, set depth and rate, run a short pass", file=out)
             _print_info(pen, out)
@@ -196,6 +243,72 @@ async def _command(args: argparse.Namespace, out: TextIO) -> None:
                 else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
             )
             await _run_pass(pen, depth, rate, 3.0, out)
+
+
+def _density(args: argparse.Namespace, out: TextIO) -> None:
+    import numpy as np
+
+    from .density import Grid, density_counts, stroke_times_from_counts
+    from .density.picture import write_heatmap_png
+    from .density.stats import density_stats
+    from .density_report import Zone, parse_needle_grid, telemetry_from_capture
+
+    try:
+        with open(args.file, encoding="utf-8") as lines:
+            arrays, needles = telemetry_from_capture(lines, args.file)
+    except OSError as exc:
+        raise PenError(f"cannot read {args.file}: {exc.strerror}") from None
+    if args.needles:
+        needles = parse_needle_grid(args.needles)
+    if needles is None:
+        raise PenError(
+            f"{args.file} holds no CARTRIDGE message with needle positions: "
+            "give the layout with --needles ROWSxCOLS:PITCH"
+        )
+    if args.zone:
+        zone = Zone.parse(args.zone)
+    else:  # the track's bounding box, widened by the cartridge's reach
+        reach = float(np.abs(needles).max()) + args.cell
+        x0, y0 = float(arrays.x_mm.min()) - reach, float(arrays.y_mm.min()) - reach
+        zone = Zone(
+            float(arrays.x_mm.max()) + reach - x0,
+            float(arrays.y_mm.max()) + reach - y0,
+            (round(x0, 3), round(y0, 3)),
+        )
+    try:
+        grid: Grid = zone.grid(args.cell)
+    except ValueError as exc:
+        raise PenError(str(exc)) from None
+    strokes = stroke_times_from_counts(arrays.times_s, arrays.stroke_counts)
+    track = np.column_stack((arrays.times_s, arrays.x_mm, arrays.y_mm))
+    counts, outside = density_counts(grid, needles, strokes, track)
+    stats = density_stats(
+        counts,
+        grid.cell_area_cm2,
+        outside_grid=outside,
+        target_per_cm2=args.target,
+        max_per_cm2=args.max,
+    )
+    print(
+        f"{args.file}: {len(arrays.times_s)} telemetry samples, {strokes.size} strokes, "
+        f"{len(needles)} needles, zone {zone.width_mm:g} x {zone.height_mm:g} mm",
+        file=out,
+    )
+    for line in stats.lines():
+        print(line, file=out)
+    png = args.png or f"{args.file}.png"
+    try:
+        write_heatmap_png(
+            png,
+            grid.density_per_cm2(counts),
+            origin_mm=grid.origin_mm,
+            cell_mm=grid.cell_mm,
+            zone_mm=zone.rect_mm,
+            title=f"{args.file}: punctures per cm²",
+        )
+    except (RuntimeError, OSError) as exc:
+        raise PenError(f"cannot write {png}: {exc}") from None
+    print(f"  heatmap         {png}", file=out)
 
 
 def _decode(args: argparse.Namespace, out: TextIO) -> None:
@@ -242,16 +355,28 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
         return 0
-    if args.command == "decode":
+    if args.command in ("decode", "density"):
         try:
-            _decode(args, out)
+            (_decode if args.command == "decode" else _density)(args, out)
         except PenError as exc:
             print(f"pen: error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except BrokenPipeError:  # `pen decode big.jsonl | head`
             return 0
         return 0
-    if getattr(args, "port", None) is None:
+    if getattr(args, "port", None) is None and getattr(args, "zone", None):
+        try:
+            zone = Zone.parse(args.zone)
+        except PenError as exc:
+            print(f"pen: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        # The built-in pen glides a raster over the zone, as a hand would (2 mm wide strokes).
+        args.port = (
+            f"{SIMULATOR_URL}?trajectory=raster:width_mm={zone.width_mm:g},"
+            f"height_mm={zone.height_mm:g},glide_mm_s=20,tip_width_mm=2,overlap=0.1"
+        )
+        print(f"pen: no --port given: using the built-in simulator ({args.port})", file=sys.stderr)
+    elif getattr(args, "port", None) is None:
         args.port = SIMULATOR_URL
         print(
             f"pen: no --port given: using the built-in simulator ({SIMULATOR_URL})", file=sys.stderr

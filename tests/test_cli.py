@@ -195,3 +195,68 @@ def test_sim_url_moves_the_tip_along_a_trajectory() -> None:
     xs = [x for x, _ in points]
     assert max(xs) - min(xs) > 10  # it glides along the first raster line
     assert all(3.9 <= y <= 4.1 for _, y in points)  # half a tip width in from the zone's edge
+
+
+def test_run_with_a_zone_maps_density_live_and_warns_of_over_treatment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_pen(
+        [
+            "run",
+            "--zone",
+            "20x10",
+            "--depth",
+            "0.5",
+            "--rate",
+            "120",
+            "--seconds",
+            "1.5",
+            "--max",
+            "3000",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "trajectory=raster:width_mm=20,height_mm=10" in err  # the sim glides over the zone
+    assert "density over 20 x 10 mm" in out
+    assert "treated area" in out and "over-treated" in out
+    assert "!! over-treatment at x=" in out
+
+
+def test_density_from_a_capture_writes_stats_and_a_heatmap(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    capture = Path(str(tmp_path)) / "pass.jsonl"
+    url = (
+        "sim://?telemetry_hz=100&trajectory="
+        "raster:width_mm=20,height_mm=10,glide_mm_s=20,tip_width_mm=2,overlap=0.1"
+    )
+    code, _, err = run_pen(
+        [
+            "--port",
+            url,
+            "--capture",
+            str(capture),
+            "run",
+            "--zone",
+            "20x10",
+            "--depth",
+            "0.5",
+            "--rate",
+            "120",
+            "--seconds",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, out, err = run_pen(["density", str(capture), "--zone", "20x10"], capsys)
+    assert code == 0, err
+    assert "16 needles" in out  # taken from the CARTRIDGE answer in the capture
+    assert "punctures" in out and "uniformity" in out
+    png = Path(f"{capture}.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run_pen(["density", str(capture), "--zone", "20by10"], capsys)
+    assert code == cli.EXIT_ERROR and "zone must be WxH" in err
