@@ -38,6 +38,11 @@ every cell index is clipped into the padded grid, so there is no per-puncture bo
 whatever lands in the border ring is "outside". Flat indices of many blocks are collected and
 counted with one ``np.bincount`` (no ``minlength``: only the prefix of the grid that was hit is
 allocated and added).
+
+A call with only a few strokes (a live chunk: at most ``_SMALL_STROKES`` strokes and
+``_SMALL_PUNCTURES`` punctures) takes a pure-Python path instead: the same contract step by step
+with Python floats and ints (``round`` is round-half-even like ``np.rint``), counting straight
+into the padded grid through a memoryview, which avoids some thirty small numpy calls.
 """
 
 from __future__ import annotations
