@@ -88,14 +88,19 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def bench_batch(n_punctures: int, needles: F64) -> dict[str, float | str]:
+def bench_batch(n_punctures: int, needles: F64, *, heading: bool = True) -> dict[str, float | str]:
+    """One batch size. Without ``heading`` the track has no heading column, as telemetry
+    has none (``pen run --zone``, ``pen density``): the needles are not rotated."""
     n_strokes = n_punctures // len(needles)
     duration = n_strokes / RATE_HZ
-    track = make_track(duration)
+    full = make_track(duration)
+    if not heading:
+        full[:, 3] = 0.0  # for the histogram's positions: identity rotation, exactly
+    track = full if heading else np.ascontiguousarray(full[:, :3])
     strokes = stroke_times_uniform(0.0, duration, RATE_HZ)[:n_strokes]
     total = len(strokes) * len(needles)
     counts, outside = density_counts(GRID, needles, strokes, track)
-    px, py = punctures_um(needles, strokes, track)
+    px, py = punctures_um(needles, strokes, full)
     assert np.array_equal(hist2d(GRID, px, py), counts), "histogram2d disagrees with the engine"
     assert int(counts.sum()) + outside == total
     repeats = 5 if total <= 1_000_000 else 3
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     needles = circle(16, 1.0)
     rows = {n: bench_batch(n, needles) for n in (100_000, 1_000_000, 10_000_000)}
+    plain = bench_batch(10_000_000, needles, heading=False)
     chunk = bench_chunks()
     session = bench_session()
     big = rows[10_000_000]
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "engine_punctures_per_s_1e7": big["engine_punctures_per_s"],
         "chunk_us": chunk["chunk_us"],
         "session_recompute_s": session["session_recompute_s"],
+        "ratio_vs_histogram2d_1e7_no_heading": plain["ratio_vs_histogram2d"],
+        "engine_punctures_per_s_1e7_no_heading": plain["engine_punctures_per_s"],
         "batch": {f"{n:.0e}": r for n, r in rows.items()},
         "chunk": chunk,
         "session": session,
@@ -207,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{n:10.0e} {r['engine_punctures_per_s']:12.3g} "
             f"{r['histogram2d_punctures_per_s']:12.3g} {r['ratio_vs_histogram2d']:6.1f}x {ref_s}"
         )
+    print(
+        f"{1e7:10.0e} {plain['engine_punctures_per_s']:12.3g} "
+        f"{plain['histogram2d_punctures_per_s']:12.3g} {plain['ratio_vs_histogram2d']:6.1f}x "
+        f"{'(no heading, as from telemetry)':>12}"
+    )
     print(
         f"live chunk (10 ms of strokes): median {chunk['chunk_us']:.1f} µs "
         f"(p99 {chunk['chunk_us_p99']:.1f}), histogram2d {chunk['histogram2d_chunk_us']:.1f} µs "
