@@ -17,7 +17,7 @@ from firmware_protocol import MessageReceived
 from firmware_protocol import messages as m
 
 from .capture import decode_capture, read_capture
-from .density import Grid, from_cartridge, square_grid
+from .density import Grid, from_cartridge, square_grid, unwrap_counter
 from .errors import PenError
 from .models import TelemetrySample
 
@@ -56,15 +56,6 @@ class Zone:
     @property
     def rect_mm(self) -> tuple[float, float, float, float]:
         return (self.origin_mm[0], self.origin_mm[1], self.width_mm, self.height_mm)
-
-
-def unwrap_counter(counts: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The u32 stroke counter made monotonic across wrap-arounds (and pen reboots to 0)."""
-    if counts.size < 2:
-        return counts
-    steps = np.diff(counts)
-    steps = np.where(steps < 0, np.where(steps < -(1 << 31), steps + (1 << 32), 0), steps)
-    return np.concatenate(([counts[0]], counts[0] + np.cumsum(steps))).astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)

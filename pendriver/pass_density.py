@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-import numpy as np
-
 from .density import from_cartridge
 from .density.live import LiveDensity
 from .density.terminal import terminal_heatmap
-from .density_report import Zone
+from .density_report import TelemetryArrays, Zone
 from .driver import Pen
 from .errors import PenError
 from .models import TelemetrySample
@@ -51,12 +49,8 @@ class PassDensity:
         if live is None or not pending:
             return
         self._pending = []
-        alarms = live.feed(
-            np.array([s.time_s for s in pending]),
-            np.array([s.stroke_count for s in pending], dtype=np.int64),
-            np.array([s.tip_x_mm for s in pending]),
-            np.array([s.tip_y_mm for s in pending]),
-        )
+        chunk = TelemetryArrays.from_samples(pending)
+        alarms = live.feed(chunk.times_s, chunk.stroke_counts, chunk.x_mm, chunk.y_mm)
         if alarms:
             worst = max(alarms, key=lambda a: a.density_per_cm2)
             print(

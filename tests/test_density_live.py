@@ -67,3 +67,23 @@ def test_no_alarm_without_a_maximum() -> None:
     live = LiveDensity(GRID, NEEDLES)
     assert live.feed(t, c, x, y) == []
     assert live.density_per_cm2.max() > 0
+
+
+def test_a_counter_that_wraps_or_resets_between_chunks_is_no_error() -> None:
+    t = np.arange(40) / 100.0
+    x = 2.0 + 20.0 * t
+    y = np.full(40, 5.0)
+    wrapped = (np.floor(t * 120).astype(np.int64) + (1 << 32) - 20) % (1 << 32)
+    live = LiveDensity(GRID, NEEDLES)
+    live.feed(t[:20], wrapped[:20], x[:20], y[:20])
+    live.feed(t[20:], wrapped[20:], x[20:], y[20:])  # the u32 counter wrapped in between
+    expected, _ = density_counts(
+        GRID,
+        NEEDLES,
+        stroke_times_from_counts(t, np.floor(t * 120).astype(np.int64)),
+        np.column_stack((t, x, y)),
+    )
+    assert np.array_equal(live.counts, expected)
+    before = live.kernel.total
+    live.feed(t[-1:] + 0.01, np.array([3]), x[-1:], y[-1:])  # the pen rebooted: count 3
+    assert live.kernel.total == before  # nothing invented, nothing raised

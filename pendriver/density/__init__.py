@@ -18,7 +18,13 @@ from .geometry import (
     square_grid,
 )
 from .grid import Grid
-from .kernel import DensityKernel, density_counts, stroke_times_from_counts, stroke_times_uniform
+from .kernel import (
+    DensityKernel,
+    density_counts,
+    stroke_times_from_counts,
+    stroke_times_uniform,
+    unwrap_counter,
+)
 from .reference import reference_counts
 
 __all__ = [
@@ -35,4 +41,5 @@ __all__ = [
     "square_grid",
     "stroke_times_from_counts",
     "stroke_times_uniform",
+    "unwrap_counter",
 ]

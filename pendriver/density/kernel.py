@@ -79,6 +79,18 @@ def stroke_times_uniform(start_s: float, stop_s: float, rate_hz: float) -> NDArr
     return times[times < stop_s]
 
 
+def unwrap_counter(counts: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The u32 stroke counter made monotonic: a wrap-around continues, a reset to 0 (the
+    pen rebooted) adds nothing, so :func:`stroke_times_from_counts` never sees it go back."""
+    if counts.size < 2:
+        return counts
+    steps = np.diff(counts)
+    # A drop of more than half the range is a wrap; any other drop is a reset (a reboot),
+    # which adds no strokes.
+    steps = np.maximum(np.where(steps < -(1 << 31), steps + (1 << 32), steps), 0)
+    return np.concatenate(([counts[0]], counts[0] + np.cumsum(steps))).astype(np.int64)
+
+
 def stroke_times_from_counts(times_s: ArrayLike, counts: ArrayLike) -> NDArray[np.float64]:
     """Stroke times from a cumulative stroke counter sampled in telemetry.
 

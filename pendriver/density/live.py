@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .grid import Grid
-from .kernel import DensityKernel, stroke_times_from_counts
+from .kernel import DensityKernel, stroke_times_from_counts, unwrap_counter
 from .stats import DensityStats, density_stats
 
 
@@ -68,7 +68,10 @@ class LiveDensity:
             lt, lc, lx, ly = self._last
             t, c = np.concatenate(([lt], t)), np.concatenate(([lc], c))
             x, y = np.concatenate(([lx], x)), np.concatenate(([ly], y))
+        # The raw count is carried and the whole chunk unwrapped with it, so a wrap or a pen
+        # reboot between chunks is handled like one inside a chunk.
         self._last = (float(t[-1]), int(c[-1]), float(x[-1]), float(y[-1]))
+        c = unwrap_counter(c)
         if t.size < 2:
             return []
         strokes = stroke_times_from_counts(t, c)
