@@ -54,7 +54,7 @@ class PassDensity:
         if alarms:
             worst = max(alarms, key=lambda a: a.density_per_cm2)
             print(
-                f"\\n!! over-treatment at x={worst.x_mm:.1f} y={worst.y_mm:.1f} mm: "
+                f"\n!! over-treatment at x={worst.x_mm:.1f} y={worst.y_mm:.1f} mm: "
                 f"{worst.density_per_cm2:.0f}/cm² (limit {self.maximum:g}); "
                 f"{len(alarms)} cell(s) now over",
                 file=out,

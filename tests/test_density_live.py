@@ -41,6 +41,34 @@ def test_any_chunking_gives_the_batch_map(sizes: list[int]) -> None:
     assert live.kernel.outside == outside
 
 
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=40), st.integers(1, 40))
+def test_alarms_after_each_chunk_are_exactly_the_cells_newly_over(
+    sizes: list[int], limit: int
+) -> None:
+    # The check looks only at the cells a chunk touched; it must find exactly what a check of
+    # the whole grid would, chunk after chunk, and never the same cell twice.
+    t, c, x, y = telemetry(n=120, rate_hz=150.0)
+    x = 2.0 + (x - 2.0) * 0.05  # a slow glide: cells fill up and cross the limit
+    live = LiveDensity(GRID, NEEDLES, max_per_cm2=limit / GRID.cell_area_cm2)
+    flagged = np.zeros(GRID.shape, dtype=bool)
+    start = 0
+    for size in [*sizes, len(t)]:
+        part = slice(start, start + size)
+        alarms = live.feed(t[part], c[part], x[part], y[part])
+        start += size
+        over = live.counts > limit
+        new = over & ~flagged
+        got = {(round(a.x_mm, 6), round(a.y_mm, 6)) for a in alarms}
+        want = {
+            (round(0.5 * ix + 0.25, 6), round(0.5 * iy + 0.25, 6))
+            for iy, ix in zip(*np.nonzero(new), strict=True)
+        }
+        assert got == want and len(got) == len(alarms)
+        flagged |= over
+        if start >= len(t):
+            break
+
+
 def test_over_treatment_is_raised_once_per_cell_the_moment_it_happens() -> None:
     # The pen lingers on one spot: strokes pile up in the same cells.
     t = np.arange(100) / 100.0

@@ -36,6 +36,7 @@ from pendriver.density import (
     spiral,
     stroke_times_uniform,
 )
+from pendriver.density.kernel import HEADING_STEPS, RAD_PER_STEP, STEPS_PER_RAD
 
 F64 = NDArray[np.float64]
 RATE_HZ = 120.0
@@ -59,9 +60,13 @@ def punctures_um(needles: F64, strokes: F64, track: F64) -> tuple[F64, F64]:
     i = np.clip(np.searchsorted(t, strokes, side="right") - 1, 0, len(t) - 2)
     f = np.clip((strokes - t[i]) / (t[i + 1] - t[i]), 0.0, 1.0)
     tip = xy[:, i] + np.rint(f * (xy[:, i + 1] - xy[:, i]))
-    h = (track[i, 3] + f * (track[i + 1, 3] - track[i, 3])).tolist()
-    c = np.array([math.cos(v) for v in h])
-    s = np.array([math.sin(v) for v in h])
+    hq = np.rint(track[:, 3] * STEPS_PER_RAD).astype(np.int64)
+    half = HEADING_STEPS // 2
+    turned = (hq[i + 1] - hq[i] + half) % HEADING_STEPS - half
+    q = (hq[i] + np.rint(f * turned).astype(np.int64)) % HEADING_STEPS
+    angles = (q * RAD_PER_STEP).tolist()
+    c = np.array([math.cos(v) for v in angles])
+    s = np.array([math.sin(v) for v in angles])
     n = np.rint(needles * 1000.0)
     dx = np.rint(n[:, 0:1] * c - n[:, 1:2] * s)
     dy = np.rint(n[:, 0:1] * s + n[:, 1:2] * c)

@@ -9,40 +9,62 @@ Arithmetic contract
 The kernel must give *exactly* the counts of the pure-Python reference
 (:mod:`pendriver.density.reference`), cell for cell. A puncture on a cell boundary goes one way
 or the other depending on the last bit of a float, so the contract is stated operation by
-operation; both implementations perform these IEEE-754 double operations (each one correctly
-rounded, no fused multiply-add, no BLAS), then everything after the rounding steps is integer
-arithmetic, which is exact:
+operation. The few float steps are IEEE-754 double operations, each correctly rounded (no fused
+multiply-add, no BLAS), which numpy's elementwise ufuncs and Python's floats both perform; every
+step after them is integer arithmetic, which is exact in any order.
 
 1. Track and needle positions are quantised to whole µm, the wire's resolution:
-   ``X = rint(x_mm * 1000.0)`` (round half to even, as ``np.rint`` and ``round`` do).
+   ``X = rint(x_mm * 1000.0)`` (round half to even, as ``np.rint`` and ``round`` do). A heading
+   becomes whole steps of 1/16384 turn: ``H = rint(h_rad * (16384 / 2π))``.
 2. For a stroke at time ``t``: ``i`` is the last sample with ``T[i] <= t`` (``bisect_right`` -
    1), clamped to ``[0, m-2]``; ``f = (t - T[i]) / (T[i+1] - T[i])`` clamped to ``[0, 1]``
    (no extrapolation: before the first sample or after the last the tip rests there).
 3. Tip: ``x = X[i] + rint(f * (X[i+1] - X[i]))``, same for y: whole µm again.
-4. Heading (when given): ``h = H[i] + f * (H[i+1] - H[i])``; ``c = math.cos(h)``,
-   ``s = math.sin(h)``: the C library's functions in both implementations (numpy's own SIMD
-   ``cos`` may differ by an ulp). Needle offset: ``dx = rint(c*nx - s*ny)``,
+4. Heading (when given): the step turned between the samples the shorter way round,
+   ``d = ((H[i+1] - H[i] + 8192) mod 16384) - 8192``; the stroke's step
+   ``q = (H[i] + rint(f * d)) mod 16384``; ``c = math.cos(q * (2π / 16384))``, ``s`` the same
+   with ``math.sin`` (the C library's functions in both implementations; numpy's SIMD ``cos``
+   may differ by an ulp). Needle offset: ``dx = rint(c*nx - s*ny)``,
    ``dy = rint(s*nx + c*ny)``, products first, then the sum/difference. Without a heading the
-   offset is ``(nx, ny)``, which is what ``c = 1, s = 0`` gives too.
+   offset is ``(nx, ny)``, which is what step ``q = 0`` (``c = 1, s = 0``) gives too.
 5. Puncture at ``(x + dx, y + dy)`` µm; cell ``ix = (x + dx - ox) // cell`` (floor), same for
    y. Cells outside ``[0, nx) × [0, ny)`` count as *outside*.
 
+The heading resolution, 1/16384 turn (0.022°), moves a needle 1.5 mm from the axis by at most
+0.3 µm, below the wire's 1 µm position step and far below what a pen's motion sensor resolves.
 Because step 5 is integer arithmetic, translating the track and the grid origin by the same
 whole number of µm (or the track alone by whole cells) translates the map exactly.
 
 Speed
 -----
-Punctures are laid out needle-major, ``(2, needles, strokes)``, in blocks that stay in cache;
-x and y go through each numpy call together. The grid is padded by one cell on each side and
-every cell index is clipped into the padded grid, so there is no per-puncture bounds test:
-whatever lands in the border ring is "outside". Flat indices of many blocks are collected and
-counted with one ``np.bincount`` (no ``minlength``: only the prefix of the grid that was hit is
-allocated and added).
+Everything per puncture is integer work on 1-D arrays of one block of strokes (16384 at a time,
+so temporaries stay in cache), one needle at a time: numpy iterates broadcast operands several
+times slower than plain contiguous ones, and a fresh array the size of the whole track costs
+more in page faults than the arithmetic on it.
 
-A call with only a few strokes (a live chunk: at most ``_SMALL_STROKES`` strokes and
-``_SMALL_PUNCTURES`` punctures) takes a pure-Python path instead: the same contract step by step
-with Python floats and ints (``round`` is round-half-even like ``np.rint``), counting straight
-into the padded grid through a memoryview, which avoids some thirty small numpy calls.
+* Per stroke: the interpolation index is computed for a uniformly sampled track,
+  ``(t - T[0]) / dt``, and checked against the samples on both sides; only strokes where that
+  guess is wrong (jitter, gaps, before or after the track) are searched with
+  ``np.searchsorted``. The track's columns are quantised per block, for the samples it needs.
+* The grid is padded by ``P`` cells on each side, enough for the needles' reach, and each tip
+  is clamped (per stroke) to at most one reach outside the grid. A clamped stroke was wholly
+  outside and stays wholly outside, so no per-puncture bounds test is needed and every value
+  stays non-negative. Whatever lands in the padding is *outside*.
+* Without a heading (telemetry has none): with the tip at ``Q·cell + r``, a needle's cell is
+  ``Q + a + [r >= cell - b]`` for its offset ``a·cell + b``, so the remainders ``(rx, ry)`` of a
+  stroke fall in one of at most ``(n+1)²`` classes, each with a fixed pattern of cell offsets.
+  A puncture costs one gather from that small table and one add (:class:`_ClassTables`).
+* With a heading: the offsets of a heading step depend on nothing else, so they are computed
+  once per step, lazily in pages of 64 steps, into a table ``(2·n, 16384)``. The floor
+  division of step 5 is a multiply and a shift (``v // cell == (v * M) >> s`` for
+  ``0 <= v < V`` with ``M = ceil(2**s / cell)`` and ``2**s >= V * cell``: Granlund and
+  Montgomery's round-up method); the table holds offsets already times ``M``, so a puncture
+  costs a gather, an add and a shift per axis and ``iy * w + ix``.
+* Flat indices are collected and counted with one ``np.bincount`` per 256 Ki punctures (no
+  ``minlength``: only the prefix of the grid that was hit is allocated and added).
+
+A call with only a few strokes (a live chunk) does the per-stroke steps in plain Python and
+counts with ``np.add.at``: a few small numpy calls in all.
 """
 
 from __future__ import annotations
@@ -57,17 +79,32 @@ from numpy.typing import ArrayLike, NDArray
 from .grid import UM_PER_MM, Grid
 
 __all__ = [
+    "HEADING_STEPS",
     "DensityKernel",
     "density_counts",
     "stroke_times_from_counts",
     "stroke_times_uniform",
+    "unwrap_counter",
 ]
 
-_MAX_ABS_MM = 1e9  # 1000 km: keeps every µm value far inside int64 and float64's exact range
-_BLOCK_PUNCTURES = 1 << 14  # (2, needles, strokes) int64 block: 256 KiB, stays in L2
-_BIN_PUNCTURES = 1 << 20  # flat indices collected before one bincount
-_SMALL_PUNCTURES = 160  # at most this many punctures per call: pure-Python path (live chunks)
-_SMALL_STROKES = 4
+HEADING_STEPS = 1 << 14
+"""Heading resolution: steps per turn (step 1 of the arithmetic contract)."""
+STEPS_PER_RAD = HEADING_STEPS / math.tau
+RAD_PER_STEP = math.tau / HEADING_STEPS  # exact: a power-of-two division
+_HALF_TURN = HEADING_STEPS // 2
+_STEP_MASK = HEADING_STEPS - 1
+_PAGE_STEPS = 64  # heading steps whose offsets are computed together
+_PAGES = HEADING_STEPS // _PAGE_STEPS
+
+_MAX_ABS_MM = 1e9  # 1000 km: keeps every µm value far inside float64's exact integer range
+_MAX_ABS_HEADING = 1e9  # radians; H stays an exact integer in float64
+_MAX_NEEDLE_MM = 1000.0
+_MAX_PADDED_UM = 1 << 30  # (v * M) must stay inside int64: see the class docstring
+_MAX_PADDING_CELLS = 1 << 18  # padding allowed beyond 4x the grid: 2 MiB of int64
+_BLOCK_PUNCTURES = 1 << 13  # (strokes, 2, needles) int64 block: 128 KiB, stays in L2
+_BIN_PUNCTURES = 1 << 18  # flat indices collected before one bincount
+_STROKE_BLOCK = 1 << 14  # strokes whose per-stroke work is done together (128 KiB arrays)
+_FEW_STROKES = 4  # at most this many strokes per call: the plain-Python per-stroke path
 
 
 def stroke_times_uniform(start_s: float, stop_s: float, rate_hz: float) -> NDArray[np.float64]:
@@ -119,56 +156,112 @@ def stroke_times_from_counts(times_s: ArrayLike, counts: ArrayLike) -> NDArray[n
 
 def _needles_um(needles_mm: ArrayLike) -> NDArray[np.float64]:
     nd = np.asarray(needles_mm, dtype=np.float64).reshape(-1, 2)
-    if len(nd) == 0 or not np.all(np.abs(nd) < _MAX_ABS_MM):
-        raise ValueError("need at least one needle, all positions finite and sane")
+    if len(nd) == 0 or not np.all(np.abs(nd) <= _MAX_NEEDLE_MM):
+        raise ValueError(
+            f"need at least one needle, every position finite and within {_MAX_NEEDLE_MM:g} mm"
+        )
     return np.rint(nd * float(UM_PER_MM))
 
 
-class _Track:
-    """A track prepared for interpolation: times, µm positions as ``(2, m)``, headings."""
+def _track_error() -> ValueError:
+    return ValueError(
+        "track values must be finite, positions within 1e9 mm and headings within 1e9 rad"
+    )
 
-    __slots__ = ("h", "m", "t", "xy")
+
+class _Track:
+    """A track prepared for interpolation (steps 1-4 of the contract, per stroke).
+
+    The whole track is checked once; the quantised columns and per-segment differences are
+    computed per block of strokes, for just the samples those strokes fall between, so that no
+    temporary is larger than a block (fresh memory the size of the whole track costs more in
+    page faults than the arithmetic on it).
+    """
+
+    __slots__ = ("arr", "m", "t")
 
     def __init__(self, track: ArrayLike) -> None:
         arr = np.asarray(track, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < 1:
             raise ValueError("track must be (m, 3) or (m, 4): time s, x mm, y mm[, heading rad]")
-        # One reduction each: NaN fails every comparison, so it is caught here too.
-        if not np.abs(arr[:, 1:3]).max() < _MAX_ABS_MM or not np.isfinite(arr[:, ::3]).all():
-            raise ValueError("track values must be finite and positions sane")
         if len(arr) == 1:  # one sample: the tip rests there
             arr = np.concatenate((arr, arr))
             arr[1, 0] += 1.0
-        t = np.ascontiguousarray(arr[:, 0])
-        if not np.all(t[1:] > t[:-1]):
+        t = arr[:, 0]
+        pos = arr[:, 1:3]
+        # min/max propagate NaN, which fails every comparison: caught here too.
+        if not (pos.min() > -_MAX_ABS_MM and pos.max() < _MAX_ABS_MM):
+            raise _track_error()
+        if arr.shape[1] == 4:
+            h = arr[:, 3]
+            if not (h.min() > -_MAX_ABS_HEADING and h.max() < _MAX_ABS_HEADING):
+                raise _track_error()
+        if not (np.isfinite(t[0]) and np.isfinite(t[-1])):
+            raise _track_error()
+        if not (t[1:] > t[:-1]).all():  # also catches NaN and infinities inside
             raise ValueError("track times must be strictly increasing")
-        self.t = t
-        self.xy = np.rint(arr[:, 1:3].T * float(UM_PER_MM))
-        self.h = np.ascontiguousarray(arr[:, 3]) if arr.shape[1] == 4 else None
-        self.m = len(t)
+        self.arr, self.t, self.m = arr, t, len(arr)
+
+    def segments(
+        self, strokes: NDArray[np.float64]
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """Step 2's ``i`` per stroke and ``T[i]``: computed for a uniformly sampled track,
+        searched only where that guess is wrong (jitter, gaps, before or after the track)."""
+        t, m = self.t, self.m
+        with np.errstate(invalid="ignore", over="ignore"):  # wild guesses are checked below
+            guess = strokes - t[0]
+            guess *= (m - 1) / (t[-1] - t[0])
+            i = guess.astype(np.intp)
+        np.clip(i, 0, m - 2, out=i)
+        t0 = t[i]
+        ok = t0 <= strokes
+        i += 1
+        ok &= strokes < t[i]
+        i -= 1
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            fixed = np.searchsorted(t, strokes[bad], side="right")
+            fixed -= 1
+            np.clip(fixed, 0, m - 2, out=fixed)
+            i[bad] = fixed
+            t0[bad] = t[fixed]
+        return i, t0
 
     def tips(
-        self, strokes: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.float64] | None]:
-        """Tip positions ``(2, k)`` in whole µm (as float) and cos/sin of the heading."""
-        t = self.t
-        i = np.searchsorted(t, strokes, side="right")
-        i -= 1
-        np.clip(i, 0, self.m - 2, out=i)
-        i1 = i + 1
-        t0 = t[i]
-        f = (strokes - t0) / (t[i1] - t0)
+        self, strokes: NDArray[np.float64], out: NDArray[np.float64]
+    ) -> NDArray[np.intp] | None:
+        """Tip positions in whole µm (as float) into ``out`` ``(2, k)``; heading steps or None."""
+        i, f = self.segments(strokes)
+        lo, hi = int(i.min()), int(i.max()) + 2
+        i -= lo
+        cols = np.array(self.arr[lo:hi].T, order="C")  # the samples these strokes need
+        t = cols[0]
+        np.subtract(strokes, f, out=f)
+        f /= (t[1:] - t[:-1])[i]
         np.clip(f, 0.0, 1.0, out=f)
-        p0 = self.xy[:, i]
-        tip = p0 + np.rint(f * (self.xy[:, i1] - p0))
-        if self.h is None:
-            return tip, None, None
-        h0 = self.h[i]
-        hl = (h0 + f * (self.h[i1] - h0)).tolist()
-        k = len(hl)
-        c = np.fromiter(map(math.cos, hl), dtype=np.float64, count=k)
-        s = np.fromiter(map(math.sin, hl), dtype=np.float64, count=k)
-        return tip, c, s
+        for row, pos in ((out[0], cols[1]), (out[1], cols[2])):
+            pos *= float(UM_PER_MM)
+            np.rint(pos, out=pos)
+            np.take(pos[1:] - pos[:-1], i, out=row)
+            row *= f
+            np.rint(row, out=row)
+            row += pos[i]
+        if len(cols) == 3:
+            return None
+        h = cols[3]
+        h *= STEPS_PER_RAD
+        q = np.rint(h, out=h).astype(np.intp)
+        turned = q[1:] - q[:-1]
+        turned += _HALF_TURN
+        turned &= _STEP_MASK
+        turned -= _HALF_TURN
+        turn = turned[i].astype(np.float64)
+        turn *= f
+        np.rint(turn, out=turn)
+        steps: NDArray[np.intp] = turn.astype(np.intp)
+        steps += q[i]
+        steps &= _STEP_MASK
+        return steps
 
 
 class DensityKernel:
@@ -181,26 +274,64 @@ class DensityKernel:
 
     def __init__(self, grid: Grid, needles_mm: ArrayLike) -> None:
         self.grid = grid
-        self._needles = _needles_um(needles_mm)  # (n, 2) whole µm as float
-        self._n = len(self._needles)
+        needles = _needles_um(needles_mm)  # (n, 2) whole µm as float
+        self._needles = needles
+        self._n = len(needles)
+        cell = grid.cell_um
         ny, nx = grid.shape
-        self._w = nx + 2
-        self._padded = np.zeros((ny + 2, nx + 2), dtype=np.int64)
+        # Reach: no offset, rotated or not, is longer than |nx| + |ny| in either axis.
+        reach = int(np.abs(needles).sum(axis=1).max())
+        # Cells of padding that hold every puncture of a stroke clamped as below.
+        full = -(-(2 * reach + 1) // cell)
+        span = (max(nx, ny) + 2 * full) * cell
+        if span > _MAX_PADDED_UM:
+            raise ValueError(
+                f"grid plus needle reach is {span / 1e6:g} m across; at most "
+                f"{_MAX_PADDED_UM / 1e6:g} m: use a coarser or smaller grid"
+            )
+        # v // cell == (v * M) >> s for 0 <= v < span (round-up method: 2**s >= span * cell).
+        self._shift = s = (span * cell - 1).bit_length()
+        self._mult = mult = -(-(1 << s) // cell)
+        if (nx + 2 * full) * (ny + 2 * full) <= max(4 * nx * ny, _MAX_PADDING_CELLS):
+            pad = full
+            self._clamp: tuple[int, NDArray[np.int64], int] | None = None
+        else:
+            # Cells far smaller than the needles' reach: a one-cell ring, and each puncture's
+            # cell clamped into it (two more passes), rather than a padding many times the grid.
+            pad = 1
+            lo = full - 1
+            self._clamp = (
+                lo,
+                np.array([full + nx, full + ny], dtype=np.int64).reshape(2, 1, 1),
+                lo * (nx + 3),
+            )
+        self._pad = pad
+        self._w = w = nx + 2 * pad
+        self._padded = np.zeros((ny + 2 * pad, w), dtype=np.int64)
         self._flat = self._padded.reshape(-1)
-        self._upper = np.array([nx + 1, ny + 1], dtype=np.int64).reshape(2, 1, 1)
-        # Per-stroke shift: minus the origin, plus one cell so that the floor division lands
-        # in padded coordinates (ix + 1) directly.
         ox, oy = grid.origin_um
-        self._shift = np.array([grid.cell_um - ox, grid.cell_um - oy], dtype=np.int64)[:, None]
-        self._offsets = np.ascontiguousarray(self._needles.T.astype(np.int64)[:, :, None])
-        self._nx_f = np.ascontiguousarray(self._needles[:, 0:1])  # (n, 1)
-        self._ny_f = np.ascontiguousarray(self._needles[:, 1:2])
+        # Tip relative to the fully padded grid's corner, clamped to one reach (+1 µm) outside
+        # the grid: a stroke beyond that is wholly outside, before and after the clamp.
+        shift = full * cell
+        hix, hiy = shift + nx * cell + reach, shift + ny * cell + reach
+        self._to_padded = np.array([[shift - ox], [shift - oy]], dtype=np.float64)
+        self._lo = float(shift - reach - 1)
+        self._hi = np.array([[hix], [hiy]], dtype=np.float64)
+        self._base = (needles.T.astype(np.int64) * mult)[:, :, None]  # (2, n, 1): step 0
+        self._table: NDArray[np.int64] | None = None  # (2n, steps): offsets * M, lazily
+        self._built = np.zeros(_PAGES, dtype=bool)
+        self._classes = (
+            _ClassTables(self._needles.astype(np.int64), cell, w) if self._clamp is None else None
+        )
         self._total = 0
-        # Pure-Python path (tiny live chunks): the same contract, step by step, with Python
-        # floats and ints; counts go straight into the padded grid through a memoryview.
-        self._mv = memoryview(self._flat.data)
-        self._needle_list = [(float(a), float(b)) for a, b in self._needles.tolist()]
-        self._needle_ints = [(int(a), int(b)) for a, b in self._needle_list]
+        self._touched: NDArray[np.intp] | None = None
+        self._bins = np.empty(0, dtype=np.intp)  # flat indices waiting for one bincount
+        self._fill = 0
+        # The plain-Python per-stroke path (live chunks) works with Python numbers.
+        self._clamp_py = (
+            (self._lo, float(hix), float(shift - ox)),
+            (self._lo, float(hiy), float(shift - oy)),
+        )
 
     @property
     def needles(self) -> int:
@@ -209,7 +340,8 @@ class DensityKernel:
     @property
     def counts(self) -> NDArray[np.int64]:
         """Punctures per cell, ``(ny, nx)`` int64 (a live view)."""
-        return self._padded[1:-1, 1:-1]
+        p = self._pad
+        return self._padded[p:-p, p:-p]
 
     @property
     def total(self) -> int:
@@ -218,65 +350,175 @@ class DensityKernel:
 
     @property
     def outside(self) -> int:
-        """Punctures that fell outside the grid (the padded grid's border ring)."""
-        p = self._padded
-        return int(p[0].sum() + p[-1].sum() + p[1:-1, 0].sum() + p[1:-1, -1].sum())
+        """Punctures that fell outside the grid (the padding around it)."""
+        return self._total - int(self.counts.sum())
 
     def reset(self) -> None:
         self._padded[...] = 0
         self._total = 0
+        self._touched = None
 
     def add(self, stroke_times: ArrayLike, track: ArrayLike) -> None:
         """Stamp all needles of the strokes at ``stroke_times`` along ``track``."""
-        strokes = np.asarray(stroke_times, dtype=np.float64).reshape(-1)
-        k = len(strokes)
-        if k == 0:
-            return
-        if k <= _SMALL_STROKES and k * self._n <= _SMALL_PUNCTURES:
-            self._add_small(strokes.tolist(), track)
-            return
-        if not np.all(np.isfinite(strokes)):
-            raise ValueError("stroke times must be finite")
-        tip, c, s = _Track(track).tips(strokes)
-        rel = tip.astype(np.int64)
-        rel += self._shift
-        n = self._n
-        block = max(1, _BLOCK_PUNCTURES // n)
-        cell = self.grid.cell_um
-        upper = self._upper
-        w = self._w
-        if k * n <= _BLOCK_PUNCTURES:
-            # One block, counted straight away (the live path: a few strokes per chunk).
-            self._count(self._stamp(rel, c, s, 0, k, cell, upper, w))
+        if isinstance(stroke_times, list) and len(stroke_times) <= _FEW_STROKES:
+            few: list[float] = stroke_times
         else:
-            binbuf = np.empty(max(block * n, min(_BIN_PUNCTURES, k * n)), dtype=np.intp)
-            fill = 0
-            for b0 in range(0, k, block):
-                b1 = min(k, b0 + block)
-                flat = self._stamp(rel, c, s, b0, b1, cell, upper, w)
-                size = flat.size
-                if fill + size > binbuf.size:
-                    self._count(binbuf[:fill])
-                    fill = 0
-                binbuf[fill : fill + size] = flat.reshape(-1)
-                fill += size
-            if fill:
-                self._count(binbuf[:fill])
-        self._total += k * n
+            strokes = np.asarray(stroke_times, dtype=np.float64).reshape(-1)
+            if len(strokes) > _FEW_STROKES:
+                self._add_many(strokes, track)
+                return
+            few = strokes.tolist()
+        if few:
+            self._add_few(few, track)
 
-    def _add_small(self, strokes: list[float], track: ArrayLike) -> None:
-        """A few strokes, pure Python: the contract's steps with Python floats and ints."""
+    def cells_over(self, limit: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """``(iy, ix)`` of the grid cells holding more than ``limit`` punctures, looked for
+        only among the cells the last ``add`` touched when that was a few strokes (a live
+        chunk), so that an alarm check costs next to nothing while nothing is over."""
+        idx = self._touched
+        if idx is None:
+            return np.nonzero(self.counts > limit)  # type: ignore[return-value]
+        values = self._flat[idx]
+        if not idx.size or values.max() <= limit:
+            return _NO_CELLS
+        hot = np.unique(idx[values > limit])
+        iy, ix = np.divmod(hot, self._w)
+        iy -= self._pad
+        ix -= self._pad
+        ny, nx = self.grid.shape
+        inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+        return iy[inside], ix[inside]
+
+    # -- heading table ---------------------------------------------------------------------
+
+    def _offsets_table(self, steps: NDArray[np.intp] | list[int]) -> NDArray[np.int64]:
+        """The ``(2·n, steps)`` table of step 4's offsets times ``M``, with the pages that
+        ``steps`` fall in computed (lazily: memory only for headings actually met)."""
+        table = self._table
+        if table is None:
+            table = self._table = np.zeros((2 * self._n, HEADING_STEPS), dtype=np.int64)
+        if isinstance(steps, list):
+            missing = sorted({q // _PAGE_STEPS for q in steps if not self._built[q // _PAGE_STEPS]})
+        else:
+            wanted = np.zeros(_PAGES, dtype=bool)
+            wanted[steps // _PAGE_STEPS] = True
+            wanted &= ~self._built
+            missing = np.flatnonzero(wanted).tolist()
+        if missing:
+            cols = (np.array(missing)[:, None] * _PAGE_STEPS + np.arange(_PAGE_STEPS)).ravel()
+            c, s = _cos_sin(cols)
+            nx, ny = self._needles[:, 0:1], self._needles[:, 1:2]  # (n, 1) against (1, cols)
+            n = self._n
+            table[:n, cols] = np.rint(c * nx - s * ny).astype(np.int64) * self._mult
+            table[n:, cols] = np.rint(s * nx + c * ny).astype(np.int64) * self._mult
+            self._built[missing] = True
+        return table
+
+    # -- many strokes: numpy over blocks ---------------------------------------------------
+
+    def _add_many(self, strokes: NDArray[np.float64], track: ArrayLike) -> None:
+        if not np.isfinite(strokes).all():
+            raise ValueError("stroke times must be finite")
+        tr = _Track(track)
+        k, n = len(strokes), self._n
+        sb = min(k, _STROKE_BLOCK)
+        tip = np.empty((2, sb))
+        self._bins = np.empty(max(sb, _BIN_PUNCTURES), dtype=np.intp)
+        self._fill = 0
+        for s0 in range(0, k, sb):
+            # Per-stroke work (steps 2-4) in blocks of strokes, so temporaries stay in cache;
+            # then one needle at a time over the block: 1-D arrays, no broadcasting (which
+            # numpy iterates far slower than plain contiguous operands).
+            ks = min(k - s0, sb)
+            tip_f = tip[:, :ks]
+            steps = tr.tips(strokes[s0 : s0 + ks], tip_f)
+            tip_f += self._to_padded
+            np.clip(tip_f, self._lo, self._hi, out=tip_f)
+            if steps is None and self._classes is not None:
+                self._stamp_classes(tip_f)
+            else:
+                self._stamp_offsets(tip_f, steps)
+        self._count(self._bins[: self._fill])
+        self._total += k * n
+        self._touched = None
+
+    def _segment(self, size: int) -> NDArray[np.intp]:
+        """The next ``size`` slots of the index buffer, counting it first if it is full."""
+        if self._fill + size > len(self._bins):
+            self._count(self._bins[: self._fill])
+            self._fill = 0
+        seg = self._bins[self._fill : self._fill + size]
+        self._fill += size
+        return seg
+
+    def _stamp_classes(self, tip: NDArray[np.float64]) -> None:
+        """Without a heading: each stroke's base cell and class, then one gather per puncture."""
+        classes = self._classes
+        assert classes is not None
+        whole = tip.astype(np.intp)
+        cells, rest = np.divmod(whole, self.grid.cell_um)
+        cls = classes.lut_x[rest[0]]
+        cls += classes.lut_y[rest[1]]
+        base = cells[1] * self._w
+        base += cells[0]
+        for row in classes.pattern:
+            seg = self._segment(len(cls))
+            np.take(row, cls, out=seg)
+            seg += base
+
+    def _stamp_offsets(self, tip: NDArray[np.float64], steps: NDArray[np.intp] | None) -> None:
+        """The general path: per needle, offsets (rotated by the heading table or not) plus
+        the tip, all times ``M``; a shift floors each coordinate to its cell."""
+        tip_m = tip.astype(np.int64)
+        tip_m *= self._mult
+        tx, ty = tip_m[0], tip_m[1]
+        ks, n, s, w, clamp = len(tx), self._n, self._shift, self._w, self._clamp
+        px = np.empty(ks, dtype=np.int64)
+        py = np.empty(ks, dtype=np.int64)
+        table = None if steps is None else self._offsets_table(steps)
+        base = self._base
+        for j in range(n):
+            if table is None or steps is None:
+                np.add(tx, base[0, j, 0], out=px)
+                np.add(ty, base[1, j, 0], out=py)
+            else:
+                np.take(table[j], steps, out=px)
+                px += tx
+                np.take(table[n + j], steps, out=py)
+                py += ty
+            px >>= s
+            py >>= s
+            if clamp is not None:
+                np.clip(px, clamp[0], clamp[1][0, 0, 0], out=px)
+                np.clip(py, clamp[0], clamp[1][1, 0, 0], out=py)
+            seg = self._segment(ks)
+            np.multiply(py, w, out=seg)
+            seg += px
+            if clamp is not None:
+                seg -= clamp[2]
+
+    def _count(self, flat: NDArray[np.intp]) -> None:
+        if not flat.size:
+            return
+        hits = np.bincount(flat)
+        self._flat[: len(hits)] += hits
+
+    # -- a few strokes: the per-stroke steps in plain Python -------------------------------
+
+    def _add_few(self, strokes: list[float], track: ArrayLike) -> None:
+        """Steps 1-4 with Python floats and ints for each stroke, then one small numpy pass."""
         arr = np.asarray(track, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < 1:
             raise ValueError("track must be (m, 3) or (m, 4): time s, x mm, y mm[, heading rad]")
         rows: list[list[float]] = arr.tolist()
+        heading = len(rows[0]) == 4
         isfinite = math.isfinite
         for r in rows:
             # NaN fails the comparison, so it is caught here too (as in _Track).
-            if not (abs(r[1]) < _MAX_ABS_MM and abs(r[2]) < _MAX_ABS_MM):
-                raise ValueError("track values must be finite and positions sane")
-            if not (isfinite(r[0]) and (len(r) == 3 or isfinite(r[3]))):
-                raise ValueError("track values must be finite and positions sane")
+            if not (abs(r[1]) < _MAX_ABS_MM and abs(r[2]) < _MAX_ABS_MM and isfinite(r[0])):
+                raise _track_error()
+            if heading and not abs(r[3]) < _MAX_ABS_HEADING:
+                raise _track_error()
         if len(rows) == 1:  # one sample: the tip rests there
             r0 = rows[0]
             rows = [r0, [r0[0] + 1.0, *r0[1:]]]
@@ -287,14 +529,12 @@ class DensityKernel:
         for t in strokes:
             if not isfinite(t):
                 raise ValueError("stroke times must be finite")
-        heading = len(rows[0]) == 4
         m2 = len(ts) - 2
-        ox, oy = self.grid.origin_um
-        cell = self.grid.cell_um
-        ny, nx = self.grid.shape
-        ux, uy = nx + 1, ny + 1
-        w = self._w
-        mv = self._mv
+        (lox, hix, offx), (loy, hiy, offy) = self._clamp_py
+        mult = self._mult
+        xs: list[int] = []
+        ys: list[int] = []
+        steps: list[int] = []
         for t in strokes:
             i = bisect_right(ts, t) - 1
             i = 0 if i < 0 else (m2 if i > m2 else i)
@@ -303,60 +543,86 @@ class DensityKernel:
             f = 0.0 if f < 0.0 else (1.0 if f > 1.0 else f)
             x0 = float(round(r0[1] * 1000.0))
             y0 = float(round(r0[2] * 1000.0))
-            # Shifted by one cell: the floor division lands in padded coordinates.
-            x = int(x0 + round(f * (float(round(r1[1] * 1000.0)) - x0))) - ox + cell
-            y = int(y0 + round(f * (float(round(r1[2] * 1000.0)) - y0))) - oy + cell
+            x = x0 + round(f * (float(round(r1[1] * 1000.0)) - x0)) + offx
+            y = y0 + round(f * (float(round(r1[2] * 1000.0)) - y0)) + offy
+            xs.append(int(lox if x < lox else (hix if x > hix else x)) * mult)
+            ys.append(int(loy if y < loy else (hiy if y > hiy else y)) * mult)
             if heading:
-                h = r0[3] + f * (r1[3] - r0[3])
-                c, s = math.cos(h), math.sin(h)
-                for a, b in self._needle_list:
-                    ix = (x + round(c * a - s * b)) // cell
-                    iy = (y + round(s * a + c * b)) // cell
-                    ix = 0 if ix < 0 else (ux if ix > ux else ix)
-                    iy = 0 if iy < 0 else (uy if iy > uy else iy)
-                    mv[iy * w + ix] += 1
-            else:
-                for dx, dy in self._needle_ints:
-                    ix = (x + dx) // cell
-                    iy = (y + dy) // cell
-                    ix = 0 if ix < 0 else (ux if ix > ux else ix)
-                    iy = 0 if iy < 0 else (uy if iy > uy else iy)
-                    mv[iy * w + ix] += 1
+                q0 = round(r0[3] * STEPS_PER_RAD)
+                d = ((round(r1[3] * STEPS_PER_RAD) - q0 + _HALF_TURN) & _STEP_MASK) - _HALF_TURN
+                steps.append((q0 + round(f * d)) & _STEP_MASK)
+        tip_m = np.array((xs, ys), dtype=np.int64)[:, None, :]  # (2, 1, k)
+        if heading:
+            p = self._offsets_table(steps)[:, steps].reshape(2, self._n, -1)
+            p += tip_m
+        else:
+            p = self._base + tip_m
+        p >>= self._shift
+        clamp = self._clamp
+        if clamp is not None:
+            np.clip(p, clamp[0], clamp[1], out=p)
+        flat = p[1] * self._w
+        flat += p[0]
+        if clamp is not None:
+            flat -= clamp[2]
+        touched = flat.reshape(-1)
+        np.add.at(self._flat, touched, 1)
+        self._touched = touched
         self._total += len(strokes) * self._n
 
-    def _stamp(
-        self,
-        rel: NDArray[np.int64],
-        c: NDArray[np.float64] | None,
-        s: NDArray[np.float64] | None,
-        b0: int,
-        b1: int,
-        cell: int,
-        upper: NDArray[np.int64],
-        w: int,
-    ) -> NDArray[np.intp]:
-        """Flat padded-cell indices of the strokes ``b0:b1``, needle-major."""
-        if c is None or s is None:
-            p = self._offsets + rel[:, None, b0:b1]
-        else:
-            cb, sb = c[b0:b1], s[b0:b1]
-            nx, ny = self._nx_f, self._ny_f
-            p = np.empty((2, self._n, b1 - b0), dtype=np.int64)
-            dx = np.rint(nx * cb - ny * sb)
-            dy = np.rint(nx * sb + ny * cb)
-            np.add(dx, rel[0, None, b0:b1], out=p[0], casting="unsafe")
-            np.add(dy, rel[1, None, b0:b1], out=p[1], casting="unsafe")
-        p //= cell
-        np.maximum(p, 0, out=p)
-        np.minimum(p, upper, out=p)
-        flat: NDArray[np.intp] = p[1]
-        flat *= w
-        flat += p[0]
-        return flat
 
-    def _count(self, flat: NDArray[np.intp]) -> None:
-        hits = np.bincount(flat.reshape(-1))
-        self._flat[: len(hits)] += hits
+class _ClassTables:
+    """Without a heading, a puncture's cell needs no arithmetic of its own.
+
+    With the tip at ``Q·cell + r`` (``0 <= r < cell``) and a needle offset ``a·cell + b``, the
+    needle's cell is ``Q + a + [r >= cell - b]``. So a stroke's remainders ``(rx, ry)`` fall in
+    one of at most ``(n+1)²`` classes (how many of the needles' thresholds ``cell - b`` they
+    reach, per axis), and each class has a fixed pattern of cell offsets for the needles: the
+    stroke's base cell plus one gathered pattern entry per puncture. Exactly the floor division
+    of step 5, done once per class instead of once per puncture.
+    """
+
+    __slots__ = ("lut_x", "lut_y", "pattern")
+
+    def __init__(self, needles_um: NDArray[np.int64], cell: int, w: int) -> None:
+        a, b = np.divmod(needles_um, cell)  # (n, 2): whole cells and the rest, 0 <= b < cell
+        thresholds = cell - b
+        luts, steps = [], []
+        for axis in (0, 1):
+            theta = np.unique(thresholds[:, axis])
+            theta = theta[theta < cell]  # a threshold of a whole cell is never reached
+            luts.append(np.searchsorted(theta, np.arange(cell), side="right").astype(np.intp))
+            rank = np.searchsorted(theta, thresholds[:, axis], side="left")
+            # step[u, j]: needle j's cell offset for a remainder in class u
+            u = np.arange(len(theta) + 1)[:, None]
+            steps.append(a[:, axis][None, :] + (rank[None, :] < u))
+        kx = len(steps[0])
+        self.lut_x = luts[0]
+        self.lut_y = luts[1] * kx
+        pattern = (steps[1][:, None, :] * w + steps[0][None, :, :]).reshape(-1, len(a))
+        self.pattern = np.ascontiguousarray(pattern.T.astype(np.intp))  # (n, classes)
+
+
+_COS = np.zeros(HEADING_STEPS)
+_SIN = np.zeros(HEADING_STEPS)
+_COS_SIN_DONE = np.zeros(HEADING_STEPS, dtype=bool)
+
+
+def _cos_sin(steps: NDArray[np.intp]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``math.cos``/``math.sin`` of heading steps (step 4), computed once per process."""
+    todo = steps[~_COS_SIN_DONE[steps]]
+    if todo.size:
+        angles = (todo * RAD_PER_STEP).tolist()
+        _COS[todo] = [math.cos(a) for a in angles]
+        _SIN[todo] = [math.sin(a) for a in angles]
+        _COS_SIN_DONE[todo] = True
+    return _COS[steps], _SIN[steps]
+
+
+_NO_CELLS: tuple[NDArray[np.intp], NDArray[np.intp]] = (
+    np.empty(0, dtype=np.intp),
+    np.empty(0, dtype=np.intp),
+)
 
 
 def density_counts(

@@ -82,13 +82,18 @@ class LiveDensity:
     def _check(self, now_s: float) -> list[OverTreatment]:
         if self._limit is None:
             return []
-        hot = self.kernel.counts > self._limit
-        if self.zone is not None:
-            hot &= self.zone
-        new = hot & ~self._flagged
-        if not new.any():
+        # Only the cells this chunk touched can have crossed the limit: the kernel looks at
+        # those alone, so the check costs next to nothing while nothing is over.
+        iy, ix = self.kernel.cells_over(self._limit)
+        if not iy.size:
             return []
-        self._flagged |= new
+        keep = ~self._flagged[iy, ix]
+        if self.zone is not None:
+            keep &= self.zone[iy, ix]
+        iy, ix = iy[keep], ix[keep]
+        if not iy.size:
+            return []
+        self._flagged[iy, ix] = True
         cell = self.grid.cell_mm
         x0, y0 = self.grid.origin_mm
         alarms = [
@@ -98,7 +103,7 @@ class LiveDensity:
                 y_mm=y0 + (iy + 0.5) * cell,
                 density_per_cm2=float(self.kernel.counts[iy, ix]) / self.grid.cell_area_cm2,
             )
-            for iy, ix in zip(*np.nonzero(new), strict=True)
+            for iy, ix in zip(iy.tolist(), ix.tolist(), strict=True)
         ]
         self.alarms += alarms
         return alarms

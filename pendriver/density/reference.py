@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 from .grid import Grid
+from .kernel import HEADING_STEPS
 
 __all__ = ["reference_counts"]
 
@@ -30,7 +31,8 @@ def reference_counts(
     ts = [r[0] for r in rows]
     xs = [float(round(r[1] * 1000.0)) for r in rows]
     ys = [float(round(r[2] * 1000.0)) for r in rows]
-    hs = [r[3] for r in rows] if len(rows[0]) == 4 else None
+    # Headings in whole steps of 1/HEADING_STEPS turn.
+    hs = [round(r[3] * (HEADING_STEPS / math.tau)) for r in rows] if len(rows[0]) == 4 else None
     needles = [(float(round(n[0] * 1000.0)), float(round(n[1] * 1000.0))) for n in needles_mm]
     ox, oy = grid.origin_um
     cell = grid.cell_um
@@ -46,8 +48,11 @@ def reference_counts(
         x = int(xs[i] + round(f * (xs[i + 1] - xs[i])))
         y = int(ys[i] + round(f * (ys[i + 1] - ys[i])))
         if hs is not None:
-            h = hs[i] + f * (hs[i + 1] - hs[i])
-            c, s = math.cos(h), math.sin(h)
+            half = HEADING_STEPS // 2
+            turned = (hs[i + 1] - hs[i] + half) % HEADING_STEPS - half  # the shorter way
+            q = (hs[i] + round(f * turned)) % HEADING_STEPS
+            c = math.cos(q * (math.tau / HEADING_STEPS))
+            s = math.sin(q * (math.tau / HEADING_STEPS))
         for nxu, nyu in needles:
             if hs is None:
                 dx, dy = int(nxu), int(nyu)
