@@ -7,8 +7,10 @@ Every figure is measured in this run; ratios compare against baselines measured 
   binning). ``np.histogram2d`` is timed on the *already computed* puncture positions, i.e. for
   binning alone, which flatters the baseline; its counts are asserted equal to the engine's.
   The pure-Python reference runs at 1e5 only (larger sizes are reported as not measured).
-* Live: microseconds to add 10 ms of strokes (16-36 needles, 100-150 Hz) to a live grid,
-  median over many repetitions, against histogram2d of the same chunk's punctures.
+* Live: microseconds for the live accumulator (``LiveDensity.feed``, with an over-treatment
+  maximum) to take 10 ms of telemetry (16-36 needles, 100-150 Hz strokes, telemetry at 100 Hz
+  and 1 kHz), median over many chunks; histogram2d of a chunk's punctures and the kernel alone
+  with a heading for comparison.
 * Session: seconds to recompute a 30-minute session (120 Hz, 16 needles) from scratch.
 
 Usage: ``python tools/bench_density.py [--json]``.
@@ -37,6 +39,7 @@ from pendriver.density import (
     stroke_times_uniform,
 )
 from pendriver.density.kernel import HEADING_STEPS, RAD_PER_STEP, STEPS_PER_RAD
+from pendriver.density.live import LiveDensity
 
 F64 = NDArray[np.float64]
 RATE_HZ = 120.0
@@ -132,39 +135,70 @@ def bench_batch(n_punctures: int, needles: F64, *, heading: bool = True) -> dict
     return row
 
 
+def telemetry_chunks(
+    reps: int, rate_hz: float, telemetry_hz: float, seed: int
+) -> list[tuple[F64, NDArray[np.int64], F64, F64]]:
+    """10 ms chunks of telemetry (time, cumulative stroke count, x, y), as the pen sends it:
+    a wandering tip, the stroke counter at ``rate_hz``."""
+    per_chunk = round(telemetry_hz * 0.01)
+    n = reps * per_chunk
+    t = np.arange(n) / telemetry_hz
+    track = make_track(n / telemetry_hz + 1.0, seed=seed)
+    x = np.interp(t, track[:, 0], track[:, 1])
+    y = np.interp(t, track[:, 0], track[:, 2])
+    counts = np.floor(t * rate_hz).astype(np.int64)
+    return [
+        (
+            t[k : k + per_chunk],
+            counts[k : k + per_chunk],
+            x[k : k + per_chunk],
+            y[k : k + per_chunk],
+        )
+        for k in range(0, n, per_chunk)
+    ]
+
+
 def bench_chunks(reps: int = 3000) -> dict[str, float]:
-    """Median µs per ``add`` of 10 ms of strokes, per (needles, rate) case and overall."""
+    """Median µs per 10 ms chunk of telemetry fed to the live accumulator
+    (:class:`LiveDensity` with an over-treatment maximum: unwrap, stroke times, stamping,
+    alarm check), per (needles, stroke rate, telemetry rate) case and overall; and, for
+    comparison, histogram2d of the same chunk's punctures and the kernel alone fed 10 ms of
+    strokes along a track with heading."""
     out: dict[str, float] = {}
     engine_all: list[float] = []
     hist_all: list[float] = []
+    heading_all: list[float] = []
     for n_needles in (16, 36):
         needles = spiral(n_needles, 1.5)
         for rate in (100.0, 150.0):
+            for telemetry_hz in (100.0, 1000.0):
+                chunks = telemetry_chunks(reps, rate, telemetry_hz, seed=n_needles)
+                live = LiveDensity(GRID, needles, max_per_cm2=1e6)
+                engine: list[float] = []
+                for chunk in chunks:
+                    t0 = time.perf_counter()
+                    live.feed(*chunk)
+                    engine.append(time.perf_counter() - t0)
+                key = f"chunk_us_{n_needles}n_{int(rate)}hz_tel{int(telemetry_hz)}hz"
+                out[key] = statistics.median(engine) * 1e6
+                engine_all += engine
+            # histogram2d and the kernel with heading on 10 ms of strokes along a track
             track = make_track(reps * 0.01 + 1.0, seed=n_needles)
             strokes = stroke_times_uniform(0.0, reps * 0.01, rate)
-            chunks = []
+            kernel = DensityKernel(GRID, needles)
             for k in range(reps):
-                t0, t1 = k * 0.01, (k + 1) * 0.01
-                sel = strokes[(strokes >= t0) & (strokes < t1)]
-                lo = max(0, k - 1)
-                chunks.append((sel, track[lo : k + 3]))  # the telemetry around the chunk
-            live = DensityKernel(GRID, needles)
-            engine: list[float] = []
-            hist: list[float] = []
-            for sel, tr in chunks:
+                sel = strokes[(strokes >= k * 0.01) & (strokes < (k + 1) * 0.01)].tolist()
+                tr = track[max(0, k - 1) : k + 3]
                 t0 = time.perf_counter()
-                live.add(sel, tr)
-                engine.append(time.perf_counter() - t0)
-            px_py = [punctures_um(needles, sel, tr) for sel, tr in chunks]
-            for px, py in px_py:
+                kernel.add(sel, tr)
+                heading_all.append(time.perf_counter() - t0)
+                px, py = punctures_um(needles, np.array(sel), tr)
                 t0 = time.perf_counter()
                 hist2d(GRID, px, py)
-                hist.append(time.perf_counter() - t0)
-            out[f"chunk_us_{n_needles}n_{int(rate)}hz"] = statistics.median(engine) * 1e6
-            engine_all += engine
-            hist_all += hist
+                hist_all.append(time.perf_counter() - t0)
     out["chunk_us"] = statistics.median(engine_all) * 1e6
     out["chunk_us_p99"] = float(np.percentile(engine_all, 99) * 1e6)
+    out["kernel_chunk_us_with_heading"] = statistics.median(heading_all) * 1e6
     out["histogram2d_chunk_us"] = statistics.median(hist_all) * 1e6
     out["chunk_ratio_vs_histogram2d"] = out["histogram2d_chunk_us"] / out["chunk_us"]
     return out
@@ -226,9 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{'(no heading, as from telemetry)':>12}"
     )
     print(
-        f"live chunk (10 ms of strokes): median {chunk['chunk_us']:.1f} µs "
-        f"(p99 {chunk['chunk_us_p99']:.1f}), histogram2d {chunk['histogram2d_chunk_us']:.1f} µs "
-        f"({chunk['chunk_ratio_vs_histogram2d']:.1f}x)"
+        f"live accumulator, 10 ms chunk of telemetry: median {chunk['chunk_us']:.1f} µs "
+        f"(p99 {chunk['chunk_us_p99']:.1f}); histogram2d of its punctures "
+        f"{chunk['histogram2d_chunk_us']:.1f} µs ({chunk['chunk_ratio_vs_histogram2d']:.1f}x); "
+        f"kernel alone with heading {chunk['kernel_chunk_us_with_heading']:.1f} µs"
     )
     for key, v in chunk.items():
         if key.startswith("chunk_us_") and key != "chunk_us_p99":

@@ -320,6 +320,7 @@ class DensityKernel:
         self._base = (needles.T.astype(np.int64) * mult)[:, :, None]  # (2, n, 1): step 0
         self._table: NDArray[np.int64] | None = None  # (2n, steps): offsets * M, lazily
         self._built = np.zeros(_PAGES, dtype=bool)
+        self._built_pages = bytearray(_PAGES)  # the same flags, for the plain-Python path
         self._classes = (
             _ClassTables(self._needles.astype(np.int64), cell, w) if self._clamp is None else None
         )
@@ -379,7 +380,8 @@ class DensityKernel:
         if idx is None:
             return np.nonzero(self.counts > limit)  # type: ignore[return-value]
         values = self._flat[idx]
-        if not idx.size or values.max() <= limit:
+        # A Python max: numpy's reduction costs more than the few values it looks at.
+        if not idx.size or max(values.tolist()) <= limit:
             return _NO_CELLS
         hot = np.unique(idx[values > limit])
         iy, ix = np.divmod(hot, self._w)
@@ -398,7 +400,8 @@ class DensityKernel:
         if table is None:
             table = self._table = np.zeros((2 * self._n, HEADING_STEPS), dtype=np.int64)
         if isinstance(steps, list):
-            missing = sorted({q // _PAGE_STEPS for q in steps if not self._built[q // _PAGE_STEPS]})
+            built = self._built_pages
+            missing = sorted({q // _PAGE_STEPS for q in steps if not built[q // _PAGE_STEPS]})
         else:
             wanted = np.zeros(_PAGES, dtype=bool)
             wanted[steps // _PAGE_STEPS] = True
@@ -412,6 +415,8 @@ class DensityKernel:
             table[:n, cols] = np.rint(c * nx - s * ny).astype(np.int64) * self._mult
             table[n:, cols] = np.rint(s * nx + c * ny).astype(np.int64) * self._mult
             self._built[missing] = True
+            for page in missing:
+                self._built_pages[page] = 1
         return table
 
     # -- many strokes: numpy over blocks ---------------------------------------------------
@@ -506,54 +511,91 @@ class DensityKernel:
     # -- a few strokes: the per-stroke steps in plain Python -------------------------------
 
     def _add_few(self, strokes: list[float], track: ArrayLike) -> None:
-        """Steps 1-4 with Python floats and ints for each stroke, then one small numpy pass."""
         arr = np.asarray(track, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] not in (3, 4) or len(arr) < 1:
             raise ValueError("track must be (m, 3) or (m, 4): time s, x mm, y mm[, heading rad]")
-        rows: list[list[float]] = arr.tolist()
-        heading = len(rows[0]) == 4
-        isfinite = math.isfinite
-        for r in rows:
-            # NaN fails the comparison, so it is caught here too (as in _Track).
-            if not (abs(r[1]) < _MAX_ABS_MM and abs(r[2]) < _MAX_ABS_MM and isfinite(r[0])):
-                raise _track_error()
-            if heading and not abs(r[3]) < _MAX_ABS_HEADING:
-                raise _track_error()
-        if len(rows) == 1:  # one sample: the tip rests there
-            r0 = rows[0]
-            rows = [r0, [r0[0] + 1.0, *r0[1:]]]
-        ts = [r[0] for r in rows]
-        for a, b in pairwise(ts):
+        cols: list[list[float]] = arr.T.tolist()
+        self.add_few(strokes, *cols)
+
+    def add_few(
+        self,
+        strokes: list[float],
+        t: list[float],
+        x: list[float],
+        y: list[float],
+        heading: list[float] | None = None,
+    ) -> None:
+        """A few strokes along a track given as Python lists (a live chunk): the same counts
+        as :meth:`add`, with steps 1-4 in plain Python per stroke and a couple of small numpy
+        calls to stamp the needles."""
+        if not strokes:
+            return
+        m = len(t)
+        if not m or len(x) != m or len(y) != m or (heading is not None and len(heading) != m):
+            raise ValueError("track columns must be non-empty and of the same length")
+        # A sum is NaN or infinite if any term is: one check for all of them.
+        total = sum(t) + sum(x) + sum(y) + sum(strokes) + (sum(heading) if heading else 0.0)
+        if not math.isfinite(total) or max(map(abs, x)) >= _MAX_ABS_MM:
+            raise _track_error()
+        if max(map(abs, y)) >= _MAX_ABS_MM:
+            raise _track_error()
+        if heading is not None and max(map(abs, heading)) >= _MAX_ABS_HEADING:
+            raise _track_error()
+        if m == 1:  # one sample: the tip rests there
+            t, x, y = [t[0], t[0] + 1.0], [x[0], x[0]], [y[0], y[0]]
+            heading = None if heading is None else [heading[0], heading[0]]
+        for a, b in pairwise(t):
             if not b > a:
                 raise ValueError("track times must be strictly increasing")
-        for t in strokes:
-            if not isfinite(t):
-                raise ValueError("stroke times must be finite")
-        m2 = len(ts) - 2
+        m2 = len(t) - 2
         (lox, hix, offx), (loy, hiy, offy) = self._clamp_py
-        mult = self._mult
         xs: list[int] = []
         ys: list[int] = []
         steps: list[int] = []
-        for t in strokes:
-            i = bisect_right(ts, t) - 1
+        for time_s in strokes:
+            i = bisect_right(t, time_s) - 1
             i = 0 if i < 0 else (m2 if i > m2 else i)
-            r0, r1 = rows[i], rows[i + 1]
-            f = (t - r0[0]) / (r1[0] - r0[0])
+            f = (time_s - t[i]) / (t[i + 1] - t[i])
             f = 0.0 if f < 0.0 else (1.0 if f > 1.0 else f)
-            x0 = float(round(r0[1] * 1000.0))
-            y0 = float(round(r0[2] * 1000.0))
-            x = x0 + round(f * (float(round(r1[1] * 1000.0)) - x0)) + offx
-            y = y0 + round(f * (float(round(r1[2] * 1000.0)) - y0)) + offy
-            xs.append(int(lox if x < lox else (hix if x > hix else x)) * mult)
-            ys.append(int(loy if y < loy else (hiy if y > hiy else y)) * mult)
-            if heading:
-                q0 = round(r0[3] * STEPS_PER_RAD)
-                d = ((round(r1[3] * STEPS_PER_RAD) - q0 + _HALF_TURN) & _STEP_MASK) - _HALF_TURN
+            x0 = float(round(x[i] * 1000.0))
+            y0 = float(round(y[i] * 1000.0))
+            px = x0 + round(f * (float(round(x[i + 1] * 1000.0)) - x0)) + offx
+            py = y0 + round(f * (float(round(y[i + 1] * 1000.0)) - y0)) + offy
+            xs.append(int(lox if px < lox else (hix if px > hix else px)))
+            ys.append(int(loy if py < loy else (hiy if py > hiy else py)))
+            if heading is not None:
+                q0 = round(heading[i] * STEPS_PER_RAD)
+                d = round(heading[i + 1] * STEPS_PER_RAD) - q0
+                d = ((d + _HALF_TURN) & _STEP_MASK) - _HALF_TURN
                 steps.append((q0 + round(f * d)) & _STEP_MASK)
+        if heading is not None or self._classes is None:
+            touched = self._few_offsets(xs, ys, steps if heading is not None else None)
+        else:
+            touched = self._few_classes(xs, ys, self._classes)
+        np.add.at(self._flat, touched, 1)
+        self._touched = touched
+        self._total += len(strokes) * self._n
+
+    def _few_classes(self, xs: list[int], ys: list[int], classes: _ClassTables) -> NDArray[np.intp]:
+        """Flat cells of a few strokes without a heading: a pattern row plus the base cell."""
+        cell, w = self.grid.cell_um, self._w
+        lut_x, lut_y, rows = classes.lut_x_list, classes.lut_y_list, classes.rows
+        flats = []
+        for x, y in zip(xs, ys, strict=True):
+            qx, rx = divmod(x, cell)
+            qy, ry = divmod(y, cell)
+            flats.append(rows[lut_x[rx] + lut_y[ry]] + (qy * w + qx))
+        return flats[0] if len(flats) == 1 else np.concatenate(flats)
+
+    def _few_offsets(
+        self, xs: list[int], ys: list[int], steps: list[int] | None
+    ) -> NDArray[np.intp]:
+        """Flat cells of a few strokes, the general way (step 4's offsets, multiply, shift)."""
+        mult = self._mult
         tip_m = np.array((xs, ys), dtype=np.int64)[:, None, :]  # (2, 1, k)
-        if heading:
-            p = self._offsets_table(steps)[:, steps].reshape(2, self._n, -1)
+        tip_m *= mult
+        if steps is not None:
+            p = np.take(self._offsets_table(steps), steps, axis=1).reshape(2, self._n, -1)
             p += tip_m
         else:
             p = self._base + tip_m
@@ -565,10 +607,8 @@ class DensityKernel:
         flat += p[0]
         if clamp is not None:
             flat -= clamp[2]
-        touched = flat.reshape(-1)
-        np.add.at(self._flat, touched, 1)
-        self._touched = touched
-        self._total += len(strokes) * self._n
+        touched: NDArray[np.intp] = flat.T.reshape(-1)
+        return touched
 
 
 class _ClassTables:
@@ -582,7 +622,7 @@ class _ClassTables:
     of step 5, done once per class instead of once per puncture.
     """
 
-    __slots__ = ("lut_x", "lut_y", "pattern")
+    __slots__ = ("lut_x", "lut_x_list", "lut_y", "lut_y_list", "pattern", "rows")
 
     def __init__(self, needles_um: NDArray[np.int64], cell: int, w: int) -> None:
         a, b = np.divmod(needles_um, cell)  # (n, 2): whole cells and the rest, 0 <= b < cell
@@ -601,6 +641,9 @@ class _ClassTables:
         self.lut_y = luts[1] * kx
         pattern = (steps[1][:, None, :] * w + steps[0][None, :, :]).reshape(-1, len(a))
         self.pattern = np.ascontiguousarray(pattern.T.astype(np.intp))  # (n, classes)
+        self.rows = np.ascontiguousarray(pattern.astype(np.intp))  # (classes, n): live chunks
+        self.lut_x_list: list[int] = self.lut_x.tolist()
+        self.lut_y_list: list[int] = self.lut_y.tolist()
 
 
 _COS = np.zeros(HEADING_STEPS)

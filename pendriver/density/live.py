@@ -10,6 +10,7 @@ so the driver can warn the operator while the pen is still on that spot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,6 +18,16 @@ from numpy.typing import ArrayLike, NDArray
 from .grid import Grid
 from .kernel import DensityKernel, stroke_times_from_counts, unwrap_counter
 from .stats import DensityStats, density_stats
+
+_FEW_SAMPLES = 32  # telemetry samples per chunk handled in plain Python
+_FEW_STROKES_FED = 16  # more strokes than this in such a chunk: the numpy path after all
+
+
+def _as_list(values: ArrayLike) -> list[Any]:
+    """A 1-D sequence as a Python list (``tolist`` converts numpy scalars in one C call)."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        return values.tolist()  # type: ignore[no-any-return]
+    return np.asarray(values).reshape(-1).tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,10 @@ class LiveDensity:
         self, times_s: ArrayLike, stroke_counts: ArrayLike, x_mm: ArrayLike, y_mm: ArrayLike
     ) -> list[OverTreatment]:
         """Add a chunk of telemetry (parallel arrays, in time order); return new alarms."""
+        if isinstance(times_s, list | tuple) or np.size(times_s) <= _FEW_SAMPLES:
+            few = self._feed_few(times_s, stroke_counts, x_mm, y_mm)
+            if few is not None:
+                return few
         t = np.asarray(times_s, dtype=np.float64).reshape(-1)
         c = np.asarray(stroke_counts, dtype=np.int64).reshape(-1)
         x = np.asarray(x_mm, dtype=np.float64).reshape(-1)
@@ -78,6 +93,38 @@ class LiveDensity:
         if strokes.size:
             self.kernel.add(strokes, np.column_stack((t, x, y)))
         return self._check(float(t[-1]))
+
+    def _feed_few(
+        self, times_s: ArrayLike, stroke_counts: ArrayLike, x_mm: ArrayLike, y_mm: ArrayLike
+    ) -> list[OverTreatment] | None:
+        """A short chunk (the live case) in plain Python: the same unwrapping and stroke times
+        as :func:`unwrap_counter` and :func:`stroke_times_from_counts`, operation for
+        operation, then the kernel's few-strokes path. None: too many strokes, use numpy."""
+        t, c, x, y = _as_list(times_s), _as_list(stroke_counts), _as_list(x_mm), _as_list(y_mm)
+        if not len(t) == len(c) == len(x) == len(y):
+            raise ValueError("times, counts and positions must have the same length")
+        if not t:
+            return []
+        last = prev = self._last
+        strokes: list[float] = []
+        for k in range(len(t)):
+            if prev is not None:
+                t0, c0 = prev[0], prev[1]
+                n = c[k] - c0
+                if n < -(1 << 31):  # a wrap of the u32 counter; any other drop is a reboot
+                    n += 1 << 32
+                if n > 0:
+                    if len(strokes) + n > _FEW_STROKES_FED:
+                        return None
+                    span = t[k] - t0
+                    strokes += [t0 + (j + 1) / n * span for j in range(n)]
+            prev = (t[k], c[k], x[k], y[k])
+        self._last = prev
+        if strokes:
+            if last is not None:
+                t, x, y = [last[0], *t], [last[2], *x], [last[3], *y]
+            self.kernel.add_few(strokes, t, x, y)
+        return self._check(t[-1])
 
     def _check(self, now_s: float) -> list[OverTreatment]:
         if self._limit is None:
