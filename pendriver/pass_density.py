@@ -13,8 +13,9 @@ from .driver import Pen
 from .errors import PenError
 from .models import TelemetrySample
 
-FEED_EVERY = 10
-"""Samples per chunk fed to the map: a map update every 0.2 s at 50 Hz telemetry."""
+FEED_EVERY = 1
+"""Samples per chunk fed to the map: every sample, so an over-treatment warning comes with the
+sample that caused it (a short chunk costs some 15-25 µs: ``tools/bench_density.py``)."""
 
 
 class PassDensity:

@@ -393,6 +393,27 @@ class DensityKernel:
 
     # -- heading table ---------------------------------------------------------------------
 
+    def _stroke_offsets(self, steps: NDArray[np.intp]) -> NDArray[np.int64]:
+        """Step 4's offsets (times ``M``) of each stroke, ``(2·n, strokes)``: gathered from
+        the table, or computed for these strokes alone when filling the table's missing pages
+        would cost more (a short batch whose heading wanders over many pages)."""
+        wanted = np.zeros(_PAGES, dtype=bool)
+        wanted[steps // _PAGE_STEPS] = True
+        missing = int(np.count_nonzero(wanted & ~self._built))
+        if missing * _PAGE_STEPS <= len(steps):
+            return np.take(self._offsets_table(steps), steps, axis=1)
+        return self._offsets_of(steps)
+
+    def _offsets_of(self, steps: NDArray[np.intp]) -> NDArray[np.int64]:
+        """``(2·n, len(steps))``: step 4 for the given heading steps, times ``M``."""
+        c, s = _cos_sin(steps)
+        nx, ny = self._needles[:, 0:1], self._needles[:, 1:2]  # (n, 1) against (1, steps)
+        out = np.empty((2 * self._n, len(steps)), dtype=np.int64)
+        out[: self._n] = np.rint(c * nx - s * ny)
+        out[self._n :] = np.rint(s * nx + c * ny)
+        out *= self._mult
+        return out
+
     def _offsets_table(self, steps: NDArray[np.intp] | list[int]) -> NDArray[np.int64]:
         """The ``(2·n, steps)`` table of step 4's offsets times ``M``, with the pages that
         ``steps`` fall in computed (lazily: memory only for headings actually met)."""
@@ -409,11 +430,7 @@ class DensityKernel:
             missing = np.flatnonzero(wanted).tolist()
         if missing:
             cols = (np.array(missing)[:, None] * _PAGE_STEPS + np.arange(_PAGE_STEPS)).ravel()
-            c, s = _cos_sin(cols)
-            nx, ny = self._needles[:, 0:1], self._needles[:, 1:2]  # (n, 1) against (1, cols)
-            n = self._n
-            table[:n, cols] = np.rint(c * nx - s * ny).astype(np.int64) * self._mult
-            table[n:, cols] = np.rint(s * nx + c * ny).astype(np.int64) * self._mult
+            table[:, cols] = self._offsets_of(cols)
             self._built[missing] = True
             for page in missing:
                 self._built_pages[page] = 1
@@ -480,17 +497,15 @@ class DensityKernel:
         ks, n, s, w, clamp = len(tx), self._n, self._shift, self._w, self._clamp
         px = np.empty(ks, dtype=np.int64)
         py = np.empty(ks, dtype=np.int64)
-        table = None if steps is None else self._offsets_table(steps)
+        offsets = None if steps is None else self._stroke_offsets(steps)
         base = self._base
         for j in range(n):
-            if table is None or steps is None:
+            if offsets is None:
                 np.add(tx, base[0, j, 0], out=px)
                 np.add(ty, base[1, j, 0], out=py)
             else:
-                np.take(table[j], steps, out=px)
-                px += tx
-                np.take(table[n + j], steps, out=py)
-                py += ty
+                np.add(offsets[j], tx, out=px)
+                np.add(offsets[n + j], ty, out=py)
             px >>= s
             py >>= s
             if clamp is not None:
