@@ -225,3 +225,37 @@ def test_roller_rows_touch_down_every_pitch() -> None:
     assert outside == 0 and counts.sum() == 5 * len(times)
     # needles across the width (y), rolling along x: rows at y = -4, -2, 0, 2, 4 mm
     assert set(np.nonzero(counts.sum(axis=1))[0]) == {6, 8, 10, 12, 14}
+
+
+@pytest.mark.parametrize(
+    ("t", "x", "y", "heading", "message"),
+    [
+        ([0.0, 1.0], [0.0, float("nan")], [0.0, 0.0], None, "finite"),
+        ([0.0, float("inf")], [0.0, 0.0], [0.0, 0.0], None, "finite"),
+        ([0.0, 1.0], [0.0, 2e9], [0.0, 0.0], None, "within 1e9 mm"),
+        ([0.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 2e9], "headings within"),
+        ([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], None, "strictly increasing"),
+        ([0.0, 1.0], [0.0], [0.0, 0.0], None, "same length"),
+    ],
+)
+def test_a_live_chunk_with_bad_values_is_refused_and_counts_nothing(
+    t: list[float], x: list[float], y: list[float], heading: list[float] | None, message: str
+) -> None:
+    kernel = DensityKernel(Grid((-5.0, -5.0), (10.0, 10.0), 0.5), circle(8, 1.0))
+    kernel.add_few([0.5], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0])
+    before = kernel.counts.copy()
+    with pytest.raises(ValueError, match=message):
+        kernel.add_few([0.5], t, x, y, heading)
+    assert np.array_equal(kernel.counts, before) and kernel.total == 8
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases())
+def test_the_live_path_on_python_lists_equals_the_batch(case: tuple[Grid, Arr, Arr, Arr]) -> None:
+    g, needles, strokes, track = case
+    batch, outside = density_counts(g, needles, strokes, track)
+    live = DensityKernel(g, needles)
+    cols = track.T.tolist()
+    for k in range(0, len(strokes), 2):  # two strokes at a time, as a 10 ms chunk holds
+        live.add_few(strokes[k : k + 2].tolist(), *cols)
+    assert np.array_equal(live.counts, batch) and live.outside == outside
