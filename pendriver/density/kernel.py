@@ -188,16 +188,20 @@ class _Track:
             arr = np.concatenate((arr, arr))
             arr[1, 0] += 1.0
         t = arr[:, 0]
-        pos = arr[:, 1:3]
-        # min/max propagate NaN, which fails every comparison: caught here too.
-        if not (pos.min() > -_MAX_ABS_MM and pos.max() < _MAX_ABS_MM):
-            raise _track_error()
-        if arr.shape[1] == 4:
-            h = arr[:, 3]
-            if not (h.min() > -_MAX_ABS_HEADING and h.max() < _MAX_ABS_HEADING):
+        # min/max propagate NaN, which fails every comparison: caught here too. One pair of
+        # reductions over the whole (contiguous) array settles the usual case; only a track
+        # that fails it is looked at column by column.
+        limit = min(_MAX_ABS_MM, _MAX_ABS_HEADING)
+        if not (arr.min() > -limit and arr.max() < limit):
+            pos = arr[:, 1:3]
+            if not (pos.min() > -_MAX_ABS_MM and pos.max() < _MAX_ABS_MM):
                 raise _track_error()
-        if not (np.isfinite(t[0]) and np.isfinite(t[-1])):
-            raise _track_error()
+            if arr.shape[1] == 4:
+                h = arr[:, 3]
+                if not (h.min() > -_MAX_ABS_HEADING and h.max() < _MAX_ABS_HEADING):
+                    raise _track_error()
+            if not (np.isfinite(t[0]) and np.isfinite(t[-1])):
+                raise _track_error()
         if not (t[1:] > t[:-1]).all():  # also catches NaN and infinities inside
             raise ValueError("track times must be strictly increasing")
         self.arr, self.t, self.m = arr, t, len(arr)
