@@ -55,7 +55,8 @@ more in page faults than the arithmetic on it.
   stroke fall in one of at most ``(n+1)²`` classes, each with a fixed pattern of cell offsets.
   A puncture costs one gather from that small table and one add (:class:`_ClassTables`).
 * With a heading: the offsets of a heading step depend on nothing else, so they are computed
-  once per step, lazily in pages of 64 steps, into a table ``(2·n, 16384)``. The floor
+  once per step, lazily in pages of 64 steps, into a table ``(2·n, 16384)`` (a call with
+  fewer strokes than the missing pages would hold computes its own strokes' offsets). The floor
   division of step 5 is a multiply and a shift (``v // cell == (v * M) >> s`` for
   ``0 <= v < V`` with ``M = ceil(2**s / cell)`` and ``2**s >= V * cell``: Granlund and
   Montgomery's round-up method); the table holds offsets already times ``M``, so a puncture
@@ -101,7 +102,6 @@ _MAX_ABS_HEADING = 1e9  # radians; H stays an exact integer in float64
 _MAX_NEEDLE_MM = 1000.0
 _MAX_PADDED_UM = 1 << 30  # (v * M) must stay inside int64: see the class docstring
 _MAX_PADDING_CELLS = 1 << 18  # padding allowed beyond 4x the grid: 2 MiB of int64
-_BLOCK_PUNCTURES = 1 << 13  # (strokes, 2, needles) int64 block: 128 KiB, stays in L2
 _BIN_PUNCTURES = 1 << 18  # flat indices collected before one bincount
 _STROKE_BLOCK = 1 << 14  # strokes whose per-stroke work is done together (128 KiB arrays)
 _FEW_STROKES = 4  # at most this many strokes per call: the plain-Python per-stroke path
@@ -323,8 +323,7 @@ class DensityKernel:
         self._hi = np.array([[hix], [hiy]], dtype=np.float64)
         self._base = (needles.T.astype(np.int64) * mult)[:, :, None]  # (2, n, 1): step 0
         self._table: NDArray[np.int64] | None = None  # (2n, steps): offsets * M, lazily
-        self._built = np.zeros(_PAGES, dtype=bool)
-        self._built_pages = bytearray(_PAGES)  # the same flags, for the plain-Python path
+        self._built = np.zeros(_PAGES, dtype=bool)  # pages of the table filled in
         self._classes = (
             _ClassTables(self._needles.astype(np.int64), cell, w) if self._clamp is None else None
         )
@@ -403,10 +402,23 @@ class DensityKernel:
         would cost more (a short batch whose heading wanders over many pages)."""
         wanted = np.zeros(_PAGES, dtype=bool)
         wanted[steps // _PAGE_STEPS] = True
-        missing = int(np.count_nonzero(wanted & ~self._built))
-        if missing * _PAGE_STEPS <= len(steps):
-            return np.take(self._offsets_table(steps), steps, axis=1)
-        return self._offsets_of(steps)
+        wanted &= ~self._built
+        missing = np.flatnonzero(wanted).tolist()
+        if len(missing) * _PAGE_STEPS > len(steps):
+            return self._offsets_of(steps)
+        return np.take(self._table_with(missing), steps, axis=1)
+
+    def _table_with(self, missing: list[int]) -> NDArray[np.int64]:
+        """The ``(2·n, 16384)`` table of step 4's offsets times ``M``, with the ``missing``
+        pages filled in (zeroed pages the OS maps lazily: memory only for headings met)."""
+        table = self._table
+        if table is None:
+            table = self._table = np.zeros((2 * self._n, HEADING_STEPS), dtype=np.int64)
+        if missing:
+            cols = (np.array(missing)[:, None] * _PAGE_STEPS + np.arange(_PAGE_STEPS)).ravel()
+            table[:, cols] = self._offsets_of(cols)
+            self._built[missing] = True
+        return table
 
     def _offsets_of(self, steps: NDArray[np.intp]) -> NDArray[np.int64]:
         """``(2·n, len(steps))``: step 4 for the given heading steps, times ``M``."""
@@ -417,28 +429,6 @@ class DensityKernel:
         out[self._n :] = np.rint(s * nx + c * ny)
         out *= self._mult
         return out
-
-    def _offsets_table(self, steps: NDArray[np.intp] | list[int]) -> NDArray[np.int64]:
-        """The ``(2·n, steps)`` table of step 4's offsets times ``M``, with the pages that
-        ``steps`` fall in computed (lazily: memory only for headings actually met)."""
-        table = self._table
-        if table is None:
-            table = self._table = np.zeros((2 * self._n, HEADING_STEPS), dtype=np.int64)
-        if isinstance(steps, list):
-            built = self._built_pages
-            missing = sorted({q // _PAGE_STEPS for q in steps if not built[q // _PAGE_STEPS]})
-        else:
-            wanted = np.zeros(_PAGES, dtype=bool)
-            wanted[steps // _PAGE_STEPS] = True
-            wanted &= ~self._built
-            missing = np.flatnonzero(wanted).tolist()
-        if missing:
-            cols = (np.array(missing)[:, None] * _PAGE_STEPS + np.arange(_PAGE_STEPS)).ravel()
-            table[:, cols] = self._offsets_of(cols)
-            self._built[missing] = True
-            for page in missing:
-                self._built_pages[page] = 1
-        return table
 
     # -- many strokes: numpy over blocks ---------------------------------------------------
 
@@ -614,7 +604,10 @@ class DensityKernel:
         tip_m = np.array((xs, ys), dtype=np.int64)[:, None, :]  # (2, 1, k)
         tip_m *= mult
         if steps is not None:
-            p = np.take(self._offsets_table(steps), steps, axis=1).reshape(2, self._n, -1)
+            # Always from the table: a pass meets the same headings again and again.
+            built = self._built
+            missing = sorted({q // _PAGE_STEPS for q in steps if not built[q // _PAGE_STEPS]})
+            p = np.take(self._table_with(missing), steps, axis=1).reshape(2, self._n, -1)
             p += tip_m
         else:
             p = self._base + tip_m
