@@ -8,14 +8,10 @@ from typing import TextIO
 from .density import from_cartridge
 from .density.live import LiveDensity
 from .density.terminal import terminal_heatmap
-from .density_report import TelemetryArrays, Zone
+from .density_report import Zone
 from .driver import Pen
 from .errors import PenError
 from .models import TelemetrySample
-
-FEED_EVERY = 1
-"""Samples per chunk fed to the map: every sample, so an over-treatment warning comes with the
-sample that caused it (a short chunk costs some 15-25 µs: ``tools/bench_density.py``)."""
 
 
 class PassDensity:
@@ -25,7 +21,6 @@ class PassDensity:
         self.target: float = args.target
         self.maximum: float | None = args.max
         self.live: LiveDensity | None = None
-        self._pending: list[TelemetrySample] = []
 
     async def prepare(self, pen: Pen) -> None:
         """Needles from the fitted cartridge; a grid over the zone."""
@@ -41,17 +36,15 @@ class PassDensity:
         )
 
     def add(self, sample: TelemetrySample, out: TextIO) -> None:
-        self._pending.append(sample)
-        if len(self._pending) >= FEED_EVERY:
-            self._feed(out)
-
-    def _feed(self, out: TextIO) -> None:
-        live, pending = self.live, self._pending
-        if live is None or not pending:
+        """Feed one sample: the map is up to date and an over-treatment warning comes with
+        the sample that caused it (a short chunk costs some 15-25 µs:
+        ``tools/bench_density.py``)."""
+        live = self.live
+        if live is None:
             return
-        self._pending = []
-        chunk = TelemetryArrays.from_samples(pending)
-        alarms = live.feed(chunk.times_s, chunk.stroke_counts, chunk.x_mm, chunk.y_mm)
+        alarms = live.feed(
+            [sample.time_s], [sample.stroke_count], [sample.tip_x_mm], [sample.tip_y_mm]
+        )
         if alarms:
             worst = max(alarms, key=lambda a: a.density_per_cm2)
             print(
@@ -62,7 +55,6 @@ class PassDensity:
             )
 
     def finish(self, out: TextIO) -> None:
-        self._feed(out)
         live = self.live
         if live is None:
             return
