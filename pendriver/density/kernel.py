@@ -43,13 +43,17 @@ times slower than plain contiguous ones, and a fresh array the size of the whole
 more in page faults than the arithmetic on it.
 
 * Per stroke: the interpolation index is computed for a uniformly sampled track,
-  ``(t - T[0]) / dt``, and checked against the samples on both sides; only strokes where that
-  guess is wrong (jitter, gaps, before or after the track) are searched with
-  ``np.searchsorted``. The track's columns are quantised per block, for the samples it needs.
+  ``(t - T[0]) / dt``, and checked against the samples on both sides (which are then reused
+  for ``f``); only strokes where that guess is wrong (jitter, gaps, before or after the track)
+  are searched with ``np.searchsorted``. The track's columns are quantised per block, for the
+  samples it needs, already moved to the padded grid's corner (whole µm plus whole µm).
 * The grid is padded by ``P`` cells on each side, enough for the needles' reach, and each tip
   is clamped (per stroke) to at most one reach outside the grid. A clamped stroke was wholly
   outside and stays wholly outside, so no per-puncture bounds test is needed and every value
-  stays non-negative. Whatever lands in the padding is *outside*.
+  stays non-negative. Whatever lands in the padding is *outside*. A tip lies between its two
+  samples, so a block whose samples are all within the bounds skips the clamp.
+* Gathers use ``mode="clip"``: the indices are valid by construction, and numpy's default
+  ("raise") checks each one on a slower path.
 * Without a heading (telemetry has none): with the tip at ``Q·cell + r``, a needle's cell is
   ``Q + a + [r >= cell - b]`` for its offset ``a·cell + b``, so the remainders ``(rx, ry)`` of a
   stroke fall in one of at most ``(n+1)²`` classes, each with a fixed pattern of cell offsets.
@@ -178,7 +182,7 @@ class _Track:
     page faults than the arithmetic on it).
     """
 
-    __slots__ = ("arr", "m", "t")
+    __slots__ = ("_rate", "_start", "arr", "m", "t", "t_next")
 
     def __init__(self, track: ArrayLike) -> None:
         arr = np.asarray(track, dtype=np.float64)
@@ -204,52 +208,81 @@ class _Track:
                 raise _track_error()
         if not (t[1:] > t[:-1]).all():  # also catches NaN and infinities inside
             raise ValueError("track times must be strictly increasing")
-        self.arr, self.t, self.m = arr, t, len(arr)
+        self.arr, self.t, self.m = arr, np.ascontiguousarray(t), len(arr)
+        self.t_next = self.t[1:]
+        # Segment guess for a uniformly sampled track: (t - T[0]) * rate, nudged up by a
+        # millionth of a sample so that a stroke exactly at a sample (common: the counter's
+        # last stroke of an interval lands on the sample) is not guessed one segment early.
+        self._rate = (self.m - 1) / (t[-1] - t[0])
+        self._start = t[0] * self._rate - 1e-6
 
     def segments(
         self, strokes: NDArray[np.float64]
     ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        """Step 2's ``i`` per stroke and ``T[i]``: computed for a uniformly sampled track,
-        searched only where that guess is wrong (jitter, gaps, before or after the track)."""
-        t, m = self.t, self.m
+        """Step 2 per stroke: ``i`` and ``f``.
+
+        ``i`` is computed for a uniformly sampled track and checked against the samples on
+        both sides; only where that guess is wrong (jitter, gaps, before or after the track) is
+        it searched for. ``f`` is clamped to [0, 1] only for those strokes: for the others
+        ``T[i] <= t < T[i+1]`` already keeps it there, rounding included.
+        """
+        t, t_next, m = self.t, self.t_next, self.m
         with np.errstate(invalid="ignore", over="ignore"):  # wild guesses are checked below
-            guess = strokes - t[0]
-            guess *= (m - 1) / (t[-1] - t[0])
+            guess = strokes * self._rate
+            guess -= self._start
             i = guess.astype(np.intp)
         np.clip(i, 0, m - 2, out=i)
-        t0 = t[i]
-        ok = t0 <= strokes
-        i += 1
-        ok &= strokes < t[i]
-        i -= 1
+        t0 = np.take(t, i, mode="clip")
+        t1 = np.take(t_next, i, mode="clip")
+        ok = np.less_equal(t0, strokes)
+        ok &= np.less(strokes, t1)
+        bad: NDArray[np.intp] | None = None
         if not ok.all():
-            bad = np.flatnonzero(~ok)
+            bad = np.flatnonzero(~ok)  # indices: cheaper than masks for the few wrong ones
             fixed = np.searchsorted(t, strokes[bad], side="right")
             fixed -= 1
             np.clip(fixed, 0, m - 2, out=fixed)
             i[bad] = fixed
             t0[bad] = t[fixed]
-        return i, t0
+            t1[bad] = t_next[fixed]
+        f = np.subtract(strokes, t0, out=guess)
+        t1 -= t0
+        f /= t1
+        if bad is not None:
+            f[bad] = np.clip(f[bad], 0.0, 1.0)
+        return i, f
 
     def tips(
-        self, strokes: NDArray[np.float64], out: NDArray[np.float64]
+        self,
+        strokes: NDArray[np.float64],
+        out: NDArray[np.float64],
+        shift: tuple[float, float],
+        bounds: tuple[float, float, float],
     ) -> NDArray[np.intp] | None:
-        """Tip positions in whole µm (as float) into ``out`` ``(2, k)``; heading steps or None."""
+        """Tip positions in whole µm (as float), moved by ``shift`` and clamped to
+        ``bounds`` ``(lo, hi_x, hi_y)``, into ``out`` ``(2, k)``; heading steps or None.
+
+        The shift is added to the quantised samples (whole µm plus whole µm: exact), so the
+        tips come out shifted with no per-stroke work; a tip lies between its two samples, so
+        the per-stroke clamp is skipped when every sample in the block is within bounds."""
         i, f = self.segments(strokes)
         lo, hi = int(i.min()), int(i.max()) + 2
-        i -= lo
+        if lo:
+            i -= lo
         cols = np.array(self.arr[lo:hi].T, order="C")  # the samples these strokes need
-        t = cols[0]
-        np.subtract(strokes, f, out=f)
-        f /= (t[1:] - t[:-1])[i]
-        np.clip(f, 0.0, 1.0, out=f)
-        for row, pos in ((out[0], cols[1]), (out[1], cols[2])):
+        for row, pos, off, top in (
+            (out[0], cols[1], shift[0], bounds[1]),
+            (out[1], cols[2], shift[1], bounds[2]),
+        ):
             pos *= float(UM_PER_MM)
             np.rint(pos, out=pos)
-            np.take(pos[1:] - pos[:-1], i, out=row)
+            pos += off
+            np.take(pos[1:] - pos[:-1], i, out=row, mode="clip")
             row *= f
             np.rint(row, out=row)
-            row += pos[i]
+            row += np.take(pos, i, mode="clip")
+            if not (pos.min() >= bounds[0] and pos.max() <= top):
+                np.clip(row, bounds[0], top, out=row)
         if len(cols) == 3:
             return None
         h = cols[3]
@@ -259,11 +292,11 @@ class _Track:
         turned += _HALF_TURN
         turned &= _STEP_MASK
         turned -= _HALF_TURN
-        turn = turned[i].astype(np.float64)
+        turn = np.take(turned, i, mode="clip").astype(np.float64)
         turn *= f
         np.rint(turn, out=turn)
         steps: NDArray[np.intp] = turn.astype(np.intp)
-        steps += q[i]
+        steps += np.take(q, i, mode="clip")
         steps &= _STEP_MASK
         return steps
 
@@ -318,9 +351,8 @@ class DensityKernel:
         # the grid: a stroke beyond that is wholly outside, before and after the clamp.
         shift = full * cell
         hix, hiy = shift + nx * cell + reach, shift + ny * cell + reach
-        self._to_padded = np.array([[shift - ox], [shift - oy]], dtype=np.float64)
-        self._lo = float(shift - reach - 1)
-        self._hi = np.array([[hix], [hiy]], dtype=np.float64)
+        self._to_padded = (float(shift - ox), float(shift - oy))
+        self._bounds = (float(shift - reach - 1), float(hix), float(hiy))
         self._base = (needles.T.astype(np.int64) * mult)[:, :, None]  # (2, n, 1): step 0
         self._table: NDArray[np.int64] | None = None  # (2n, steps): offsets * M, lazily
         self._built = np.zeros(_PAGES, dtype=bool)  # pages of the table filled in
@@ -333,8 +365,8 @@ class DensityKernel:
         self._fill = 0
         # The plain-Python per-stroke path (live chunks) works with Python numbers.
         self._clamp_py = (
-            (self._lo, float(hix), float(shift - ox)),
-            (self._lo, float(hiy), float(shift - oy)),
+            (self._bounds[0], float(hix), float(shift - ox)),
+            (self._bounds[0], float(hiy), float(shift - oy)),
         )
 
     @property
@@ -406,7 +438,7 @@ class DensityKernel:
         missing = np.flatnonzero(wanted).tolist()
         if len(missing) * _PAGE_STEPS > len(steps):
             return self._offsets_of(steps)
-        return np.take(self._table_with(missing), steps, axis=1)
+        return np.take(self._table_with(missing), steps, axis=1, mode="clip")
 
     def _table_with(self, missing: list[int]) -> NDArray[np.int64]:
         """The ``(2·n, 16384)`` table of step 4's offsets times ``M``, with the ``missing``
@@ -447,9 +479,7 @@ class DensityKernel:
             # numpy iterates far slower than plain contiguous operands).
             ks = min(k - s0, sb)
             tip_f = tip[:, :ks]
-            steps = tr.tips(strokes[s0 : s0 + ks], tip_f)
-            tip_f += self._to_padded
-            np.clip(tip_f, self._lo, self._hi, out=tip_f)
+            steps = tr.tips(strokes[s0 : s0 + ks], tip_f, self._to_padded, self._bounds)
             if steps is None and self._classes is not None:
                 self._stamp_classes(tip_f)
             else:
@@ -471,15 +501,19 @@ class DensityKernel:
         """Without a heading: each stroke's base cell and class, then one gather per puncture."""
         classes = self._classes
         assert classes is not None
+        # Cell and remainder by multiply-and-shift (integer divmod costs five times more).
         whole = tip.astype(np.intp)
-        cells, rest = np.divmod(whole, self.grid.cell_um)
-        cls = classes.lut_x[rest[0]]
-        cls += classes.lut_y[rest[1]]
+        cells = whole * self._mult
+        cells >>= self._shift
+        rest = cells * self.grid.cell_um
+        np.subtract(whole, rest, out=rest)
+        cls = np.take(classes.lut_x, rest[0], mode="clip")
+        cls += np.take(classes.lut_y, rest[1], mode="clip")
         base = cells[1] * self._w
         base += cells[0]
         for row in classes.pattern:
             seg = self._segment(len(cls))
-            np.take(row, cls, out=seg)
+            np.take(row, cls, out=seg, mode="clip")  # "clip": no per-element bounds error path
             seg += base
 
     def _stamp_offsets(self, tip: NDArray[np.float64], steps: NDArray[np.intp] | None) -> None:
