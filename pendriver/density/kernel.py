@@ -75,8 +75,9 @@ counts with ``np.add.at``: a few small numpy calls in all.
 from __future__ import annotations
 
 import math
+import operator
 from bisect import bisect_right
-from itertools import pairwise
+from itertools import islice
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -360,14 +361,15 @@ class DensityKernel:
             _ClassTables(self._needles.astype(np.int64), cell, w) if self._clamp is None else None
         )
         self._total = 0
-        self._touched: NDArray[np.intp] | None = None
+        # Cells the last add touched when it was a few strokes: (base, cells) pairs, the
+        # flat cells being base + cells. None: look at the whole grid.
+        self._touched: list[tuple[int, NDArray[np.intp]]] | None = None
+        self._touched_max = 0  # the most punctures in any of those cells
         self._bins = np.empty(0, dtype=np.intp)  # flat indices waiting for one bincount
         self._fill = 0
         # The plain-Python per-stroke path (live chunks) works with Python numbers.
-        self._clamp_py = (
-            (self._bounds[0], float(hix), float(shift - ox)),
-            (self._bounds[0], float(hiy), float(shift - oy)),
-        )
+        lo_py = shift - reach - 1
+        self._clamp_py = ((lo_py, hix, shift - ox), (lo_py, hiy, shift - oy))
 
     @property
     def needles(self) -> int:
@@ -411,14 +413,14 @@ class DensityKernel:
         """``(iy, ix)`` of the grid cells holding more than ``limit`` punctures, looked for
         only among the cells the last ``add`` touched when that was a few strokes (a live
         chunk), so that an alarm check costs next to nothing while nothing is over."""
-        idx = self._touched
-        if idx is None:
+        touched = self._touched
+        if touched is None:
             return np.nonzero(self.counts > limit)  # type: ignore[return-value]
-        values = self._flat[idx]
-        # A Python max: numpy's reduction costs more than the few values it looks at.
-        if not idx.size or max(values.tolist()) <= limit:
+        if self._touched_max <= limit:
             return _NO_CELLS
-        hot = np.unique(idx[values > limit])
+        flat = self._flat
+        idx = np.concatenate([cells + base for base, cells in touched])
+        hot = np.unique(idx[flat[idx] > limit])
         iy, ix = np.divmod(hot, self._w)
         iy -= self._pad
         ix -= self._pad
@@ -438,7 +440,9 @@ class DensityKernel:
         missing = np.flatnonzero(wanted).tolist()
         if len(missing) * _PAGE_STEPS > len(steps):
             return self._offsets_of(steps)
-        return np.take(self._table_with(missing), steps, axis=1, mode="clip")
+        return np.take(
+            self._table_with(missing), steps, axis=1
+        )  # 2-D take: "raise" is the fast mode here
 
     def _table_with(self, missing: list[int]) -> NDArray[np.int64]:
         """The ``(2·n, 16384)`` table of step 4's offsets times ``M``, with the ``missing``
@@ -576,20 +580,23 @@ class DensityKernel:
         m = len(t)
         if not m or len(x) != m or len(y) != m or (heading is not None and len(heading) != m):
             raise ValueError("track columns must be non-empty and of the same length")
-        # A sum is NaN or infinite if any term is: one check for all of them.
+        # A sum is NaN or infinite if any term is: one check for all of them. Past it, min
+        # and max (C loops over the lists) settle the ranges.
         total = sum(t) + sum(x) + sum(y) + sum(strokes) + (sum(heading) if heading else 0.0)
-        if not math.isfinite(total) or max(map(abs, x)) >= _MAX_ABS_MM:
+        lim = _MAX_ABS_MM
+        if not (math.isfinite(total) and min(x) > -lim and max(x) < lim):
             raise _track_error()
-        if max(map(abs, y)) >= _MAX_ABS_MM:
+        if not (min(y) > -lim and max(y) < lim):
             raise _track_error()
-        if heading is not None and max(map(abs, heading)) >= _MAX_ABS_HEADING:
+        if heading is not None and not (
+            min(heading) > -_MAX_ABS_HEADING and max(heading) < _MAX_ABS_HEADING
+        ):
             raise _track_error()
         if m == 1:  # one sample: the tip rests there
             t, x, y = [t[0], t[0] + 1.0], [x[0], x[0]], [y[0], y[0]]
             heading = None if heading is None else [heading[0], heading[0]]
-        for a, b in pairwise(t):
-            if not b > a:
-                raise ValueError("track times must be strictly increasing")
+        elif not all(map(operator.lt, t, islice(t, 1, None))):
+            raise ValueError("track times must be strictly increasing")
         m2 = len(t) - 2
         (lox, hix, offx), (loy, hiy, offy) = self._clamp_py
         xs: list[int] = []
@@ -600,35 +607,54 @@ class DensityKernel:
             i = 0 if i < 0 else (m2 if i > m2 else i)
             f = (time_s - t[i]) / (t[i + 1] - t[i])
             f = 0.0 if f < 0.0 else (1.0 if f > 1.0 else f)
-            x0 = float(round(x[i] * 1000.0))
-            y0 = float(round(y[i] * 1000.0))
-            px = x0 + round(f * (float(round(x[i + 1] * 1000.0)) - x0)) + offx
-            py = y0 + round(f * (float(round(y[i + 1] * 1000.0)) - y0)) + offy
-            xs.append(int(lox if px < lox else (hix if px > hix else px)))
-            ys.append(int(loy if py < loy else (hiy if py > hiy else py)))
+            # Whole µm as Python ints: exact, and f * (an int below 2**53) is the same float
+            # product as numpy's with the value as a float.
+            x0 = round(x[i] * 1000.0)
+            y0 = round(y[i] * 1000.0)
+            px = x0 + round(f * (round(x[i + 1] * 1000.0) - x0)) + offx
+            py = y0 + round(f * (round(y[i + 1] * 1000.0) - y0)) + offy
+            xs.append(lox if px < lox else (hix if px > hix else px))
+            ys.append(loy if py < loy else (hiy if py > hiy else py))
             if heading is not None:
                 q0 = round(heading[i] * STEPS_PER_RAD)
                 d = round(heading[i + 1] * STEPS_PER_RAD) - q0
                 d = ((d + _HALF_TURN) & _STEP_MASK) - _HALF_TURN
                 steps.append((q0 + round(f * d)) & _STEP_MASK)
         if heading is not None or self._classes is None:
-            touched = self._few_offsets(xs, ys, steps if heading is not None else None)
+            cells = self._few_offsets(xs, ys, steps if heading is not None else None)
+            np.add.at(self._flat, cells, 1)
+            self._touched = [(0, cells)]
+            self._touched_max = max(self._flat.take(cells).tolist())
         else:
-            touched = self._few_classes(xs, ys, self._classes)
-        np.add.at(self._flat, touched, 1)
-        self._touched = touched
+            self._stamp_few_classes(xs, ys, self._classes)
         self._total += len(strokes) * self._n
 
-    def _few_classes(self, xs: list[int], ys: list[int], classes: _ClassTables) -> NDArray[np.intp]:
-        """Flat cells of a few strokes without a heading: a pattern row plus the base cell."""
-        cell, w = self.grid.cell_um, self._w
-        lut_x, lut_y, rows = classes.lut_x_list, classes.lut_y_list, classes.rows
-        flats = []
+    def _stamp_few_classes(self, xs: list[int], ys: list[int], classes: _ClassTables) -> None:
+        """Stamp a few strokes without a heading, one stroke at a time: its class's distinct
+        cells (offsets from the stroke's lowest cell) and how many needles land in each, read,
+        added and written back through a view of the grid that starts at that cell. No index
+        array is built and no ``np.add.at`` (costly per call) is needed; the values written
+        give the touched cells' maximum for the alarm check. (Stamping two strokes with one
+        ``np.add.at`` over their joined cells measured a third slower.)"""
+        cell, w, flat = self.grid.cell_um, self._w, self._flat
+        lut_x, lut_y, rows = classes.lut_x_list, classes.lut_y_list, classes.row_list
+        touched = []
+        top = 0
         for x, y in zip(xs, ys, strict=True):
             qx, rx = divmod(x, cell)
             qy, ry = divmod(y, cell)
-            flats.append(rows[lut_x[rx] + lut_y[ry]] + (qy * w + qx))
-        return flats[0] if len(flats) == 1 else np.concatenate(flats)
+            low, cells, needles = rows[lut_x[rx] + lut_y[ry]]
+            base = qy * w + qx + low
+            view = flat[base:]
+            values = view[cells]
+            values += needles
+            view[cells] = values
+            # A Python max: numpy's reduction costs more than the few values it looks at.
+            most = max(values.tolist())
+            top = most if most > top else top
+            touched.append((base, cells))
+        self._touched = touched
+        self._touched_max = top
 
     def _few_offsets(
         self, xs: list[int], ys: list[int], steps: list[int] | None
@@ -668,7 +694,7 @@ class _ClassTables:
     of step 5, done once per class instead of once per puncture.
     """
 
-    __slots__ = ("lut_x", "lut_x_list", "lut_y", "lut_y_list", "pattern", "rows")
+    __slots__ = ("lut_x", "lut_x_list", "lut_y", "lut_y_list", "pattern", "row_list")
 
     def __init__(self, needles_um: NDArray[np.int64], cell: int, w: int) -> None:
         a, b = np.divmod(needles_um, cell)  # (n, 2): whole cells and the rest, 0 <= b < cell
@@ -687,7 +713,17 @@ class _ClassTables:
         self.lut_y = luts[1] * kx
         pattern = (steps[1][:, None, :] * w + steps[0][None, :, :]).reshape(-1, len(a))
         self.pattern = np.ascontiguousarray(pattern.T.astype(np.intp))  # (n, classes)
-        self.rows = np.ascontiguousarray(pattern.astype(np.intp))  # (classes, n): live chunks
+        # Per class its row of cell offsets, as a list of arrays: live chunks index it per
+        # stroke, and a list lookup costs a tenth of a numpy one.
+        # Per class, for live chunks: its lowest cell offset, its distinct cells as offsets
+        # from that one (the stroke's lowest cell, which a clamped tip keeps inside the grid)
+        # and how many needles land in each; a list, as a list lookup costs a tenth of a
+        # numpy one.
+        self.row_list: list[tuple[int, NDArray[np.intp], NDArray[np.int64]]] = []
+        for row in pattern:
+            cells, needles = np.unique(row, return_counts=True)
+            low = int(cells[0])
+            self.row_list.append((low, (cells - low).astype(np.intp), needles.astype(np.int64)))
         self.lut_x_list: list[int] = self.lut_x.tolist()
         self.lut_y_list: list[int] = self.lut_y.tolist()
 
