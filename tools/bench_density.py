@@ -3,17 +3,25 @@
 Every figure is measured in this run; ratios compare against baselines measured alongside.
 
 * Batch: punctures per second at 1e5, 1e6 and 1e7 punctures (16 needles, 120 Hz strokes along
-  a wandering track with heading). The engine is timed end to end (interpolation, rotation,
-  binning). ``np.histogram2d`` is timed on the *already computed* puncture positions, i.e. for
-  binning alone, which flatters the baseline; its counts are asserted equal to the engine's.
-  The pure-Python reference runs at 1e5 only (larger sizes are reported as not measured).
+  a wandering track) for two inputs. *Telemetry*: time, x, y, what the pen reports and what
+  ``pen run --zone`` and ``pen density`` compute from; this is the headline
+  (``ratio_vs_histogram2d_1e7``, ``engine_punctures_per_s_1e7``). *Heading*: the same track
+  with a heading column that turns continuously, so every stroke's needles are rotated (a
+  roller's track has one; the pen's telemetry has none); reported as ``..._heading``.
+  The engine is timed end to end (interpolation, rotation, binning). ``np.histogram2d`` is
+  timed on the *already computed* puncture positions, i.e. for binning alone, which flatters
+  the baseline; its counts are asserted equal to the engine's. Engine and histogram2d runs
+  alternate and each keeps its best, so both see the same state of the machine. The
+  pure-Python reference runs at 1e5 only (larger sizes are reported as not measured).
 * Live: microseconds for the live accumulator (``LiveDensity.feed``, with an over-treatment
   maximum) to take 10 ms of telemetry (16-36 needles, 100-150 Hz strokes, telemetry at 100 Hz
-  and 1 kHz), median over 3000 chunks, best of three passes; histogram2d of a chunk's
+  and 1 kHz), median over 3000 chunks, best of five passes; histogram2d of a chunk's
   punctures and the kernel alone with a heading for comparison.
-* Session: seconds to recompute a 30-minute session (120 Hz, 16 needles) from scratch.
+* Session: seconds to recompute a 30-minute session (120 Hz, 16 needles, telemetry) from
+  scratch.
 
-Usage: ``python tools/bench_density.py [--json]``.
+Usage: ``python tools/bench_density.py [--json] [--sizes 1e5,1e6,1e7] [--chunks 3000]
+[--session-minutes 30]`` (the headline keys ``*_1e7`` are there when 1e7 is among the sizes).
 """
 
 from __future__ import annotations
@@ -87,33 +95,46 @@ def hist2d(grid: Grid, px: F64, py: F64) -> NDArray[np.int64]:
     return h[:ny, :nx].astype(np.int64)
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    best = math.inf
+def best_of(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best wall time of each function over ``repeats`` rounds, the functions alternating
+    within a round so that a busy moment of the machine does not favour one of them."""
+    best = [math.inf] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
-def bench_batch(n_punctures: int, needles: F64, *, heading: bool = True) -> dict[str, float | str]:
+def telemetry(track: F64) -> tuple[F64, F64]:
+    """A track as telemetry has it (time, x, y: no heading), and the same with a zero heading
+    for :func:`punctures_um` (an identity rotation, exactly)."""
+    full = track.copy()
+    full[:, 3] = 0.0
+    return np.ascontiguousarray(track[:, :3]), full
+
+
+def bench_batch(n_punctures: int, needles: F64, *, heading: bool) -> dict[str, float | str]:
     """One batch size. Without ``heading`` the track has no heading column, as telemetry
     has none (``pen run --zone``, ``pen density``): the needles are not rotated."""
     n_strokes = n_punctures // len(needles)
     duration = n_strokes / RATE_HZ
     full = make_track(duration)
+    track = full
     if not heading:
-        full[:, 3] = 0.0  # for the histogram's positions: identity rotation, exactly
-    track = full if heading else np.ascontiguousarray(full[:, :3])
+        track, full = telemetry(full)
     strokes = stroke_times_uniform(0.0, duration, RATE_HZ)[:n_strokes]
     total = len(strokes) * len(needles)
     counts, outside = density_counts(GRID, needles, strokes, track)
     px, py = punctures_um(needles, strokes, full)
     assert np.array_equal(hist2d(GRID, px, py), counts), "histogram2d disagrees with the engine"
     assert int(counts.sum()) + outside == total
-    repeats = 5 if total <= 1_000_000 else 3
-    t_engine = best_of(lambda: density_counts(GRID, needles, strokes, track), repeats)
-    t_hist = best_of(lambda: hist2d(GRID, px, py), repeats)
+    repeats = 7 if total <= 1_000_000 else 5
+    t_engine, t_hist = best_of(
+        [lambda: density_counts(GRID, needles, strokes, track), lambda: hist2d(GRID, px, py)],
+        repeats,
+    )
     row: dict[str, float | str] = {
         "punctures": total,
         "engine_s": t_engine,
@@ -126,7 +147,7 @@ def bench_batch(n_punctures: int, needles: F64, *, heading: bool = True) -> dict
         lists = (needles.tolist(), strokes.tolist(), track.tolist())
         ref, ref_out = reference_counts(GRID, *lists)
         assert np.array_equal(np.array(ref), counts) and ref_out == outside
-        t_ref = best_of(lambda: reference_counts(GRID, *lists), 1)
+        (t_ref,) = best_of([lambda: reference_counts(GRID, *lists)], 1)
         row["reference_s"] = t_ref
         row["reference_punctures_per_s"] = total / t_ref
         row["ratio_vs_reference"] = t_ref / t_engine
@@ -173,10 +194,10 @@ def bench_chunks(reps: int = 3000) -> dict[str, float]:
         for rate in (100.0, 150.0):
             for telemetry_hz in (100.0, 1000.0):
                 chunks = telemetry_chunks(reps, rate, telemetry_hz, seed=n_needles)
-                # Best of three passes (each a fresh map), as the batch rows are best of
+                # Best of five passes (each a fresh map), as the batch rows are best of
                 # several: a pass that met a busy moment of the machine is not the code's cost.
                 passes: list[list[float]] = []
-                for _ in range(3):
+                for _ in range(5):
                     live = LiveDensity(GRID, needles, max_per_cm2=1e6)
                     engine: list[float] = []
                     for chunk in chunks:
@@ -210,15 +231,17 @@ def bench_chunks(reps: int = 3000) -> dict[str, float]:
     return out
 
 
-def bench_session() -> dict[str, float]:
+def bench_session(minutes: float = 30.0) -> dict[str, float]:
     needles = circle(16, 1.0)
-    duration = 30 * 60.0
-    track = make_track(duration, seed=7)
+    duration = minutes * 60.0
+    track, full = telemetry(make_track(duration, seed=7))
     strokes = stroke_times_uniform(0.0, duration, RATE_HZ)
-    t_engine = best_of(lambda: density_counts(GRID, needles, strokes, track), 3)
-    px, py = punctures_um(needles, strokes, track)
-    t_hist = best_of(lambda: hist2d(GRID, px, py), 3)
+    px, py = punctures_um(needles, strokes, full)
+    t_engine, t_hist = best_of(
+        [lambda: density_counts(GRID, needles, strokes, track), lambda: hist2d(GRID, px, py)], 3
+    )
     return {
+        "session_minutes": minutes,
         "session_punctures": float(len(strokes) * 16),
         "session_recompute_s": t_engine,
         "session_histogram2d_binning_s": t_hist,
@@ -226,24 +249,67 @@ def bench_session() -> dict[str, float]:
     }
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(float(part)) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1000:
+        raise argparse.ArgumentTypeError("each size must be at least 1000 punctures")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=(100_000, 1_000_000, 10_000_000),
+        help="batch sizes in punctures, comma-separated (default 1e5,1e6,1e7)",
+    )
+    parser.add_argument(
+        "--chunks", type=_positive_int, default=3000, help="live chunks per case (default 3000)"
+    )
+    parser.add_argument(
+        "--session-minutes",
+        type=_positive_float,
+        default=30.0,
+        help="length of the recomputed session (default 30)",
+    )
     args = parser.parse_args(argv)
     needles = circle(16, 1.0)
-    rows = {n: bench_batch(n, needles) for n in (100_000, 1_000_000, 10_000_000)}
-    plain = bench_batch(10_000_000, needles, heading=False)
-    chunk = bench_chunks()
-    session = bench_session()
-    big = rows[10_000_000]
-    result: dict[str, object] = {
-        "ratio_vs_histogram2d_1e7": big["ratio_vs_histogram2d"],
-        "engine_punctures_per_s_1e7": big["engine_punctures_per_s"],
-        "chunk_us": chunk["chunk_us"],
-        "session_recompute_s": session["session_recompute_s"],
-        "ratio_vs_histogram2d_1e7_no_heading": plain["ratio_vs_histogram2d"],
-        "engine_punctures_per_s_1e7_no_heading": plain["engine_punctures_per_s"],
+    rows = {n: bench_batch(n, needles, heading=False) for n in args.sizes}
+    turning = {n: bench_batch(n, needles, heading=True) for n in args.sizes}
+    chunk = bench_chunks(args.chunks)
+    session = bench_session(args.session_minutes)
+    result: dict[str, object] = {}
+    if 10_000_000 in rows:
+        big, big_h = rows[10_000_000], turning[10_000_000]
+        result["ratio_vs_histogram2d_1e7"] = big["ratio_vs_histogram2d"]
+        result["engine_punctures_per_s_1e7"] = big["engine_punctures_per_s"]
+    result["chunk_us"] = chunk["chunk_us"]
+    result["session_recompute_s"] = session["session_recompute_s"]
+    if 10_000_000 in rows:
+        result["ratio_vs_histogram2d_1e7_heading"] = big_h["ratio_vs_histogram2d"]
+        result["engine_punctures_per_s_1e7_heading"] = big_h["engine_punctures_per_s"]
+    result |= {
         "batch": {f"{n:.0e}": r for n, r in rows.items()},
+        "batch_heading": {f"{n:.0e}": r for n, r in turning.items()},
         "chunk": chunk,
         "session": session,
         "grid": {"shape": GRID.shape, "cell_mm": GRID.cell_mm},
@@ -251,20 +317,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"grid {GRID.shape[1]}x{GRID.shape[0]} cells of {GRID.cell_mm} mm, 16 needles, heading")
-    print(f"{'punctures':>10} {'engine/s':>12} {'hist2d/s':>12} {'ratio':>7} {'reference/s':>12}")
-    for n, r in rows.items():
-        ref = r.get("reference_punctures_per_s", "not measured")
-        ref_s = f"{ref:12.3g}" if isinstance(ref, float) else f"{ref:>12}"
+    print(f"grid {GRID.shape[1]}x{GRID.shape[0]} cells of {GRID.cell_mm} mm, 16 needles")
+    for title, table in (
+        ("telemetry (time, x, y), as the pen reports it", rows),
+        ("with a turning heading (every stroke rotated)", turning),
+    ):
+        print(title)
         print(
-            f"{n:10.0e} {r['engine_punctures_per_s']:12.3g} "
-            f"{r['histogram2d_punctures_per_s']:12.3g} {r['ratio_vs_histogram2d']:6.1f}x {ref_s}"
+            f"{'punctures':>10} {'engine/s':>12} {'hist2d/s':>12} {'ratio':>7} {'reference/s':>12}"
         )
-    print(
-        f"{1e7:10.0e} {plain['engine_punctures_per_s']:12.3g} "
-        f"{plain['histogram2d_punctures_per_s']:12.3g} {plain['ratio_vs_histogram2d']:6.1f}x "
-        f"{'(no heading, as from telemetry)':>12}"
-    )
+        for n, r in table.items():
+            ref = r.get("reference_punctures_per_s", "not measured")
+            ref_s = f"{ref:12.3g}" if isinstance(ref, float) else f"{ref:>12}"
+            print(
+                f"{n:10.0e} {r['engine_punctures_per_s']:12.3g} "
+                f"{r['histogram2d_punctures_per_s']:12.3g} {r['ratio_vs_histogram2d']:6.1f}x "
+                f"{ref_s}"
+            )
     print(
         f"live accumulator, 10 ms chunk of telemetry: median {chunk['chunk_us']:.1f} µs "
         f"(p99 {chunk['chunk_us_p99']:.1f}); histogram2d of its punctures "
@@ -275,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         if key.startswith("chunk_us_") and key != "chunk_us_p99":
             print(f"  {key}: {v:.1f} µs")
     print(
-        f"30-minute session ({session['session_punctures']:.3g} punctures): "
+        f"{session['session_minutes']:g}-minute session "
+        f"({session['session_punctures']:.3g} punctures): "
         f"{session['session_recompute_s']:.3f} s; histogram2d binning alone "
         f"{session['session_histogram2d_binning_s']:.3f} s "
         f"({session['session_ratio_vs_histogram2d']:.1f}x)"

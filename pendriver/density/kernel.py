@@ -643,7 +643,8 @@ class DensityKernel:
         for x, y in zip(xs, ys, strict=True):
             qx, rx = divmod(x, cell)
             qy, ry = divmod(y, cell)
-            low, cells, needles = rows[lut_x[rx] + lut_y[ry]]
+            cls = lut_x[rx] + lut_y[ry]
+            low, cells, needles = rows[cls] or classes.row(cls)
             base = qy * w + qx + low
             view = flat[base:]
             values = view[cells]
@@ -694,7 +695,15 @@ class _ClassTables:
     of step 5, done once per class instead of once per puncture.
     """
 
-    __slots__ = ("lut_x", "lut_x_list", "lut_y", "lut_y_list", "pattern", "row_list")
+    __slots__ = (
+        "_pattern_rows",
+        "lut_x",
+        "lut_x_list",
+        "lut_y",
+        "lut_y_list",
+        "pattern",
+        "row_list",
+    )
 
     def __init__(self, needles_um: NDArray[np.int64], cell: int, w: int) -> None:
         a, b = np.divmod(needles_um, cell)  # (n, 2): whole cells and the rest, 0 <= b < cell
@@ -718,14 +727,21 @@ class _ClassTables:
         # Per class, for live chunks: its lowest cell offset, its distinct cells as offsets
         # from that one (the stroke's lowest cell, which a clamped tip keeps inside the grid)
         # and how many needles land in each; a list, as a list lookup costs a tenth of a
-        # numpy one.
-        self.row_list: list[tuple[int, NDArray[np.intp], NDArray[np.int64]]] = []
-        for row in pattern:
-            cells, needles = np.unique(row, return_counts=True)
-            low = int(cells[0])
-            self.row_list.append((low, (cells - low).astype(np.intp), needles.astype(np.int64)))
+        # numpy one. Filled in as classes are met (all at once would cost a batch ~1 ms).
+        self._pattern_rows = pattern
+        self.row_list: list[tuple[int, NDArray[np.intp], NDArray[np.int64]] | None]
+        self.row_list = [None] * len(pattern)
         self.lut_x_list: list[int] = self.lut_x.tolist()
         self.lut_y_list: list[int] = self.lut_y.tolist()
+
+    def row(self, cls: int) -> tuple[int, NDArray[np.intp], NDArray[np.int64]]:
+        """Class ``cls`` for live chunks: its lowest cell offset, its distinct cells as offsets
+        from that one, and how many needles land in each (computed once, then kept)."""
+        cells, needles = np.unique(self._pattern_rows[cls], return_counts=True)
+        low = int(cells[0])
+        entry = (low, (cells - low).astype(np.intp), needles.astype(np.int64))
+        self.row_list[cls] = entry
+        return entry
 
 
 _COS = np.zeros(HEADING_STEPS)
