@@ -68,8 +68,11 @@ more in page faults than the arithmetic on it.
 * Flat indices are collected and counted with one ``np.bincount`` per 256 Ki punctures (no
   ``minlength``: only the prefix of the grid that was hit is allocated and added).
 
-A call with only a few strokes (a live chunk) does the per-stroke steps in plain Python and
-counts with ``np.add.at``: a few small numpy calls in all.
+A call with only a few strokes (a live chunk) does the per-stroke steps in plain Python. Without
+a heading each stroke is then a gather, an add and a scatter of its class's distinct cells
+through a view of the grid (the values written also answer the over-treatment check); with a
+heading the punctures are counted with one ``np.add.at``. A few small numpy calls in all: at
+this size their fixed cost (about a microsecond each here) is what a chunk costs.
 """
 
 from __future__ import annotations
@@ -564,6 +567,12 @@ class DensityKernel:
         cols: list[list[float]] = arr.T.tolist()
         self.add_few(strokes, *cols)
 
+    def prepare_live(self) -> None:
+        """Build the tables the few-strokes path uses now (a few ms for many needles), so
+        that the first chunks of a pass do not pay for them."""
+        if self._classes is not None:
+            _ = self._classes.live_rows
+
     def add_few(
         self,
         strokes: list[float],
@@ -599,6 +608,14 @@ class DensityKernel:
             raise ValueError("track times must be strictly increasing")
         m2 = len(t) - 2
         (lox, hix, offx), (loy, hiy, offy) = self._clamp_py
+        classes = self._classes if heading is None else None
+        if classes is not None:
+            # Without a heading each stroke is stamped as soon as its tip is known (one loop:
+            # a live chunk's cost is mostly Python overhead).
+            cell, w, flat = self.grid.cell_um, self._w, self._flat
+            lut_x, lut_y, rows = classes.lut_x_list, classes.lut_y_list, classes.live_rows
+            touched = []
+            top = 0
         xs: list[int] = []
         ys: list[int] = []
         steps: list[int] = []
@@ -613,49 +630,43 @@ class DensityKernel:
             y0 = round(y[i] * 1000.0)
             px = x0 + round(f * (round(x[i + 1] * 1000.0) - x0)) + offx
             py = y0 + round(f * (round(y[i + 1] * 1000.0) - y0)) + offy
-            xs.append(lox if px < lox else (hix if px > hix else px))
-            ys.append(loy if py < loy else (hiy if py > hiy else py))
+            px = lox if px < lox else (hix if px > hix else px)
+            py = loy if py < loy else (hiy if py > hiy else py)
+            if classes is not None:
+                # The class's distinct cells (offsets from the stroke's lowest cell) and how
+                # many needles land in each, read, added and written back through a view of
+                # the grid that starts at that cell: no index array, no np.add.at (costly per
+                # call), and the values written answer the alarm check. (Two strokes in one
+                # np.add.at over their joined cells measured a third slower.)
+                qx, rx = divmod(px, cell)
+                qy, ry = divmod(py, cell)
+                low, cells, needles = rows[lut_x[rx] + lut_y[ry]]
+                base = qy * w + qx + low
+                view = flat[base:]
+                values = view[cells]
+                values += needles
+                view[cells] = values
+                # A Python max: numpy's reduction costs more than the few values it sees.
+                most = max(values.tolist())
+                top = most if most > top else top
+                touched.append((base, cells))
+                continue
+            xs.append(px)
+            ys.append(py)
             if heading is not None:
                 q0 = round(heading[i] * STEPS_PER_RAD)
                 d = round(heading[i + 1] * STEPS_PER_RAD) - q0
                 d = ((d + _HALF_TURN) & _STEP_MASK) - _HALF_TURN
                 steps.append((q0 + round(f * d)) & _STEP_MASK)
-        if heading is not None or self._classes is None:
+        if classes is not None:
+            self._touched = touched
+            self._touched_max = top
+        else:
             cells = self._few_offsets(xs, ys, steps if heading is not None else None)
             np.add.at(self._flat, cells, 1)
             self._touched = [(0, cells)]
             self._touched_max = max(self._flat.take(cells).tolist())
-        else:
-            self._stamp_few_classes(xs, ys, self._classes)
         self._total += len(strokes) * self._n
-
-    def _stamp_few_classes(self, xs: list[int], ys: list[int], classes: _ClassTables) -> None:
-        """Stamp a few strokes without a heading, one stroke at a time: its class's distinct
-        cells (offsets from the stroke's lowest cell) and how many needles land in each, read,
-        added and written back through a view of the grid that starts at that cell. No index
-        array is built and no ``np.add.at`` (costly per call) is needed; the values written
-        give the touched cells' maximum for the alarm check. (Stamping two strokes with one
-        ``np.add.at`` over their joined cells measured a third slower.)"""
-        cell, w, flat = self.grid.cell_um, self._w, self._flat
-        lut_x, lut_y, rows = classes.lut_x_list, classes.lut_y_list, classes.row_list
-        touched = []
-        top = 0
-        for x, y in zip(xs, ys, strict=True):
-            qx, rx = divmod(x, cell)
-            qy, ry = divmod(y, cell)
-            cls = lut_x[rx] + lut_y[ry]
-            low, cells, needles = rows[cls] or classes.row(cls)
-            base = qy * w + qx + low
-            view = flat[base:]
-            values = view[cells]
-            values += needles
-            view[cells] = values
-            # A Python max: numpy's reduction costs more than the few values it looks at.
-            most = max(values.tolist())
-            top = most if most > top else top
-            touched.append((base, cells))
-        self._touched = touched
-        self._touched_max = top
 
     def _few_offsets(
         self, xs: list[int], ys: list[int], steps: list[int] | None
@@ -696,13 +707,13 @@ class _ClassTables:
     """
 
     __slots__ = (
+        "_live_rows",
         "_pattern_rows",
         "lut_x",
         "lut_x_list",
         "lut_y",
         "lut_y_list",
         "pattern",
-        "row_list",
     )
 
     def __init__(self, needles_um: NDArray[np.int64], cell: int, w: int) -> None:
@@ -722,26 +733,39 @@ class _ClassTables:
         self.lut_y = luts[1] * kx
         pattern = (steps[1][:, None, :] * w + steps[0][None, :, :]).reshape(-1, len(a))
         self.pattern = np.ascontiguousarray(pattern.T.astype(np.intp))  # (n, classes)
-        # Per class its row of cell offsets, as a list of arrays: live chunks index it per
-        # stroke, and a list lookup costs a tenth of a numpy one.
-        # Per class, for live chunks: its lowest cell offset, its distinct cells as offsets
-        # from that one (the stroke's lowest cell, which a clamped tip keeps inside the grid)
-        # and how many needles land in each; a list, as a list lookup costs a tenth of a
-        # numpy one. Filled in as classes are met (all at once would cost a batch ~1 ms).
         self._pattern_rows = pattern
-        self.row_list: list[tuple[int, NDArray[np.intp], NDArray[np.int64]] | None]
-        self.row_list = [None] * len(pattern)
+        self._live_rows: list[tuple[int, NDArray[np.intp], NDArray[np.int64]]] | None = None
         self.lut_x_list: list[int] = self.lut_x.tolist()
         self.lut_y_list: list[int] = self.lut_y.tolist()
 
-    def row(self, cls: int) -> tuple[int, NDArray[np.intp], NDArray[np.int64]]:
-        """Class ``cls`` for live chunks: its lowest cell offset, its distinct cells as offsets
-        from that one, and how many needles land in each (computed once, then kept)."""
-        cells, needles = np.unique(self._pattern_rows[cls], return_counts=True)
-        low = int(cells[0])
-        entry = (low, (cells - low).astype(np.intp), needles.astype(np.int64))
-        self.row_list[cls] = entry
-        return entry
+    @property
+    def live_rows(self) -> list[tuple[int, NDArray[np.intp], NDArray[np.int64]]]:
+        """Per class, for live chunks: its lowest cell offset, its distinct cells as offsets
+        from that one (the stroke's lowest cell, which a clamped tip keeps inside the grid),
+        and how many needles land in each. A list, as a list lookup costs a tenth of a numpy
+        one; built on first use, all classes at once (a batch never needs it, and a class met
+        for the first time during a pass must not cost that chunk tens of microseconds)."""
+        if self._live_rows is None:
+            # All classes at once, vectorised (numpy calls per class would cost ~30 µs each
+            # here): sort each row, mark where a new cell starts, split the flat results.
+            rows = np.sort(self._pattern_rows, axis=1)
+            low = rows[:, :1].copy()
+            rows -= low
+            first = np.ones(rows.shape, dtype=bool)
+            np.not_equal(rows[:, 1:], rows[:, :-1], out=first[:, 1:])
+            at = np.flatnonzero(first)
+            cells = rows.ravel()[at].astype(np.intp)
+            needles = np.diff(at, append=rows.size).astype(np.int64)
+            ends = np.cumsum(first.sum(axis=1))[:-1]
+            self._live_rows = list(
+                zip(
+                    low.ravel().tolist(),
+                    np.split(cells, ends),
+                    np.split(needles, ends),
+                    strict=True,
+                )
+            )
+        return self._live_rows
 
 
 _COS = np.zeros(HEADING_STEPS)

@@ -57,6 +57,7 @@ class LiveDensity:
     ) -> None:
         self.grid = grid
         self.kernel = DensityKernel(grid, needles_mm)
+        self.kernel.prepare_live()
         self.max_per_cm2 = max_per_cm2
         self.zone = zone
         self._last: tuple[float, int, float, float] | None = None
@@ -97,8 +98,9 @@ class LiveDensity:
         if t.size < 2:
             return []
         strokes = stroke_times_from_counts(t, c)
-        if strokes.size:
-            self.kernel.add(strokes, np.column_stack((t, x, y)))
+        if not strokes.size:
+            return []  # nothing was added, so nothing can have crossed the maximum
+        self.kernel.add(strokes, np.column_stack((t, x, y)))
         return self._check(float(t[-1]))
 
     def _feed_few(
@@ -107,7 +109,11 @@ class LiveDensity:
         """A short chunk (the live case) in plain Python: the same unwrapping and stroke times
         as :func:`unwrap_counter` and :func:`stroke_times_from_counts`, operation for
         operation, then the kernel's few-strokes path. None: too many strokes, use numpy."""
-        t, c, x, y = _as_list(times_s), _as_list(stroke_counts), _as_list(x_mm), _as_list(y_mm)
+        if isinstance(times_s, np.ndarray) and times_s.ndim == 1:
+            t = times_s.tolist()  # the usual case: an array from the telemetry decoder
+        else:
+            t = _as_list(times_s)
+        c, x, y = _as_list(stroke_counts), _as_list(x_mm), _as_list(y_mm)
         if not len(t) == len(c) == len(x) == len(y):
             raise ValueError("times, counts and positions must have the same length")
         if not t:
@@ -145,8 +151,9 @@ class LiveDensity:
                 t0 = t[k]
                 span = t[k + 1] - t0
                 strokes += [t0 + (j + 1) / n * span for j in range(n)]
-        if strokes:
-            self.kernel.add_few(strokes, t, x, y)
+        if not strokes:
+            return []  # nothing was added, so nothing can have crossed the maximum
+        self.kernel.add_few(strokes, t, x, y)
         return self._check(t[-1])
 
     def _check(self, now_s: float) -> list[OverTreatment]:
