@@ -52,8 +52,9 @@ more in page faults than the arithmetic on it.
   outside and stays wholly outside, so no per-puncture bounds test is needed and every value
   stays non-negative. Whatever lands in the padding is *outside*. A tip lies between its two
   samples, so a block whose samples are all within the bounds skips the clamp.
-* Gathers use ``mode="clip"``: the indices are valid by construction, and numpy's default
-  ("raise") checks each one on a slower path.
+* 1-D gathers use ``mode="wrap"``: the indices are valid by construction (so wrapping never
+  happens), and numpy's default ("raise") goes through a buffered path when given ``out``
+  (3.8 ns an element here against 0.75; "clip" measured 0.9-1.3).
 * Without a heading (telemetry has none): with the tip at ``Q·cell + r``, a needle's cell is
   ``Q + a + [r >= cell - b]`` for its offset ``a·cell + b``, so the remainders ``(rx, ry)`` of a
   stroke fall in one of at most ``(n+1)²`` classes, each with a fixed pattern of cell offsets.
@@ -236,8 +237,8 @@ class _Track:
             guess -= self._start
             i = guess.astype(np.intp)
         np.clip(i, 0, m - 2, out=i)
-        t0 = np.take(t, i, mode="clip")
-        t1 = np.take(t_next, i, mode="clip")
+        t0 = np.take(t, i, mode="wrap")
+        t1 = np.take(t_next, i, mode="wrap")
         ok = np.less_equal(t0, strokes)
         ok &= np.less(strokes, t1)
         bad: NDArray[np.intp] | None = None
@@ -281,10 +282,10 @@ class _Track:
             pos *= float(UM_PER_MM)
             np.rint(pos, out=pos)
             pos += off
-            np.take(pos[1:] - pos[:-1], i, out=row, mode="clip")
+            np.take(pos[1:] - pos[:-1], i, out=row, mode="wrap")
             row *= f
             np.rint(row, out=row)
-            row += np.take(pos, i, mode="clip")
+            row += np.take(pos, i, mode="wrap")
             if not (pos.min() >= bounds[0] and pos.max() <= top):
                 np.clip(row, bounds[0], top, out=row)
         if len(cols) == 3:
@@ -296,11 +297,11 @@ class _Track:
         turned += _HALF_TURN
         turned &= _STEP_MASK
         turned -= _HALF_TURN
-        turn = np.take(turned, i, mode="clip").astype(np.float64)
+        turn = np.take(turned, i, mode="wrap").astype(np.float64)
         turn *= f
         np.rint(turn, out=turn)
         steps: NDArray[np.intp] = turn.astype(np.intp)
-        steps += np.take(q, i, mode="clip")
+        steps += np.take(q, i, mode="wrap")
         steps &= _STEP_MASK
         return steps
 
@@ -514,13 +515,13 @@ class DensityKernel:
         cells >>= self._shift
         rest = cells * self.grid.cell_um
         np.subtract(whole, rest, out=rest)
-        cls = np.take(classes.lut_x, rest[0], mode="clip")
-        cls += np.take(classes.lut_y, rest[1], mode="clip")
+        cls = np.take(classes.lut_x, rest[0], mode="wrap")
+        cls += np.take(classes.lut_y, rest[1], mode="wrap")
         base = cells[1] * self._w
         base += cells[0]
         for row in classes.pattern:
             seg = self._segment(len(cls))
-            np.take(row, cls, out=seg, mode="clip")  # "clip": no per-element bounds error path
+            np.take(row, cls, out=seg, mode="wrap")  # valid indices: see "Speed" above
             seg += base
 
     def _stamp_offsets(self, tip: NDArray[np.float64], steps: NDArray[np.intp] | None) -> None:
