@@ -261,8 +261,8 @@ class _Track:
         self,
         strokes: NDArray[np.float64],
         out: NDArray[np.float64],
-        shift: tuple[float, float],
-        bounds: tuple[float, float, float],
+        shift: tuple[int, int],
+        bounds: tuple[int, int, int],
     ) -> NDArray[np.intp] | None:
         """Tip positions in whole µm (as float), moved by ``shift`` and clamped to
         ``bounds`` ``(lo, hi_x, hi_y)``, into ``out`` ``(2, k)``; heading steps or None.
@@ -356,8 +356,9 @@ class DensityKernel:
         # the grid: a stroke beyond that is wholly outside, before and after the clamp.
         shift = full * cell
         hix, hiy = shift + nx * cell + reach, shift + ny * cell + reach
-        self._to_padded = (float(shift - ox), float(shift - oy))
-        self._bounds = (float(shift - reach - 1), float(hix), float(hiy))
+        # Whole µm as Python ints, used by both paths (numpy takes them as floats).
+        self._to_padded = (shift - ox, shift - oy)
+        self._bounds = (shift - reach - 1, hix, hiy)
         self._base = (needles.T.astype(np.int64) * mult)[:, :, None]  # (2, n, 1): step 0
         self._table: NDArray[np.int64] | None = None  # (2n, steps): offsets * M, lazily
         self._built = np.zeros(_PAGES, dtype=bool)  # pages of the table filled in
@@ -371,9 +372,6 @@ class DensityKernel:
         self._touched_max = 0  # the most punctures in any of those cells
         self._bins = np.empty(0, dtype=np.intp)  # flat indices waiting for one bincount
         self._fill = 0
-        # The plain-Python per-stroke path (live chunks) works with Python numbers.
-        lo_py = shift - reach - 1
-        self._clamp_py = ((lo_py, hix, shift - ox), (lo_py, hiy, shift - oy))
 
     @property
     def needles(self) -> int:
@@ -608,7 +606,8 @@ class DensityKernel:
         elif not all(map(operator.lt, t, islice(t, 1, None))):
             raise ValueError("track times must be strictly increasing")
         m2 = len(t) - 2
-        (lox, hix, offx), (loy, hiy, offy) = self._clamp_py
+        lo, hix, hiy = self._bounds
+        offx, offy = self._to_padded
         classes = self._classes if heading is None else None
         if classes is not None:
             # Without a heading each stroke is stamped as soon as its tip is known (one loop:
@@ -631,8 +630,8 @@ class DensityKernel:
             y0 = round(y[i] * 1000.0)
             px = x0 + round(f * (round(x[i + 1] * 1000.0) - x0)) + offx
             py = y0 + round(f * (round(y[i + 1] * 1000.0) - y0)) + offy
-            px = lox if px < lox else (hix if px > hix else px)
-            py = loy if py < loy else (hiy if py > hiy else py)
+            px = lo if px < lo else (hix if px > hix else px)
+            py = lo if py < lo else (hiy if py > hiy else py)
             if classes is not None:
                 # The class's distinct cells (offsets from the stroke's lowest cell) and how
                 # many needles land in each, read, added and written back through a view of
@@ -709,7 +708,6 @@ class _ClassTables:
 
     __slots__ = (
         "_live_rows",
-        "_pattern_rows",
         "lut_x",
         "lut_x_list",
         "lut_y",
@@ -734,7 +732,6 @@ class _ClassTables:
         self.lut_y = luts[1] * kx
         pattern = (steps[1][:, None, :] * w + steps[0][None, :, :]).reshape(-1, len(a))
         self.pattern = np.ascontiguousarray(pattern.T.astype(np.intp))  # (n, classes)
-        self._pattern_rows = pattern
         self._live_rows: list[tuple[int, NDArray[np.intp], NDArray[np.int64]]] | None = None
         self.lut_x_list: list[int] = self.lut_x.tolist()
         self.lut_y_list: list[int] = self.lut_y.tolist()
@@ -749,7 +746,7 @@ class _ClassTables:
         if self._live_rows is None:
             # All classes at once, vectorised (numpy calls per class would cost ~30 µs each
             # here): sort each row, mark where a new cell starts, split the flat results.
-            rows = np.sort(self._pattern_rows, axis=1)
+            rows = np.sort(self.pattern.T, axis=1)  # (classes, n), a fresh array
             low = rows[:, :1].copy()
             rows -= low
             first = np.ones(rows.shape, dtype=bool)

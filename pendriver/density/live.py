@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import compress, islice
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -109,11 +109,7 @@ class LiveDensity:
         """A short chunk (the live case) in plain Python: the same unwrapping and stroke times
         as :func:`unwrap_counter` and :func:`stroke_times_from_counts`, operation for
         operation, then the kernel's few-strokes path. None: too many strokes, use numpy."""
-        if isinstance(times_s, np.ndarray) and times_s.ndim == 1:
-            t = times_s.tolist()  # the usual case: an array from the telemetry decoder
-        else:
-            t = _as_list(times_s)
-        c, x, y = _as_list(stroke_counts), _as_list(x_mm), _as_list(y_mm)
+        t, c, x, y = _as_list(times_s), _as_list(stroke_counts), _as_list(x_mm), _as_list(y_mm)
         if not len(t) == len(c) == len(x) == len(y):
             raise ValueError("times, counts and positions must have the same length")
         if not t:
@@ -121,20 +117,15 @@ class LiveDensity:
         last = self._last
         if last is not None:  # the interval from the previous chunk's last sample
             t, c, x, y = [last[0], *t], [last[1], *c], [last[2], *x], [last[3], *y]
-        self._last = (t[-1], c[-1], x[-1], y[-1])
-        strokes: list[float] = []
+        # (k, n): n strokes between samples k and k+1.
+        intervals: list[tuple[int, int]] = []
         if all(map(operator.le, c, islice(c, 1, None))):
             # The usual case, a counter that only rose: the intervals with strokes are found
             # by bisection (at 1 kHz telemetry most intervals have none).
-            if c[-1] - c[0] > _FEW_STROKES_FED:
-                self._last = last
-                return None
+            total = c[-1] - c[0]
             k = bisect_right(c, c[0])
             while k < len(c):
-                n = c[k] - c[k - 1]
-                t0 = t[k - 1]
-                span = t[k] - t0
-                strokes += [t0 + (j + 1) / n * span for j in range(n)]
+                intervals.append((k - 1, c[k] - c[k - 1]))
                 k = bisect_right(c, c[k], k)
         else:
             # A drop is a wrap of the u32 counter when it is more than half the range,
@@ -143,14 +134,16 @@ class LiveDensity:
                 n + (1 << 32) if n < -(1 << 31) else max(n, 0)
                 for n in map(operator.sub, islice(c, 1, None), c)
             ]
-            if sum(added) > _FEW_STROKES_FED:
-                self._last = last
-                return None
-            for k in compress(range(len(added)), added):  # the intervals with strokes
-                n = added[k]
-                t0 = t[k]
-                span = t[k + 1] - t0
-                strokes += [t0 + (j + 1) / n * span for j in range(n)]
+            total = sum(added)
+            intervals = [(k, n) for k, n in enumerate(added) if n]
+        if total > _FEW_STROKES_FED:
+            return None  # self._last untouched: the numpy path takes the chunk as it came
+        self._last = (t[-1], c[-1], x[-1], y[-1])
+        strokes: list[float] = []
+        for k, n in intervals:
+            t0 = t[k]
+            span = t[k + 1] - t0
+            strokes += [t0 + (j + 1) / n * span for j in range(n)]
         if not strokes:
             return []  # nothing was added, so nothing can have crossed the maximum
         self.kernel.add_few(strokes, t, x, y)
