@@ -29,6 +29,8 @@ from pendriver.density import (
     stroke_times_from_counts,
     stroke_times_uniform,
 )
+from pendriver.density import kernel as kernel_module
+from pendriver.density.stroke_classes import StrokeClasses
 
 Arr = NDArray[np.float64]
 
@@ -156,6 +158,78 @@ def test_translating_by_whole_cells_shifts_the_map(
     b, b_out = density_counts(g, needles, strokes, moved)
     assert a_out == b_out == 0
     assert np.array_equal(np.roll(a, (ky, kx), axis=(0, 1)), b)
+
+
+@st.composite
+def telemetry_cases(draw: st.DrawFn) -> tuple[Grid, Arr, Arr, Arr]:
+    tr = draw(tracks(heading=False))
+    return draw(grids()), draw(layouts()), draw(strokes_for(tr)), tr
+
+
+@settings(max_examples=200, deadline=None)
+@given(telemetry_cases())
+def test_both_ways_of_binning_agree_with_the_reference(case: tuple[Grid, Arr, Arr, Arr]) -> None:
+    # Without a heading a batch is counted per puncture or through the strokes' histogram per
+    # (class, cell), whichever costs less; both are forced here, on the same random cases.
+    g, needles, strokes, track = case
+    ref, ref_outside = reference_counts(g, needles.tolist(), strokes.tolist(), track.tolist())
+    for binning in ("punctures", "histogram"):
+        counts, outside = density_counts(g, needles, strokes, track, binning=binning)
+        assert np.array_equal(counts, np.array(ref, dtype=np.int64).reshape(g.shape)), binning
+        assert outside == ref_outside, binning
+
+
+def test_a_long_batch_is_counted_in_runs_each_binned_its_cheaper_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Runs of 700 strokes: the ones along the spread-out start of the track are counted per
+    # puncture, the ones where the pen lingers by histogram; the sum is the reference's.
+    monkeypatch.setattr(kernel_module, "_CLASS_RUN", 700)
+    chosen: list[bool] = []
+    cheaper = StrokeClasses.histogram_cheaper
+
+    def spy(self: StrokeClasses, strokes: int, span: int) -> bool:
+        chosen.append(cheaper(self, strokes, span))
+        return chosen[-1]
+
+    monkeypatch.setattr(StrokeClasses, "histogram_cheaper", spy)
+    t = np.linspace(0.0, 30.0, 301)
+    x = np.where(t < 10.0, t * 4.0 - 20.0, 20.0 + np.sin(t) * 0.3)
+    y = np.where(t < 10.0, np.cos(t) * 15.0, 1.0 + np.cos(t) * 0.3)
+    track = np.column_stack((t, x, y))
+    g = Grid((-25.0, -20.0), (50.0, 40.0), 0.5)
+    needles = circle(12, 1.0)
+    strokes = stroke_times_uniform(0.0, 30.0, 150.0)
+    counts, outside = density_counts(g, needles, strokes, track)
+    ref, ref_out = reference_counts(g, needles.tolist(), strokes.tolist(), track.tolist())
+    assert np.array_equal(counts, np.array(ref)) and outside == ref_out
+    assert True in chosen and False in chosen
+
+
+@pytest.mark.parametrize("corner", [(-1.0, -1.0), (1.0, 1.0)])
+def test_histogram_binning_at_the_edge_of_the_padding(corner: tuple[float, float]) -> None:
+    # Cell 1.001 mm and a needle 0.5 mm off the axis: the padding is one cell, a stroke far
+    # off the grid is clamped to its edge, and some shifted prefix sums then start before the
+    # padded grid's first cell (or end after its last); they must be cut, not wrapped.
+    g = Grid((0.0, 0.0), (5.005, 3.003), 1.001)
+    needles = np.array([[-0.5, 0.0], [0.0, -0.5], [0.5, 0.0], [0.0, 0.5], [0.3, 0.2]])
+    far = np.array(corner) * 1e4
+    track = np.array([[0.0, *far], [1.0, *(far * 1.1)], [2.0, 2.5, 1.5], [3.0, *far]])
+    strokes = stroke_times_uniform(0.0, 3.0, 50.0)
+    ref, ref_out = reference_counts(g, needles.tolist(), strokes.tolist(), track.tolist())
+    counts, outside = density_counts(g, needles, strokes, track, binning="histogram")
+    assert np.array_equal(counts, np.array(ref)) and outside == ref_out
+
+
+def test_the_cost_model_bins_big_batches_by_histogram_and_small_ones_per_puncture() -> None:
+    kernel = DensityKernel(Grid((-60.0, -60.0), (120.0, 120.0), 0.5), circle(16, 1.0))
+    classes = kernel._classes
+    assert classes is not None
+    span = 200 * 244  # rows of the padded grid a wandering pass covers
+    assert classes.histogram_cheaper(625_000, span)  # 1e7 punctures
+    assert not classes.histogram_cheaper(6_250, span)  # 1e5 punctures
+    with pytest.raises(ValueError, match="binning"):
+        DensityKernel(kernel.grid, circle(16, 1.0), binning="fast")  # type: ignore[arg-type]
 
 
 def test_large_batch_spans_many_blocks_and_matches_reference() -> None:

@@ -43,9 +43,9 @@ times slower than plain contiguous ones, and a fresh array the size of the whole
 more in page faults than the arithmetic on it.
 
 * Per stroke: the interpolation index is computed for a uniformly sampled track,
-  ``(t - T[0]) / dt``, and checked against the samples on both sides (which are then reused
-  for ``f``); only strokes where that guess is wrong (jitter, gaps, before or after the track)
-  are searched with ``np.searchsorted``. The track's columns are quantised per block, for the
+  ``(t - T[0]) / dt``, and checked through ``f`` itself (two reductions: ``0 <= f < 1`` holds
+  only for the right segment); only strokes where that guess is wrong (jitter, gaps, before or
+  after the track) are searched with ``np.searchsorted``. The track's columns are quantised per block, for the
   samples it needs, already moved to the padded grid's corner (whole µm plus whole µm).
 * The grid is padded by ``P`` cells on each side, enough for the needles' reach, and each tip
   is clamped (per stroke) to at most one reach outside the grid. A clamped stroke was wholly
@@ -58,7 +58,11 @@ more in page faults than the arithmetic on it.
 * Without a heading (telemetry has none): with the tip at ``Q·cell + r``, a needle's cell is
   ``Q + a + [r >= cell - b]`` for its offset ``a·cell + b``, so the remainders ``(rx, ry)`` of a
   stroke fall in one of at most ``(n+1)²`` classes, each with a fixed pattern of cell offsets.
-  A puncture costs one gather from that small table and one add (:class:`_ClassTables`).
+  A stroke is then its base cell and its class, and a batch is counted whichever of two ways
+  costs less (:mod:`~pendriver.density.stroke_classes`): per puncture, one gather from the
+  class pattern and one add; or, for many strokes over a grid few times their number, through
+  the strokes' histogram per (class, cell), prefix sums over the classes and at most nine
+  shifted adds of the grid per needle, which costs nothing per puncture.
 * With a heading: the offsets of a heading step depend on nothing else, so they are computed
   once per step, lazily in pages of 64 steps, into a table ``(2·n, 16384)`` (a call with
   fewer strokes than the missing pages would hold computes its own strokes' offsets). The floor
@@ -82,20 +86,25 @@ import math
 import operator
 from bisect import bisect_right
 from itertools import islice
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .grid import UM_PER_MM, Grid
+from .stroke_classes import StrokeClasses
 
 __all__ = [
     "HEADING_STEPS",
+    "Binning",
     "DensityKernel",
     "density_counts",
     "stroke_times_from_counts",
     "stroke_times_uniform",
     "unwrap_counter",
 ]
+
+Binning = Literal["auto", "punctures", "histogram"]
 
 HEADING_STEPS = 1 << 14
 """Heading resolution: steps per turn (step 1 of the arithmetic contract)."""
@@ -112,6 +121,7 @@ _MAX_NEEDLE_MM = 1000.0
 _MAX_PADDED_UM = 1 << 30  # (v * M) must stay inside int64: see the class docstring
 _MAX_PADDING_CELLS = 1 << 18  # padding allowed beyond 4x the grid: 2 MiB of int64
 _BIN_PUNCTURES = 1 << 18  # flat indices collected before one bincount
+_CLASS_RUN = 1 << 20  # strokes whose bases and classes are kept to choose how to count them
 _STROKE_BLOCK = 1 << 14  # strokes whose per-stroke work is done together (128 KiB arrays)
 _FEW_STROKES = 4  # at most this many strokes per call: the plain-Python per-stroke path
 
@@ -226,35 +236,38 @@ class _Track:
     ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """Step 2 per stroke: ``i`` and ``f``.
 
-        ``i`` is computed for a uniformly sampled track and checked against the samples on
-        both sides; only where that guess is wrong (jitter, gaps, before or after the track) is
-        it searched for. ``f`` is clamped to [0, 1] only for those strokes: for the others
-        ``T[i] <= t < T[i+1]`` already keeps it there, rounding included.
+        ``i`` is computed for a uniformly sampled track and checked through ``f``; only where
+        that guess is wrong (jitter, gaps, before or after the track) is it searched for, and
+        ``f`` clamped to [0, 1] for those strokes.
         """
         t, t_next, m = self.t, self.t_next, self.m
-        with np.errstate(invalid="ignore", over="ignore"):  # wild guesses are checked below
+        with np.errstate(over="ignore"):  # a stroke far outside the track: clamped below
             guess = strokes * self._rate
             guess -= self._start
-            i = guess.astype(np.intp)
-        np.clip(i, 0, m - 2, out=i)
+        # A guess outside the track (a stroke before or after it) is clamped; two reductions
+        # settle the usual case, where none is. (Infinities clamp; NaN would need inf - inf,
+        # which the finite strokes and start exclude, but is mapped to 0 all the same: an
+        # index must never be garbage, as a gather with mode="wrap" loops to bring it home.)
+        if not (guess.min() >= 0.0 and guess.max() < m - 1):
+            np.nan_to_num(guess, copy=False, nan=0.0)
+            np.clip(guess, 0.0, m - 2, out=guess)
+        i = guess.astype(np.intp)
         t0 = np.take(t, i, mode="wrap")
+        f = np.subtract(strokes, t0, out=guess)
         t1 = np.take(t_next, i, mode="wrap")
-        ok = np.less_equal(t0, strokes)
-        ok &= np.less(strokes, t1)
-        bad: NDArray[np.intp] | None = None
-        if not ok.all():
-            bad = np.flatnonzero(~ok)  # indices: cheaper than masks for the few wrong ones
+        t1 -= t0
+        f /= t1
+        # The guess is right where T[i] <= t < T[i+1]: f >= 0 exactly when t >= T[i] (the sign
+        # of a difference is exact), and f < 1 only when t < T[i+1] (rounding is monotonic).
+        # A stroke with f rounded up to 1 though t < T[i+1] is merely searched again.
+        if not (f.min() >= 0.0 and f.max() < 1.0):
+            bad = np.flatnonzero((f < 0.0) | (f >= 1.0))  # few: indices, not masks
             fixed = np.searchsorted(t, strokes[bad], side="right")
             fixed -= 1
             np.clip(fixed, 0, m - 2, out=fixed)
             i[bad] = fixed
-            t0[bad] = t[fixed]
-            t1[bad] = t_next[fixed]
-        f = np.subtract(strokes, t0, out=guess)
-        t1 -= t0
-        f /= t1
-        if bad is not None:
-            f[bad] = np.clip(f[bad], 0.0, 1.0)
+            t0 = t[fixed]
+            f[bad] = np.clip((strokes[bad] - t0) / (t_next[fixed] - t0), 0.0, 1.0)
         return i, f
 
     def tips(
@@ -312,9 +325,17 @@ class DensityKernel:
     ``add`` may be called with the strokes in any chunking; the counts are the same as one call
     with all of them (integer counting is associative). ``counts`` is a view into the padded
     grid: it changes as strokes are added.
+
+    ``binning`` chooses how a batch of strokes without a heading is counted: ``"auto"`` (by
+    a cost model), ``"punctures"`` or ``"histogram"`` (see
+    :mod:`pendriver.density.stroke_classes`); the counts are the same either way. The two
+    forced values are there for benchmarks and tests.
     """
 
-    def __init__(self, grid: Grid, needles_mm: ArrayLike) -> None:
+    def __init__(self, grid: Grid, needles_mm: ArrayLike, *, binning: Binning = "auto") -> None:
+        if binning not in ("auto", "punctures", "histogram"):
+            raise ValueError(f"binning must be auto, punctures or histogram, not {binning!r}")
+        self._binning = binning
         self.grid = grid
         needles = _needles_um(needles_mm)  # (n, 2) whole µm as float
         self._needles = needles
@@ -363,7 +384,7 @@ class DensityKernel:
         self._table: NDArray[np.int64] | None = None  # (2n, steps): offsets * M, lazily
         self._built = np.zeros(_PAGES, dtype=bool)  # pages of the table filled in
         self._classes = (
-            _ClassTables(self._needles.astype(np.int64), cell, w) if self._clamp is None else None
+            StrokeClasses(self._needles.astype(np.int64), cell, w) if self._clamp is None else None
         )
         self._total = 0
         # Cells the last add touched when it was a few strokes: (base, cells) pairs, the
@@ -474,7 +495,17 @@ class DensityKernel:
         if not np.isfinite(strokes).all():
             raise ValueError("stroke times must be finite")
         tr = _Track(track)
-        k, n = len(strokes), self._n
+        if self._classes is not None and tr.arr.shape[1] == 3:
+            self._add_classes(strokes, tr, self._classes)
+        else:
+            self._add_offsets(strokes, tr)
+        self._total += len(strokes) * self._n
+        self._touched = None
+
+    def _add_offsets(self, strokes: NDArray[np.float64], tr: _Track) -> None:
+        """With a heading (or cells far smaller than the needles' reach): per block of
+        strokes, the tips, then per needle the offsets added and floored to cells."""
+        k = len(strokes)
         sb = min(k, _STROKE_BLOCK)
         tip = np.empty((2, sb))
         self._bins = np.empty(max(sb, _BIN_PUNCTURES), dtype=np.intp)
@@ -486,13 +517,43 @@ class DensityKernel:
             ks = min(k - s0, sb)
             tip_f = tip[:, :ks]
             steps = tr.tips(strokes[s0 : s0 + ks], tip_f, self._to_padded, self._bounds)
-            if steps is None and self._classes is not None:
-                self._stamp_classes(tip_f)
-            else:
-                self._stamp_offsets(tip_f, steps)
+            self._stamp_offsets(tip_f, steps)
         self._count(self._bins[: self._fill])
-        self._total += k * n
-        self._touched = None
+
+    def _add_classes(
+        self, strokes: NDArray[np.float64], tr: _Track, classes: StrokeClasses
+    ) -> None:
+        """Without a heading: each stroke's base cell and class, per block of strokes; then,
+        per run of up to ``_CLASS_RUN`` strokes, whichever way of counting them costs less
+        (:mod:`pendriver.density.stroke_classes`)."""
+        k = len(strokes)
+        run = min(k, _CLASS_RUN)
+        sb = min(run, _STROKE_BLOCK)
+        tip = np.empty((2, sb))
+        base_all = np.empty(run, dtype=np.intp)
+        cls_all = np.empty(run, dtype=np.intp)
+        for r0 in range(0, k, run):
+            kr = min(k - r0, run)
+            base, cls = base_all[:kr], cls_all[:kr]
+            for s0 in range(0, kr, sb):
+                ks = min(kr - s0, sb)
+                tip_f = tip[:, :ks]
+                tr.tips(strokes[r0 + s0 : r0 + s0 + ks], tip_f, self._to_padded, self._bounds)
+                self._base_and_class(tip_f, base[s0 : s0 + ks], cls[s0 : s0 + ks], classes)
+            binning = self._binning
+            if binning == "auto":
+                span = int(base.max()) + 1 - int(base.min())
+                binning = "histogram" if classes.histogram_cheaper(kr, span) else "punctures"
+            if binning == "histogram":
+                classes.stamp_histogram(self._flat, base, cls)
+                continue
+            self._bins = np.empty(max(sb * self._n, _BIN_PUNCTURES), dtype=np.intp)
+            self._fill = 0
+            for s0 in range(0, kr, sb):
+                ks = min(kr - s0, sb)
+                cells = self._segment(ks * self._n).reshape(self._n, ks)
+                classes.stamp_punctures(base[s0 : s0 + ks], cls[s0 : s0 + ks], cells)
+            self._count(self._bins[: self._fill])
 
     def _segment(self, size: int) -> NDArray[np.intp]:
         """The next ``size`` slots of the index buffer, counting it first if it is full."""
@@ -503,24 +564,25 @@ class DensityKernel:
         self._fill += size
         return seg
 
-    def _stamp_classes(self, tip: NDArray[np.float64]) -> None:
-        """Without a heading: each stroke's base cell and class, then one gather per puncture."""
-        classes = self._classes
-        assert classes is not None
-        # Cell and remainder by multiply-and-shift (integer divmod costs five times more).
+    def _base_and_class(
+        self,
+        tip: NDArray[np.float64],
+        base: NDArray[np.intp],
+        cls: NDArray[np.intp],
+        classes: StrokeClasses,
+    ) -> None:
+        """Each stroke's base (flat index of its tip's cell) and class, into ``base`` and
+        ``cls``. Cell and remainder by multiply-and-shift (integer divmod costs five times
+        more)."""
         whole = tip.astype(np.intp)
         cells = whole * self._mult
         cells >>= self._shift
         rest = cells * self.grid.cell_um
         np.subtract(whole, rest, out=rest)
-        cls = np.take(classes.lut_x, rest[0], mode="wrap")
+        np.take(classes.lut_x, rest[0], out=cls, mode="wrap")  # valid indices: see "Speed"
         cls += np.take(classes.lut_y, rest[1], mode="wrap")
-        base = cells[1] * self._w
+        np.multiply(cells[1], self._w, out=base)
         base += cells[0]
-        for row in classes.pattern:
-            seg = self._segment(len(cls))
-            np.take(row, cls, out=seg, mode="wrap")  # valid indices: see "Speed" above
-            seg += base
 
     def _stamp_offsets(self, tip: NDArray[np.float64], steps: NDArray[np.intp] | None) -> None:
         """The general path: per needle, offsets (rotated by the heading table or not) plus
@@ -695,77 +757,6 @@ class DensityKernel:
         return touched
 
 
-class _ClassTables:
-    """Without a heading, a puncture's cell needs no arithmetic of its own.
-
-    With the tip at ``Q·cell + r`` (``0 <= r < cell``) and a needle offset ``a·cell + b``, the
-    needle's cell is ``Q + a + [r >= cell - b]``. So a stroke's remainders ``(rx, ry)`` fall in
-    one of at most ``(n+1)²`` classes (how many of the needles' thresholds ``cell - b`` they
-    reach, per axis), and each class has a fixed pattern of cell offsets for the needles: the
-    stroke's base cell plus one gathered pattern entry per puncture. Exactly the floor division
-    of step 5, done once per class instead of once per puncture.
-    """
-
-    __slots__ = (
-        "_live_rows",
-        "lut_x",
-        "lut_x_list",
-        "lut_y",
-        "lut_y_list",
-        "pattern",
-    )
-
-    def __init__(self, needles_um: NDArray[np.int64], cell: int, w: int) -> None:
-        a, b = np.divmod(needles_um, cell)  # (n, 2): whole cells and the rest, 0 <= b < cell
-        thresholds = cell - b
-        luts, steps = [], []
-        for axis in (0, 1):
-            theta = np.unique(thresholds[:, axis])
-            theta = theta[theta < cell]  # a threshold of a whole cell is never reached
-            luts.append(np.searchsorted(theta, np.arange(cell), side="right").astype(np.intp))
-            rank = np.searchsorted(theta, thresholds[:, axis], side="left")
-            # step[u, j]: needle j's cell offset for a remainder in class u
-            u = np.arange(len(theta) + 1)[:, None]
-            steps.append(a[:, axis][None, :] + (rank[None, :] < u))
-        kx = len(steps[0])
-        self.lut_x = luts[0]
-        self.lut_y = luts[1] * kx
-        pattern = (steps[1][:, None, :] * w + steps[0][None, :, :]).reshape(-1, len(a))
-        self.pattern = np.ascontiguousarray(pattern.T.astype(np.intp))  # (n, classes)
-        self._live_rows: list[tuple[int, NDArray[np.intp], NDArray[np.int64]]] | None = None
-        self.lut_x_list: list[int] = self.lut_x.tolist()
-        self.lut_y_list: list[int] = self.lut_y.tolist()
-
-    @property
-    def live_rows(self) -> list[tuple[int, NDArray[np.intp], NDArray[np.int64]]]:
-        """Per class, for live chunks: its lowest cell offset, its distinct cells as offsets
-        from that one (the stroke's lowest cell, which a clamped tip keeps inside the grid),
-        and how many needles land in each. A list, as a list lookup costs a tenth of a numpy
-        one; built on first use, all classes at once (a batch never needs it, and a class met
-        for the first time during a pass must not cost that chunk tens of microseconds)."""
-        if self._live_rows is None:
-            # All classes at once, vectorised (numpy calls per class would cost ~30 µs each
-            # here): sort each row, mark where a new cell starts, split the flat results.
-            rows = np.sort(self.pattern.T, axis=1)  # (classes, n), a fresh array
-            low = rows[:, :1].copy()
-            rows -= low
-            first = np.ones(rows.shape, dtype=bool)
-            np.not_equal(rows[:, 1:], rows[:, :-1], out=first[:, 1:])
-            at = np.flatnonzero(first)
-            cells = rows.ravel()[at].astype(np.intp)
-            needles = np.diff(at, append=rows.size).astype(np.int64)
-            ends = np.cumsum(first.sum(axis=1))[:-1]
-            self._live_rows = list(
-                zip(
-                    low.ravel().tolist(),
-                    np.split(cells, ends),
-                    np.split(needles, ends),
-                    strict=True,
-                )
-            )
-        return self._live_rows
-
-
 _COS = np.zeros(HEADING_STEPS)
 _SIN = np.zeros(HEADING_STEPS)
 _COS_SIN_DONE = np.zeros(HEADING_STEPS, dtype=bool)
@@ -789,9 +780,14 @@ _NO_CELLS: tuple[NDArray[np.intp], NDArray[np.intp]] = (
 
 
 def density_counts(
-    grid: Grid, needles_mm: ArrayLike, stroke_times: ArrayLike, track: ArrayLike
+    grid: Grid,
+    needles_mm: ArrayLike,
+    stroke_times: ArrayLike,
+    track: ArrayLike,
+    *,
+    binning: Binning = "auto",
 ) -> tuple[NDArray[np.int64], int]:
     """Batch: ``(counts (ny, nx) int64, outside)`` for all strokes in one pass."""
-    kernel = DensityKernel(grid, needles_mm)
+    kernel = DensityKernel(grid, needles_mm, binning=binning)
     kernel.add(stroke_times, track)
     return kernel.counts.copy(), kernel.outside
