@@ -43,6 +43,10 @@ def test_json_has_both_inputs_every_live_case_and_the_session() -> None:
             for key in ("engine_punctures_per_s", "histogram2d_punctures_per_s"):
                 assert _positive(row[key])
             assert _positive(row["reference_punctures_per_s"])  # measured at these sizes
+    for row in result["batch"].values():  # telemetry: both ways of binning, each forced
+        assert _positive(row["engine_punctures_s"]) and _positive(row["engine_histogram_s"])
+    for row in result["batch_heading"].values():  # a heading has one way only
+        assert "engine_histogram_s" not in row
     cases = [k for k in result["chunk"] if k.startswith("chunk_us_") and k != "chunk_us_p99"]
     assert len(cases) == 8  # 16/36 needles x 100/150 Hz x telemetry at 100 Hz / 1 kHz
     assert all(_positive(result["chunk"][k]) for k in cases)

@@ -8,7 +8,10 @@ Every figure is measured in this run; ratios compare against baselines measured 
   (``ratio_vs_histogram2d_1e7``, ``engine_punctures_per_s_1e7``). *Heading*: the same track
   with a heading column that turns continuously, so every stroke's needles are rotated (a
   roller's track has one; the pen's telemetry has none); reported as ``..._heading``.
-  The engine is timed end to end (interpolation, rotation, binning). ``np.histogram2d`` is
+  The engine is timed end to end (interpolation, rotation, binning); for telemetry, each of
+  its two ways of counting strokes without a heading is also timed forced
+  (``engine_punctures_s``, ``engine_histogram_s``), which shows where the cost model's choice
+  lies against the faster of the two. ``np.histogram2d`` is
   timed on the *already computed* puncture positions, i.e. for binning alone, which flatters
   the baseline; its counts are asserted equal to the engine's. Engine and histogram2d runs
   alternate and each keeps its best, so both see the same state of the machine. The
@@ -33,6 +36,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,11 +50,12 @@ from pendriver.density import (
     spiral,
     stroke_times_uniform,
 )
-from pendriver.density.kernel import HEADING_STEPS, RAD_PER_STEP, STEPS_PER_RAD
+from pendriver.density.kernel import HEADING_STEPS, RAD_PER_STEP, STEPS_PER_RAD, Binning
 from pendriver.density.live import LiveDensity
 
 F64 = NDArray[np.float64]
 RATE_HZ = 120.0
+BINNINGS: tuple[Binning, ...] = ("punctures", "histogram")  # the two forced ways, telemetry
 GRID = Grid((-60.0, -60.0), (120.0, 120.0), 0.5)
 
 
@@ -131,10 +136,16 @@ def bench_batch(n_punctures: int, needles: F64, *, heading: bool) -> dict[str, f
     assert np.array_equal(hist2d(GRID, px, py), counts), "histogram2d disagrees with the engine"
     assert int(counts.sum()) + outside == total
     repeats = 7 if total <= 1_000_000 else 5
-    t_engine, t_hist = best_of(
-        [lambda: density_counts(GRID, needles, strokes, track), lambda: hist2d(GRID, px, py)],
-        repeats,
-    )
+    runs: list[Callable[[], object]] = [
+        lambda: density_counts(GRID, needles, strokes, track),
+        lambda: hist2d(GRID, px, py),
+    ]
+    if not heading:  # the two ways of counting strokes without a heading, each forced
+        for binning in BINNINGS:
+            forced, _ = density_counts(GRID, needles, strokes, track, binning=binning)
+            assert np.array_equal(forced, counts), f"binning={binning} disagrees"
+            runs.append(partial(density_counts, GRID, needles, strokes, track, binning=binning))
+    t_engine, t_hist, *t_forced = best_of(runs, repeats)
     row: dict[str, float | str] = {
         "punctures": total,
         "engine_s": t_engine,
@@ -143,6 +154,8 @@ def bench_batch(n_punctures: int, needles: F64, *, heading: bool) -> dict[str, f
         "histogram2d_punctures_per_s": total / t_hist,
         "ratio_vs_histogram2d": t_hist / t_engine,
     }
+    for binning, t_b in zip(BINNINGS if t_forced else (), t_forced, strict=True):
+        row[f"engine_{binning}_s"] = t_b
     if total <= 100_000:
         lists = (needles.tolist(), strokes.tolist(), track.tolist())
         ref, ref_out = reference_counts(GRID, *lists)
@@ -337,10 +350,17 @@ def main(argv: list[str] | None = None) -> int:
         for n, r in table.items():
             ref = r.get("reference_punctures_per_s", "not measured")
             ref_s = f"{ref:12.3g}" if isinstance(ref, float) else f"{ref:>12}"
+            ways = [
+                f"{b} {float(r[f'engine_{b}_s']) * 1e3:.1f}"
+                for b in BINNINGS
+                if f"engine_{b}_s" in r
+            ]
+            if ways:  # the engine's time and each forced way's, in ms
+                ways.insert(0, f"  ms: engine {float(r['engine_s']) * 1e3:.1f}")
             print(
                 f"{n:10.0e} {r['engine_punctures_per_s']:12.3g} "
                 f"{r['histogram2d_punctures_per_s']:12.3g} {r['ratio_vs_histogram2d']:6.1f}x "
-                f"{ref_s}"
+                f"{ref_s}{', '.join(ways)}"
             )
     print(
         f"live accumulator, 10 ms chunk of telemetry: median {chunk['chunk_us']:.1f} µs "

@@ -45,8 +45,9 @@ more in page faults than the arithmetic on it.
 * Per stroke: the interpolation index is computed for a uniformly sampled track,
   ``(t - T[0]) / dt``, and checked through ``f`` itself (two reductions: ``0 <= f < 1`` holds
   only for the right segment); only strokes where that guess is wrong (jitter, gaps, before or
-  after the track) are searched with ``np.searchsorted``. The track's columns are quantised per block, for the
-  samples it needs, already moved to the padded grid's corner (whole µm plus whole µm).
+  after the track) are searched with ``np.searchsorted``. The track's columns are quantised per
+  block, for the samples it needs, already moved to the padded grid's corner (whole µm plus
+  whole µm).
 * The grid is padded by ``P`` cells on each side, enough for the needles' reach, and each tip
   is clamped (per stroke) to at most one reach outside the grid. A clamped stroke was wholly
   outside and stays wholly outside, so no per-puncture bounds test is needed and every value
