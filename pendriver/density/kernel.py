@@ -222,9 +222,10 @@ class _Track:
                     raise _track_error()
             if not (np.isfinite(t[0]) and np.isfinite(t[-1])):
                 raise _track_error()
+        t = np.ascontiguousarray(t)  # one strided copy; the comparison then runs contiguous
         if not (t[1:] > t[:-1]).all():  # also catches NaN and infinities inside
             raise ValueError("track times must be strictly increasing")
-        self.arr, self.t, self.m = arr, np.ascontiguousarray(t), len(arr)
+        self.arr, self.t, self.m = arr, t, len(arr)
         self.t_next = self.t[1:]
         # Segment guess for a uniformly sampled track: (t - T[0]) * rate, nudged up by a
         # millionth of a sample so that a stroke exactly at a sample (common: the counter's
@@ -288,10 +289,11 @@ class _Track:
         lo, hi = int(i.min()), int(i.max()) + 2
         if lo:
             i -= lo
-        cols = np.array(self.arr[lo:hi].T, order="C")  # the samples these strokes need
+        # The samples these strokes need, position columns (and heading) without the time.
+        cols = np.array(self.arr[lo:hi, 1:].T, order="C")
         for row, pos, off, top in (
-            (out[0], cols[1], shift[0], bounds[1]),
-            (out[1], cols[2], shift[1], bounds[2]),
+            (out[0], cols[0], shift[0], bounds[1]),
+            (out[1], cols[1], shift[1], bounds[2]),
         ):
             pos *= float(UM_PER_MM)
             np.rint(pos, out=pos)
@@ -302,9 +304,9 @@ class _Track:
             row += np.take(pos, i, mode="wrap")
             if not (pos.min() >= bounds[0] and pos.max() <= top):
                 np.clip(row, bounds[0], top, out=row)
-        if len(cols) == 3:
+        if len(cols) == 2:
             return None
-        h = cols[3]
+        h = cols[2]
         h *= STEPS_PER_RAD
         q = np.rint(h, out=h).astype(np.intp)
         turned = q[1:] - q[:-1]
