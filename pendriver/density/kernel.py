@@ -87,7 +87,7 @@ import math
 import operator
 from bisect import bisect_right
 from itertools import islice
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -336,7 +336,7 @@ class DensityKernel:
     """
 
     def __init__(self, grid: Grid, needles_mm: ArrayLike, *, binning: Binning = "auto") -> None:
-        if binning not in ("auto", "punctures", "histogram"):
+        if binning not in get_args(Binning):
             raise ValueError(f"binning must be auto, punctures or histogram, not {binning!r}")
         self._binning = binning
         self.grid = grid
@@ -544,12 +544,12 @@ class DensityKernel:
                 tr.tips(strokes[r0 + s0 : r0 + s0 + ks], tip_f, self._to_padded, self._bounds)
                 self._base_and_class(tip_f, base[s0 : s0 + ks], cls[s0 : s0 + ks], classes)
             binning = self._binning
-            if binning == "auto":
-                span = int(base.max()) + 1 - int(base.min())
-                binning = "histogram" if classes.histogram_cheaper(kr, span) else "punctures"
-            if binning == "histogram":
-                classes.stamp_histogram(self._flat, base, cls)
-                continue
+            if binning != "punctures":
+                lo = int(base.min())
+                span = int(base.max()) + 1 - lo
+                if binning == "histogram" or classes.histogram_cheaper(kr, span):
+                    classes.stamp_histogram(self._flat, base, cls, lo, span)
+                    continue
             self._bins = np.empty(max(sb * self._n, _BIN_PUNCTURES), dtype=np.intp)
             self._fill = 0
             for s0 in range(0, kr, sb):

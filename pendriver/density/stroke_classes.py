@@ -118,12 +118,16 @@ class StrokeClasses:
         return histogram < strokes * len(self.pattern) * _PUNCTURE_COST
 
     def stamp_histogram(
-        self, flat: NDArray[np.int64], base: NDArray[np.intp], cls: NDArray[np.intp]
+        self,
+        flat: NDArray[np.int64],
+        base: NDArray[np.intp],
+        cls: NDArray[np.intp],
+        lo: int,
+        span: int,
     ) -> None:
         """Add the punctures of the strokes ``(base, cls)`` to the flat padded grid ``flat``
-        through the strokes' histogram per (class, base); see the module docstring."""
-        lo = int(base.min())
-        span = int(base.max()) + 1 - lo
+        through the strokes' histogram per (class, base); see the module docstring. Every
+        base lies in ``[lo, lo + span)`` (the caller has them from choosing this way)."""
         keys = cls * span
         keys += base
         keys -= lo
@@ -190,7 +194,8 @@ def _histogram_terms(
 
     Needle with flat offset ``A`` and ranks ``(rx, ry)``: strokes with ``ux <= rx`` and
     ``uy <= ry`` put it at ``A``; ``ux > rx`` (only): ``A + 1``; ``uy > ry`` (only):
-    ``A + w``; both: ``A + 1 + w``. A rank at the last class is never exceeded."""
+    ``A + w``; both: ``A + 1 + w``. Ranks are at most the last class, which is never
+    exceeded (a needle whose offset is whole cells)."""
     lx, ly = kx - 1, ky - 1
     merged: dict[tuple[int, int, int], int] = {}
 
@@ -199,7 +204,6 @@ def _histogram_terms(
         merged[key] = merged.get(key, 0) + coef
 
     for offset, x, y in zip(offsets, rx, ry, strict=True):
-        x, y = min(x, lx), min(y, ly)
         add(x, y, offset, 1)
         if x < lx:
             add(lx, y, offset + 1, 1)
