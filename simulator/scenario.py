@@ -414,24 +414,24 @@ class ScenarioRunner:
 
 
 # ---------------------------------------------------------------------------- pen-sim flags
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability 0-1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability 0-1, got {text}")
-    return value
+def _float_flag(expected: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type: a float that ``accept`` allows, else "expected <expected>, got ..."
+    (NaN fails every comparison, so it is refused too)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
-    if not 0.0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
-    return value
+_probability = _float_flag("a probability 0-1", lambda v: 0.0 <= v <= 1.0)
+_seconds = _float_flag("seconds >= 0", lambda v: 0.0 <= v < math.inf)
 
 
 def _scenario_file(text: str) -> Scenario:

@@ -242,6 +242,9 @@ def test_pen_sim_captures_the_wire_for_pen_decode(processes: list[Process], tmp_
         (["--trajectory", "raster:width_mm=40"], "missing"),
         (["--trajectory", "raster:width_mm"], "expected key=value"),
         (["--drop", "1.5"], "0-1"),
+        (["--drop", "often"], "expected a probability 0-1, got 'often'"),
+        (["--delay", "-1"], "expected seconds >= 0, got -1"),
+        (["--jitter", "soon"], "expected seconds >= 0, got 'soon'"),
         (["--scenario", "/no/such/scenario.toml"], "scenario"),
     ],
 )
