@@ -63,6 +63,12 @@ class CaptureTransport(Transport):
         self._record("h2p", data)
         await self.inner.write(data)
 
+    async def reopen(self) -> None:
+        """A reconnect goes to the wrapped transport's own ``reopen`` (the simulator's keeps
+        the same pen running); the capture file stays open and its clock keeps counting, so
+        one file holds the whole session, before and after the loss."""
+        await self.inner.reopen()
+
     async def close(self) -> None:
         await self.inner.close()
         if self._file is not None:
