@@ -248,14 +248,14 @@ async def _command(args: argparse.Namespace, out: TextIO) -> None:
 def _density(args: argparse.Namespace, out: TextIO) -> None:
     import numpy as np
 
-    from .density import Grid, density_counts, stroke_times_from_counts
+    from .density import DensityKernel, Grid, stroke_times_from_counts
     from .density.picture import write_heatmap_png
     from .density.stats import density_stats
     from .density_report import Zone, parse_needle_grid, telemetry_from_capture
 
     try:
         with open(args.file, encoding="utf-8") as lines:
-            arrays, needles = telemetry_from_capture(lines, args.file)
+            sessions, needles = telemetry_from_capture(lines, args.file)
     except OSError as exc:
         raise PenError(f"cannot read {args.file}: {exc.strerror}") from None
     if args.needles:
@@ -269,29 +269,38 @@ def _density(args: argparse.Namespace, out: TextIO) -> None:
         zone = Zone.parse(args.zone)
     else:  # the track's bounding box, widened by the cartridge's reach
         reach = float(np.abs(needles).max()) + args.cell
-        x0, y0 = float(arrays.x_mm.min()) - reach, float(arrays.y_mm.min()) - reach
+        xs = np.concatenate([run.x_mm for run in sessions])
+        ys = np.concatenate([run.y_mm for run in sessions])
+        x0, y0 = float(xs.min()) - reach, float(ys.min()) - reach
         zone = Zone(
-            float(arrays.x_mm.max()) + reach - x0,
-            float(arrays.y_mm.max()) + reach - y0,
+            float(xs.max()) + reach - x0,
+            float(ys.max()) + reach - y0,
             (round(x0, 3), round(y0, 3)),
         )
     try:
         grid: Grid = zone.grid(args.cell)
     except ValueError as exc:
         raise PenError(str(exc)) from None
-    strokes = stroke_times_from_counts(arrays.times_s, arrays.stroke_counts)
-    track = np.column_stack((arrays.times_s, arrays.x_mm, arrays.y_mm))
-    counts, outside = density_counts(grid, needles, strokes, track)
+    kernel = DensityKernel(grid, needles)
+    samples = strokes = 0
+    for run in sessions:  # each run of the pen's clock on its own; the counts add up
+        times = stroke_times_from_counts(run.times_s, run.stroke_counts)
+        kernel.add(times, np.column_stack((run.times_s, run.x_mm, run.y_mm)))
+        samples += len(run.times_s)
+        strokes += times.size
+    counts = kernel.counts
     stats = density_stats(
         counts,
         grid.cell_area_cm2,
-        outside_grid=outside,
+        outside_grid=kernel.outside,
         target_per_cm2=args.target,
         max_per_cm2=args.max,
     )
     print(
-        f"{args.file}: {len(arrays.times_s)} telemetry samples, {strokes.size} strokes, "
-        f"{len(needles)} needles, zone {zone.width_mm:g} x {zone.height_mm:g} mm",
+        f"{args.file}: {samples} telemetry samples"
+        + (f" in {len(sessions)} runs of the pen's clock" if len(sessions) > 1 else "")
+        + f", {strokes} strokes, {len(needles)} needles, "
+        f"zone {zone.width_mm:g} x {zone.height_mm:g} mm",
         file=out,
     )
     for line in stats.lines():

@@ -75,10 +75,29 @@ class TelemetryArrays:
         )
 
 
+def pen_sessions(samples: Sequence[TelemetrySample]) -> list[TelemetryArrays]:
+    """Samples in arrival order, cut into runs whose pen time rises.
+
+    A capture is appended to, so one file may hold several runs, each from a pen whose clock
+    started at 0 (a new ``sim://`` pen, or a pen that rebooted): the time going back starts a
+    new run, and each run is mapped on its own (sorting them together would interleave two
+    passes). A sample repeating the previous one's time carries nothing new and is dropped.
+    """
+    runs: list[list[TelemetrySample]] = []
+    for sample in samples:
+        last = runs[-1][-1].time_s if runs else None
+        if last is None or sample.time_s < last:
+            runs.append([sample])
+        elif sample.time_s > last:
+            runs[-1].append(sample)
+    return [TelemetryArrays.from_samples(run) for run in runs]
+
+
 def telemetry_from_capture(
     lines: Iterable[str], source: str
-) -> tuple[TelemetryArrays, NDArray[np.float64] | None]:
-    """The pen's telemetry in a capture, and the needles of the last cartridge it reported."""
+) -> tuple[list[TelemetryArrays], NDArray[np.float64] | None]:
+    """The pen's telemetry in a capture, as :func:`pen_sessions`, and the needles of the
+    last cartridge it reported."""
     samples: list[TelemetrySample] = []
     needles: NDArray[np.float64] | None = None
     for entry in decode_capture(read_capture(lines, source)):
@@ -92,8 +111,7 @@ def telemetry_from_capture(
             needles = from_cartridge(tuple((n.x_um / 1000, n.y_um / 1000) for n in message.needles))
     if len(samples) < 2:
         raise PenError(f"{source}: fewer than two TELEMETRY frames from the pen: nothing to map")
-    samples.sort(key=lambda s: s.time_s)
-    return TelemetryArrays.from_samples(samples), needles
+    return pen_sessions(samples), needles
 
 
 def parse_needle_grid(text: str) -> NDArray[np.float64]:

@@ -260,3 +260,33 @@ def test_density_from_a_capture_writes_stats_and_a_heatmap(
     assert png.read_bytes()[:4] == b"\x89PNG"
     code, _, err = run_pen(["density", str(capture), "--zone", "20by10"], capsys)
     assert code == cli.EXIT_ERROR and "zone must be WxH" in err
+
+
+def test_density_of_a_capture_appended_to_by_two_runs_maps_both(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --capture appends, and each sim:// pen's clock starts at 0: the file holds two runs
+    # whose times overlap. Each is mapped on its own and the counts add up to both passes.
+    import re
+    from pathlib import Path
+
+    capture = Path(str(tmp_path)) / "two.jsonl"
+    url = (
+        "sim://?telemetry_hz=100&trajectory="
+        "raster:width_mm=20,height_mm=10,glide_mm_s=20,tip_width_mm=2,overlap=0.1"
+    )
+    argv = ["--port", url, "--capture", str(capture), "run", "--zone", "20x10", "--rate", "120"]
+    strokes_each = []
+    for _ in range(2):
+        code, out, err = run_pen([*argv, "--depth", "0.5", "--seconds", "1"], capsys)
+        assert code == 0, err
+        code, out, err = run_pen(["density", str(capture), "--zone", "20x10"], capsys)
+        assert code == 0, err
+        found = re.search(r"(\d+) strokes", out)
+        assert found is not None
+        strokes_each.append(int(found[1]))
+    assert "in 2 runs of the pen's clock" in out
+    assert strokes_each[1] > 1.8 * strokes_each[0] > 0  # the second run added, nothing lost
+    punctures = re.search(r"punctures\s+(\d+) in the grid, (\d+) outside", out)
+    assert punctures is not None
+    assert int(punctures[1]) + int(punctures[2]) <= strokes_each[1] * 16
