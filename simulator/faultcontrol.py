@@ -34,7 +34,6 @@ class FaultControl:
     ) -> None:
         self.service = service
         self._call = call
-        self._fresh = 0
 
     @property
     def firmware(self) -> PenFirmware:
@@ -100,8 +99,7 @@ class FaultControl:
         def fit(fw: PenFirmware) -> None:
             chosen = cartridge
             if chosen is None:
-                self._fresh += 1
-                ident = cartridge_id or f"FRESH-{fw.serial_number[-6:]}-{self._fresh:03d}"
+                ident = cartridge_id or fw.fresh_cartridge_id(f"FRESH-{fw.serial_number[-6:]}", 3)
                 chosen = Cartridge.for_profile(fw.profile, ident)
             fw.insert_cartridge(chosen)
 

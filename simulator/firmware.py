@@ -169,6 +169,19 @@ class PenFirmware:
     def used_cartridges(self) -> frozenset[str]:
         return frozenset(self.nvm_image.used_cartridges)
 
+    def fresh_cartridge_id(self, prefix: str, digits: int = 4) -> str:
+        """The first ``PREFIX-NNNN`` (``digits`` wide) this pen has neither used nor holds:
+        the id of a fresh cartridge that tests and scenarios fit. Derived from the pen's own
+        memory, so every caller (a scenario, any number of fault controls) gets one the pen
+        accepts. An id is at most 16 bytes on the wire."""
+        taken = self.used_cartridges
+        if self.cartridge is not None:
+            taken |= {self.cartridge.cartridge_id}
+        k = 1
+        while f"{prefix}-{k:0{digits}d}" in taken:
+            k += 1
+        return f"{prefix}-{k:0{digits}d}"
+
     def _persist(self, image: NvmImage) -> None:
         """Write ``image`` to flash; a power cut on the way kills the pen (:class:`_PowerLost`).
 

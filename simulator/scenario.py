@@ -325,7 +325,6 @@ class ScenarioRunner:
         self.start_time: float | None = None
         self._on_event = on_event
         self._next = 0
-        self._cartridges_made = 0
 
     @property
     def started(self) -> bool:
@@ -390,7 +389,7 @@ class ScenarioRunner:
         elif kind == "insert_cartridge":
             if pen.cartridge is not None:
                 return f"cartridge {pen.cartridge.cartridge_id} already fitted: left in place"
-            cid = action.cartridge_id or self._fresh_cartridge_id()
+            cid = action.cartridge_id or pen.fresh_cartridge_id("CRT-SCN")
             pen.insert_cartridge(Cartridge.for_profile(pen.profile, cid))
             if action.cartridge_id is None:
                 return f"id {cid}"
@@ -404,13 +403,6 @@ class ScenarioRunner:
         else:  # pragma: no cover - the parser admits only known actions
             raise AssertionError(f"unknown action {kind!r}")
         return ""
-
-    def _fresh_cartridge_id(self) -> str:
-        while True:
-            self._cartridges_made += 1
-            cid = f"CRT-SCN-{self._cartridges_made:04d}"
-            if cid not in self.firmware.used_cartridges:
-                return cid
 
 
 # ---------------------------------------------------------------------------- pen-sim flags

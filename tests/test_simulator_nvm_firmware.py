@@ -170,3 +170,27 @@ def test_cartridge_factory_ids_are_unique_per_power_on() -> None:
     second = reboot_from(flash)
     assert isinstance(first.cartridge, Cartridge) and isinstance(second.cartridge, Cartridge)
     assert first.cartridge.cartridge_id != second.cartridge.cartridge_id
+
+
+def test_every_fault_control_fits_a_fresh_cartridge_the_pen_accepts() -> None:
+    # Each `ServedPen.faults` / `control_for(pen)` is a new FaultControl: the fresh id comes
+    # from the pen's own memory, not from a counter on the control, so a second control
+    # never fits the id of a cartridge the pen has already used.
+    from simulator import PenService
+    from simulator.faultcontrol import FaultControl
+
+    bench = Bench()
+    service = PenService(bench.pen)
+    ids = []
+    for _ in range(2):
+        control = FaultControl(service)  # a new one each time, as the properties make
+        control.pull_cartridge()
+        control.fit_cartridge()
+        cartridge = bench.pen.cartridge
+        assert cartridge is not None
+        ids.append(cartridge.cartridge_id)
+        bench.ack(m.Start())  # the pen takes it: not refused as used
+        bench.advance(0.5)
+        bench.ack(m.Stop())
+    assert ids[0] != ids[1]
+    assert set(ids) <= bench.pen.used_cartridges
