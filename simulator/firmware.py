@@ -315,13 +315,11 @@ class PenFirmware:
         This is what TELEMETRY reports. It is wrong by the unit's error until the pen is
         calibrated, and by the backlash after a reversal: only a gauge sees :attr:`true_depth_um`.
         """
-        points = self.calibration
-        if not points:
+        pairs = self.nvm_image.calibration  # (depth, actuator): no message objects per sample
+        if not pairs:
             return self.actuator.position_um
         return piecewise_linear(
-            self.actuator.position_um,
-            [p.actuator_um for p in points],
-            [p.depth_um for p in points],
+            self.actuator.position_um, [a for _, a in pairs], [d for d, _ in pairs]
         )
 
     @property
@@ -541,12 +539,10 @@ class PenFirmware:
 
     def _actuator_target(self, depth_um: int) -> float:
         """Where to drive the actuator for ``depth_um``: the calibration table, else as is."""
-        points = self.calibration
-        if not points:
+        pairs = self.nvm_image.calibration
+        if not pairs:
             return float(depth_um)
-        return piecewise_linear(
-            depth_um, [p.depth_um for p in points], [p.actuator_um for p in points]
-        )
+        return piecewise_linear(depth_um, [d for d, _ in pairs], [a for _, a in pairs])
 
     def _hello(self, msg: m.Hello) -> m.Message:
         self._replay.clear()
