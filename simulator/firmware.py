@@ -131,7 +131,6 @@ class PenFirmware:
         self.battery = Battery.full(p.battery)
         self.cartridge: Cartridge | None = None
         self.cartridge_state = CartridgeState.ABSENT
-        self._ran_this_insertion = False
         self.unit_error = unit_error or UnitError.for_serial(
             self.serial_number, p.actuator, p.depth_max_um
         )
@@ -222,8 +221,7 @@ class PenFirmware:
             # mid-treatment must not lock it. Any other used one stays refused.
             used = self.nvm_image.used_cartridges
             cartridge_id = self.cartridge.cartridge_id
-            self._ran_this_insertion = bool(used) and used[-1] == cartridge_id
-            if self._ran_this_insertion:
+            if used and used[-1] == cartridge_id:
                 self.cartridge_state = CartridgeState.IN_USE
             elif cartridge_id in used:
                 self.cartridge_state = CartridgeState.USED
@@ -277,7 +275,6 @@ class PenFirmware:
             raise RuntimeError("a cartridge is already fitted; remove it first")
         self.poll()
         self.cartridge = cartridge
-        self._ran_this_insertion = False
         if cartridge.cartridge_id in self.used_cartridges:
             self.cartridge_state = CartridgeState.USED
         elif self._cartridge_expired():
@@ -636,7 +633,6 @@ class PenFirmware:
         self.state = PenState.RUNNING
         self.motor.target_hz = self.rate_setpoint_mhz / 1000.0
         self.cartridge_state = CartridgeState.IN_USE
-        self._ran_this_insertion = True
         self.counters.starts_executed += 1
         return m.Ack(msg.MSG_ID)
 
