@@ -674,7 +674,6 @@ async def _draw_until(
     try:
         with contextlib.suppress(PenError):  # a pen busy reconnecting answers later
             view.observe_status(await pen.status())
-        _raise_if_cancelled()
         poller = asyncio.create_task(_poll_status(pen, view, status_interval_s))
         while True:
             now = loop.time()
@@ -710,21 +709,7 @@ async def _poll_status(pen: Pen, view: MonitorView, interval_s: float) -> None:
             if pen.link_state == "closed":
                 raise
             continue  # down and reconnecting (or one answer lost): the panel already says so
-        _raise_if_cancelled()
         view.observe_status(status)
-
-
-def _raise_if_cancelled() -> None:
-    """Honour a cancellation that an awaited request swallowed.
-
-    On Python 3.11, ``asyncio.wait_for`` returns the result instead of raising when the
-    answer and the cancellation land in the same loop iteration (fixed in 3.12), and the
-    driver's requests wait that way. The cancel request still counts on the task, so it is
-    checked here: without this, Ctrl-C during a STATUS could leave the monitor running.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def monitor(
