@@ -105,3 +105,12 @@ def test_a_real_pen_skips_what_needs_hands(pytester: pytest.Pytester) -> None:
         proc.wait(10)
     result.assert_outcomes(passed=CONFORMANCE_CHECKS - 3, skipped=3)
     result.stdout.fnmatch_lines(["*needs someone to pull and fit cartridges*"])
+
+
+@pytest.mark.pen(insert_cartridge=False, serial="SN-0007", telemetry_hz=0)
+def test_served_pen_takes_the_options_virtual_pen_takes(served_pen: ServedPen) -> None:
+    # One mapping of the marker's options for both fixtures: insert_cartridge (and nvm_file)
+    # used to reach PenFirmware unchanged here and fail with a TypeError.
+    assert served_pen.firmware.cartridge is None
+    assert served_pen.firmware.serial_number == "SN-0007"
+    assert served_pen.firmware.telemetry_rate_hz == 0

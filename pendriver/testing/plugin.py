@@ -91,15 +91,11 @@ def served_pen(request: pytest.FixtureRequest) -> Iterator[ServedPen]:
     """A simulated pen served on a TCP port (or a pty: ``@pytest.mark.pen(link="pty")``)."""
     from simulator.background import ServedPen
 
+    from .virtual import firmware_options
+
     options = _pen_options(request)
     link = options.pop("link", "tcp")
-    firmware_options = {
-        "profile": options.pop("profile", "fine-step"),
-        "serial_number": options.pop("serial", "SIM-000001"),
-        "telemetry_rate_hz": options.pop("telemetry_hz", None),
-        **options,
-    }
-    with ServedPen(link, **firmware_options) as served:
+    with ServedPen(link, **firmware_options(**options)) as served:
         yield served
 
 

@@ -32,6 +32,31 @@ from ..transports.sim import SimTransport
 T = TypeVar("T")
 
 
+def firmware_options(
+    profile: str = DEFAULT_PROFILE,
+    *,
+    serial: str = "SIM-000001",
+    telemetry_hz: int | None = None,
+    cartridge: Cartridge | None = None,
+    insert_cartridge: bool = True,
+    nvm_file: str | Path | None = None,
+    **firmware: Any,
+) -> dict[str, Any]:
+    """The ``@pytest.mark.pen`` options as :class:`PenFirmware` keyword arguments (all but
+    its clock): one mapping for every fixture that builds a pen (``virtual_pen``,
+    ``served_pen``), so an option means the same in each."""
+    flash = FileFlash(Path(nvm_file)) if nvm_file is not None else MemoryFlash()
+    return {
+        "profile": profile,
+        "serial_number": serial,
+        "telemetry_rate_hz": telemetry_hz,
+        "cartridge": cartridge,
+        "insert_default_cartridge": insert_cartridge,
+        "nvm": NvmStore(flash),
+        **firmware,
+    }
+
+
 class VirtualPen:
     """One simulated pen and the virtual-time loop it lives on."""
 
@@ -48,16 +73,17 @@ class VirtualPen:
         **firmware: Any,
     ) -> None:
         self.loop = VirtualTimeLoop(start)
-        flash = FileFlash(Path(nvm_file)) if nvm_file is not None else MemoryFlash()
         self.firmware = PenFirmware(
-            profile,
             clock=LoopClock(self.loop),
-            serial_number=serial,
-            telemetry_rate_hz=telemetry_hz,
-            cartridge=cartridge,
-            insert_default_cartridge=insert_cartridge,
-            nvm=NvmStore(flash),
-            **firmware,
+            **firmware_options(
+                profile,
+                serial=serial,
+                telemetry_hz=telemetry_hz,
+                cartridge=cartridge,
+                insert_cartridge=insert_cartridge,
+                nvm_file=nvm_file,
+                **firmware,
+            ),
         )
         self.service = PenService(self.firmware)
         self.faults = FaultControl(self.service)
