@@ -13,7 +13,7 @@ the pen is simulated in this process, and skip with the reason otherwise.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -311,6 +311,3 @@ def test_pulling_the_cartridge_mid_pass_stops_the_motor(pen_check: Check) -> Non
         await pen.clear_faults()
 
     pen_check(body)
-
-
-Body = Callable[[Pen], Awaitable[None]]
