@@ -32,6 +32,7 @@ from .events import (
 )
 from .framing import HEADER_SIZE, MAX_ENCODED, MAX_PAYLOAD, FrameTooLong, encode_frame
 from .messages import MAX_FRAME, PROTOCOL_VERSION, SCHEMA_HASH, Message
+from .openenum import OpenIntEnum
 from .replay import ReplayCache
 from .schema import SCHEMA, Schema
 from .tracker import PendingRequest, RequestTracker, answers
@@ -59,6 +60,7 @@ __all__ = [
     "MalformedPayload",
     "Message",
     "MessageReceived",
+    "OpenIntEnum",
     "OversizeFrame",
     "PayloadError",
     "PendingRequest",

@@ -33,7 +33,9 @@ def python_module(schema: Schema) -> str:
         GENERATED_NOTE,
         "",
         "Every message is a frozen dataclass whose fields default to zero, which is exactly what a",
-        "receiver reads for fields a shorter (older) sender did not send.",
+        "receiver reads for fields a shorter (older) sender did not send. Enumerations are open",
+        "(a value a newer sender added decodes to a member named UNKNOWN_<n>, see openenum.py);",
+        "flag sets keep bits they do not name.",
         '"""',
         "",
         "# ruff: noqa: E501, RUF022",
@@ -43,13 +45,17 @@ def python_module(schema: Schema) -> str:
         "from dataclasses import dataclass",
         "from typing import ClassVar",
         "",
+        "from .openenum import OpenIntEnum",
+        "",
         f"PROTOCOL_VERSION = {schema.protocol_version}",
         f"SCHEMA_HASH = 0x{schema.schema_hash:08X}",
         f"MAX_FRAME = {schema.max_frame}",
         "",
     ]
     for e in schema.enums:
-        base = "enum.IntFlag" if e.is_flags else "enum.IntEnum"
+        # Enumerations are open (an unknown value decodes to UNKNOWN_<n>, see openenum.py);
+        # flag sets are IntFlag, which keeps unknown bits by itself.
+        base = "enum.IntFlag" if e.is_flags else "OpenIntEnum"
         out += ["", f"class {e.name}({base}):", f'    """{e.doc}"""', ""]
         for v in e.values:
             literal = f"0x{v.value:04X}" if e.is_flags else str(v.value)
