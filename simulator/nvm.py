@@ -24,14 +24,19 @@ Three layers, each usable on its own:
 
 ``NvmStore``
     A/B records, one per sector. ``load()`` returns the newest valid record's image (``None``
-    on blank flash); ``save(image)`` erases the older (or invalid) slot, writes the new record
-    there page by page with the next generation, and leaves the other slot untouched.
-    ``status()`` says what each slot holds, for diagnostics such as ``pen-sim``.
+    on blank flash, and on flash where no record passes its check); ``save(image)`` erases the
+    older (or invalid) slot, writes the new record there page by page with the next
+    generation, and leaves the other slot untouched. ``status()`` says what each slot holds,
+    for diagnostics such as ``pen-sim``, and whether the memory is ``unreadable`` (it held
+    something, and none of it can be trusted), which a caller must not mistake for blank.
 
 Intended use by the firmware::
 
     store = NvmStore(FileFlash(path))          # or MemoryFlash() in tests
-    image = store.load() or NvmImage(serial_number="SIM-000001")
+    status = store.status()
+    if status.unreadable:                      # not blank: its contents are lost; say so
+        report_nvm_corrupt(status.problems())  # the firmware latches FaultFlags.NVM_CORRUPT
+    image = status.image or NvmImage(serial_number="SIM-000001")
     image = image.with_used_cartridge("CRT-1").with_added(starts=1)
     store.save(image)                          # may raise PowerCut: the pen just died
 
@@ -78,6 +83,7 @@ when an image does not fit a smaller sector.
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import struct
 import tempfile
@@ -486,10 +492,17 @@ class MemoryFlash(Flash):
 class FileFlash(Flash):
     """Flash in a file of its raw bytes, so a served pen keeps its memory across processes.
 
-    A missing file is created erased (atomically: written aside, fsynced, renamed); an existing
-    one must have exactly the flash's size. Every stored change is flushed and fsynced before the
-    operation returns, so what a power cut leaves is exactly what the file holds. The file is
-    opened per operation: nothing to close, and other instances see every change.
+    A missing or empty file is created erased (atomically: written aside, fsynced, renamed): an
+    empty file is what ``touch`` or ``mktemp`` leaves, a new memory by any reading, and it holds
+    nothing to lose. Any other file must have exactly the flash's size (``ValueError`` names
+    both sizes); :meth:`formatted` replaces whatever a file holds by an erased flash. A
+    directory is refused with :class:`IsADirectoryError` before anything is touched. Every
+    stored change is flushed and fsynced before the operation returns, so what a power cut
+    leaves is exactly what the file holds. The file is opened per operation: nothing to close,
+    and other instances see every change.
+
+    ``created`` says whether this instance made the erased file (missing, empty or
+    :meth:`formatted`), so a caller can tell a new memory from one that was there.
     """
 
     def __init__(
@@ -502,7 +515,10 @@ class FileFlash(Flash):
     ) -> None:
         super().__init__(sector_size=sector_size, sector_count=sector_count, page_size=page_size)
         self.path = Path(path)
-        if not self.path.exists():
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a memory file", str(path))
+        self.created = not self.path.exists() or self.path.stat().st_size == 0
+        if self.created:
             self._create()
         actual = self.path.stat().st_size
         if actual != self.size:
@@ -510,6 +526,25 @@ class FileFlash(Flash):
                 f"{self.path} holds {actual} bytes; a flash of {self.sector_count} x "
                 f"{self.sector_size} needs {self.size}"
             )
+
+    @classmethod
+    def formatted(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        sector_size: int = DEFAULT_SECTOR_SIZE,
+        sector_count: int = DEFAULT_SECTOR_COUNT,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> FileFlash:
+        """A flash on ``path`` erased whatever the file held (of any size): a deliberate
+        format, such as ``pen-sim --format-nvm``. A directory is refused as by the constructor,
+        before anything is written."""
+        if Path(path).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a memory file", str(path))
+        # Gone, the file is a new memory to the constructor, which writes it erased aside and
+        # renames it into place; a crash in between leaves no file, which is a new memory too.
+        Path(path).unlink(missing_ok=True)
+        return cls(path, sector_size=sector_size, sector_count=sector_count, page_size=page_size)
 
     def _create(self) -> None:
         directory = self.path.parent
@@ -568,6 +603,29 @@ class NvmStatus:
     def generation(self) -> int | None:
         return None if self.active is None else self.slots[self.active].generation
 
+    @property
+    def image(self) -> NvmImage | None:
+        """The image ``load`` returns: the newest valid record's, ``None`` if there is none."""
+        return None if self.active is None else self.slots[self.active].image
+
+    @property
+    def unreadable(self) -> bool:
+        """Whether the memory holds something but no record passes its check.
+
+        Then what it held (serial number, calibration, used cartridges, counters) is gone, and
+        a pen that carried on would take a used cartridge for a fresh one. Blank flash is not
+        unreadable: it is a new memory. Neither is one valid record beside an invalid one: that
+        is what a write torn by a power cut leaves, and the A/B scheme exists to survive it
+        (the valid record is used; the torn one held only the write that never completed).
+        """
+        return self.active is None and any(s.state is SlotState.INVALID for s in self.slots)
+
+    def problems(self) -> str:
+        """The slots that failed their check and why, in one line: ``slot A: bad magic, ...``."""
+        return ", ".join(
+            f"slot {'AB'[s.sector]}: {s.detail}" for s in self.slots if s.state is SlotState.INVALID
+        )
+
     def describe(self) -> str:
         """One line per slot, for a diagnostic command."""
         lines = []
@@ -608,9 +666,10 @@ class NvmStore:
         return NvmStatus((a, b), active)
 
     def load(self) -> NvmImage | None:
-        """The newest valid image, or ``None`` when neither slot holds one."""
-        status = self.status()
-        return None if status.active is None else status.slots[status.active].image
+        """The newest valid image, or ``None`` when neither slot holds one (blank flash, or
+        flash whose records all fail their check: tell them apart with
+        :attr:`NvmStatus.unreadable`)."""
+        return self.status().image
 
     def save(self, image: NvmImage) -> int:
         """Write ``image`` as the new newest record and return its generation.

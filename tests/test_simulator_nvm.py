@@ -612,3 +612,45 @@ def test_file_flash_refuses_a_file_of_another_size(tmp_path: Path) -> None:
     path.write_bytes(b"\xff" * 100)
     with pytest.raises(ValueError, match="holds 100 bytes"):
         FileFlash(path)
+
+
+def test_file_flash_takes_an_empty_file_for_a_new_memory(tmp_path: Path) -> None:
+    path = tmp_path / "flash.bin"
+    path.touch()  # what `touch` or `mktemp` leaves: nothing in it to lose
+    flash = FileFlash(path, sector_size=512, page_size=64)
+    assert flash.created
+    assert path.read_bytes() == b"\xff" * 1024
+    assert not FileFlash(path, sector_size=512, page_size=64).created
+
+
+def test_file_flash_refuses_a_directory_without_touching_it(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        FileFlash(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_flash_formatted_replaces_whatever_the_file_holds(tmp_path: Path) -> None:
+    path = tmp_path / "flash.bin"
+    path.write_bytes(b"\x00" * 100)
+    flash = FileFlash.formatted(path, sector_size=512, page_size=64)
+    assert flash.created
+    assert path.read_bytes() == b"\xff" * 1024
+    with pytest.raises(IsADirectoryError):
+        FileFlash.formatted(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["flash.bin"]
+
+
+def test_unreadable_means_something_was_there_and_none_of_it_passes() -> None:
+    flash = MemoryFlash()
+    store = NvmStore(flash)
+    assert not store.status().unreadable  # blank: a new memory
+    store.save(NvmImage("A"))
+    store.save(NvmImage("B"))
+    flash.write(DEFAULT_SECTOR_SIZE + 4, b"\x00")  # the newer one torn: A/B falls back
+    assert not store.status().unreadable
+    assert store.status().image == NvmImage("A")
+    assert store.status().problems() == "slot B: bad CRC"
+    flash.write(0, b"\x00")
+    status = store.status()
+    assert status.unreadable and status.image is None
+    assert status.problems() == "slot A: bad magic, slot B: bad CRC"
