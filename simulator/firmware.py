@@ -38,7 +38,7 @@ from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, Pe
 
 from .cartridge import Cartridge
 from .clock import Clock
-from .nvm import MemoryFlash, NvmImage, NvmStore, PowerCut
+from .nvm import MemoryFlash, NvmImage, NvmStore, PowerCut, SlotState
 from .physics import Battery, DepthActuator, Motor, UnitError
 from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 
@@ -114,9 +114,8 @@ class PenFirmware:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.clock = clock
         self.nvm = nvm if nvm is not None else NvmStore(MemoryFlash())
-        # A blank memory is provisioned with the given serial number, as a factory would; a
-        # memory that has one keeps it (the serial belongs to the handpiece, not the host).
-        self.nvm_image = self.nvm.load() or NvmImage(serial_number=serial_number)
+        self._factory_serial = serial_number
+        self._read_memory()
         self.firmware_version = firmware_version
         self.calendar_day = _today() if calendar_day is None else calendar_day
         self.trajectory = trajectory
@@ -181,6 +180,27 @@ class PenFirmware:
             k += 1
         return f"{prefix}-{k:0{digits}d}"
 
+    def _read_memory(self) -> None:
+        """Load the image from flash, as the boot loader does at every power-on.
+
+        A blank memory is provisioned with the constructor's serial number, as a factory
+        would; a memory that has one keeps it (the serial belongs to the handpiece, not the
+        host). A memory whose records all fail their check (:attr:`NvmStatus.unreadable`:
+        torn beyond the A/B scheme's reach, overwritten, not a pen memory at all) is provisioned
+        the same way, because the pen must run on *something*, but it is not passed off as
+        new: the boot latches ``NVM_CORRUPT`` (see :meth:`_power_on`).
+        """
+        status = self.nvm.status()
+        self.nvm_image = status.image or NvmImage(serial_number=self._factory_serial)
+        self.nvm_problems = status.problems() if status.unreadable else ""
+        """Why the memory read at the last power-on was unusable; ``""`` when it was fine or
+        blank. Set, it is what ``NVM_CORRUPT`` reports."""
+        self._nvm_failed_slots = (
+            sum(1 << s.sector for s in status.slots if s.state is SlotState.INVALID)
+            if status.unreadable
+            else 0
+        )
+
     def _persist(self, image: NvmImage) -> None:
         """Write ``image`` to flash; a power cut on the way kills the pen (:class:`_PowerLost`).
 
@@ -191,13 +211,22 @@ class PenFirmware:
             self.nvm.save(image)
         except PowerCut:
             self.nvm.flash.power_restored()
-            self.nvm_image = self.nvm.load() or self.nvm_image
-            self.power_cycle(brownout=True)
+            self.power_cycle(brownout=True)  # boots from what the flash now holds
             raise _PowerLost from None
         self.nvm_image = image
 
     def _power_on(self, *, boot_time_s: float) -> None:
-        """Reset everything held in RAM, as a real MCU does at power-on."""
+        """Reset everything held in RAM, as a real MCU does at power-on.
+
+        A memory found unreadable (:meth:`_read_memory`) latches ``NVM_CORRUPT`` and leaves the
+        pen in FAULT once booted, with a FAULT frame (detail: bit 0 slot A, bit 1 slot B
+        failed): the pen no longer knows which cartridges it has used, nor its calibration, so
+        START is refused until the host acknowledges the loss with CLEAR_FAULTS. The boot then
+        writes a fresh record, as every boot writes its power-cycle count, so a *later* boot
+        finds a valid memory and no longer reports the loss: like a real MCU, the flag lives
+        in RAM (the record format has no field for it). The host that must know reads STATUS
+        or TELEMETRY before it power-cycles the pen.
+        """
         p = self.profile
         now = self._t
         self._run_started = None
@@ -214,6 +243,8 @@ class PenFirmware:
         self._last_valid_rx = now
         self._booted_at = now + boot_time_s
         self.state = PenState.BOOTING if boot_time_s > 0 else PenState.IDLE
+        if boot_time_s <= 0:
+            self._report_memory_loss()
         self._next_heartbeat = self._booted_at + (HEARTBEAT_PERIOD_S if boot_time_s == 0 else 0)
         self._next_telemetry = self._telemetry_after(self._booted_at)
         if self.cartridge is not None:
@@ -229,6 +260,11 @@ class PenFirmware:
                 self.cartridge_state = CartridgeState.NEW
         with contextlib.suppress(_PowerLost):
             self._persist(self.nvm_image.with_added(power_cycles=1))
+
+    def _report_memory_loss(self) -> None:
+        """Once booted: latch ``NVM_CORRUPT`` if the memory read at power-on was unusable."""
+        if self._nvm_failed_slots:
+            self._fault(FaultFlags.NVM_CORRUPT, self._nvm_failed_slots, next_state=PenState.FAULT)
 
     # ---------------------------------------------------------------- byte interface
     def receive(self, data: bytes) -> None:
@@ -356,6 +392,7 @@ class PenFirmware:
         self.counters.power_cycles += 1
         self._out.clear()  # what was still in the UART's buffer is gone
         self._brownout_pending = brownout
+        self._read_memory()
         self._power_on(boot_time_s=self.profile.boot_time_s)
 
     # ---------------------------------------------------------------- time
@@ -392,6 +429,7 @@ class PenFirmware:
             if self._brownout_pending:
                 self._brownout_pending = False
                 self._fault(FaultFlags.BROWNOUT, 0, next_state=PenState.IDLE)
+            self._report_memory_loss()
         if self._watchdog_deadline() <= t:
             silent_ms = round((t - self._last_valid_rx) * 1000)
             self.counters.watchdog_stops += 1

@@ -11,7 +11,7 @@ from firmware_protocol import MessageReceived
 from firmware_protocol import messages as m
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
 from simulator import Cartridge, PenFirmware, VirtualClock
-from simulator.nvm import FileFlash, MemoryFlash, NvmStore
+from simulator.nvm import DEFAULT_SECTOR_SIZE, FileFlash, MemoryFlash, NvmStore
 
 CAL = m.CalibrationPoint
 TABLE_1 = (CAL(500, 520), CAL(2500, 2560))
@@ -194,3 +194,67 @@ def test_every_fault_control_fits_a_fresh_cartridge_the_pen_accepts() -> None:
         bench.ack(m.Stop())
     assert ids[0] != ids[1]
     assert set(ids) <= bench.pen.used_cartridges
+
+
+# ------------------------------------------------------------------ a memory that fails its check
+def _used_memory() -> tuple[MemoryFlash, str]:
+    """Flash of a pen that has run a cartridge: two valid records, the cartridge's id in them."""
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash), serial_number="SN-KEPT")
+    assert bench.pen.cartridge is not None
+    bench.ack(m.Start())
+    bench.ack(m.Stop())
+    assert NvmStore(flash).status().active is not None
+    return flash, bench.pen.cartridge.cartridge_id
+
+
+def test_a_memory_whose_records_fail_their_check_is_reported_not_passed_off_as_new() -> None:
+    flash, used = _used_memory()
+    flash.write(0, b"\x00")  # slot A: bad magic
+    flash.write(DEFAULT_SECTOR_SIZE + 20, b"\x00")  # slot B: bad CRC
+    bench = Bench(nvm=NvmStore(flash), serial_number="SN-FACTORY", insert_default_cartridge=False)
+    bench.pen.insert_cartridge(Cartridge.for_profile(bench.pen.profile, used), announce=False)
+    # The serial and the used-cartridge list are gone: the pen cannot know this one ran...
+    assert bench.pen.serial_number == "SN-FACTORY"
+    assert bench.pen.cartridge_state is CartridgeState.NEW
+    assert bench.pen.nvm_problems == "slot A: bad magic, slot B: bad CRC"
+    # ...so it says its memory was lost, in STATUS, in TELEMETRY and as a FAULT frame,
+    status = bench.status()
+    assert status.fault_flags & FaultFlags.NVM_CORRUPT
+    assert status.state == PenState.FAULT
+    faults = [e.message for e in bench.received if isinstance(e.message, m.Fault)]
+    assert faults == [m.Fault(FaultFlags.NVM_CORRUPT, 1, 0, 0b11)]
+    bench.ack(m.SetTelemetry(50))
+    telemetry = [t for t in bench.advance(0.1) if isinstance(t, m.Telemetry)]
+    assert telemetry and all(t.fault_flags & FaultFlags.NVM_CORRUPT for t in telemetry)
+    # ...and refuses to run until the host acknowledges the loss.
+    assert bench.nack(m.Start()).code == ErrorCode.FAULT_ACTIVE
+    bench.ack(m.ClearFaults())
+    assert not bench.status().fault_flags & FaultFlags.NVM_CORRUPT
+    bench.ack(m.Start())
+
+
+def test_a_memory_that_goes_bad_under_a_pen_is_reported_at_its_next_boot() -> None:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    assert not bench.status().fault_flags & FaultFlags.NVM_CORRUPT
+    for sector in range(2):
+        flash.erase(sector)
+        flash.write(sector * DEFAULT_SECTOR_SIZE, b"\x00" * 16)
+    bench.pen.power_cycle()
+    bench.advance(1.0)
+    assert bench.status().fault_flags & FaultFlags.NVM_CORRUPT
+
+
+def test_blank_memory_and_a_torn_newer_record_are_not_corrupt() -> None:
+    assert not Bench(nvm=NvmStore(MemoryFlash())).status().fault_flags  # a new pen
+    flash, used = _used_memory()
+    newest = NvmStore(flash).status().active
+    assert newest is not None
+    flash.write(newest * DEFAULT_SECTOR_SIZE + 20, b"\x00")  # torn: A/B falls back a record
+    assert NvmStore(flash).status().active == 1 - newest
+    pen = reboot_from(flash)
+    assert pen.fault_flags == FaultFlags(0)
+    assert pen.serial_number == "SN-KEPT"
+    assert used in pen.used_cartridges
+    assert pen.state is PenState.IDLE
