@@ -5,6 +5,12 @@ pen-sim --tcp 127.0.0.1:7001       # reach it as socket://127.0.0.1:7001
 pen-sim --list-profiles
 pen-sim --tcp 127.0.0.1:7001 --nvm pen.nvm --scenario faults.toml --capture wire.jsonl
 pen-sim --pty --trajectory raster:width_mm=40,height_mm=30,glide_mm_s=20,tip_width_mm=8
+pen-sim --version
+
+``--nvm FILE`` never passes a memory it cannot read off as a new one: a missing or empty FILE
+is a new memory, but a FILE that is not a pen memory, or whose records all fail their check,
+is refused (the pen would forget its serial, its calibration and which cartridges it has
+used) unless ``--format-nvm`` says to start it blank.
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from firmware_protocol.capture import Direction, format_record
 
 from .clock import LoopClock
 from .firmware import MAX_TELEMETRY_HZ, PenFirmware
-from .nvm import FileFlash, NvmStore
+from .nvm import DEFAULT_SECTOR_COUNT, DEFAULT_SECTOR_SIZE, FileFlash, NvmStore
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .scenario import add_fault_arguments, faults_from_args
 from .servers import PtyServer, TcpServer
@@ -34,6 +40,45 @@ if TYPE_CHECKING:
 
 def _say(line: str) -> None:
     print(f"pen-sim: {line}", flush=True)
+
+
+class _Refused(Exception):
+    """A reason not to start, said in one line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: look the version up only when asked, so ``import simulator.cli`` stays
+    cheap. The simulator ships in the ``pendriver`` distribution but must not import the
+    ``pendriver`` package (imports point down), so the installed distribution's metadata
+    is asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed ``pendriver`` distribution's version; "unknown" when run from a tree
+    that was never installed (a version made up here would be a lie)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pendriver")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -59,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serial:/dev/ttyACM0,1000000, hci-socket:0, tcp-client:HOST:PORT",
     )
     where.add_argument("--list-profiles", action="store_true", help="list pen profiles and exit")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument(
         "--ble-name", default=None, help="advertised BLE name (default PEN-<serial suffix>)"
     )
@@ -80,7 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         type=Path,
         help="keep the pen's non-volatile memory (serial, calibration, used cartridges, "
-        "counters) in FILE, created blank if missing; without it memory lasts one run",
+        "counters) in FILE, created blank if missing or empty; a FILE that cannot be read as "
+        "a pen memory is refused (see --format-nvm); without --nvm memory lasts one run",
+    )
+    parser.add_argument(
+        "--format-nvm",
+        action="store_true",
+        help="if the --nvm FILE cannot be read (not a pen memory, or its records fail their "
+        "check), format it blank instead of refusing to start: the pen then has the --serial "
+        "given, no calibration and no used cartridges; a readable memory is kept (delete FILE "
+        "to start over)",
     )
     parser.add_argument(
         "--trajectory",
@@ -114,8 +169,58 @@ def _trajectory_spec(text: str) -> Trajectory:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    nvm = NvmStore(FileFlash(args.nvm)) if args.nvm else None
+def _open_memory(path: Path, *, format_nvm: bool, serial: str) -> NvmStore:
+    """The pen's memory in ``path``, refusing (:class:`_Refused`) what would silently lose it.
+
+    A missing or empty file is a new memory. A directory, a file of another size and a file
+    whose records all fail their check are refused, because the firmware would otherwise
+    boot blank and forget the pen's serial, calibration and used cartridges (a used
+    cartridge would start again). With ``format_nvm`` the last two are formatted blank
+    instead, and a line says so; the pen then boots from a blank memory, so it does not
+    report ``NVM_CORRUPT``: the operator chose to discard it, as a service technician
+    formatting a pen would, and nothing is left that the pen could mistake for its own.
+    """
+    if path.is_dir():
+        raise _Refused(
+            f"--nvm {path} is a directory; give the path of a file for the pen's memory, "
+            f"such as {path / 'pen.nvm'}",
+            code=2,
+        )
+    formatted = f"formatted fresh as --format-nvm asked (serial {serial}, no calibration, "
+    formatted += "no used cartridges)"
+    try:
+        try:
+            flash = FileFlash(path)
+        except ValueError:  # another size: not a pen memory at all
+            size, needed = path.stat().st_size, DEFAULT_SECTOR_SIZE * DEFAULT_SECTOR_COUNT
+            what = f"is not a pen memory ({size} bytes; a pen memory is {needed})"
+            if not format_nvm:
+                raise _Refused(
+                    f"memory {path} {what}; give another --nvm FILE, or add --format-nvm to "
+                    "replace it with a blank memory"
+                ) from None
+            _say(f"memory {path} {what}: {formatted}")
+            return NvmStore(FileFlash.formatted(path))
+        store = NvmStore(flash)
+        status = store.status()
+        if status.unreadable:
+            what = f"is unreadable ({status.problems()})"
+            if not format_nvm:
+                raise _Refused(
+                    f"memory {path} {what}, so the pen would forget its serial, calibration "
+                    "and used cartridges; restore the file from a copy, give another --nvm "
+                    "FILE, or add --format-nvm to start it blank"
+                )
+            _say(f"memory {path} {what}: {formatted}")
+            return NvmStore(FileFlash.formatted(path))
+        if format_nvm and not flash.created:
+            _say(f"memory {path} is readable: kept (--format-nvm formats only one that is not)")
+        return store
+    except OSError as exc:
+        raise _Refused(f"cannot use memory {path}: {exc.strerror or exc}") from None
+
+
+async def _serve(args: argparse.Namespace, nvm: NvmStore | None) -> None:
     sensor = TipSensor(args.trajectory, noise_um=args.sensor_noise_um) if args.trajectory else None
     firmware = PenFirmware(
         args.profile,
@@ -126,7 +231,8 @@ async def _serve(args: argparse.Namespace) -> None:
         trajectory=sensor,
     )
     if nvm is not None:
-        _say(f"memory {args.nvm}: " + "; ".join(nvm.status().describe().splitlines()))
+        new = " (new)" if isinstance(nvm.flash, FileFlash) and nvm.flash.created else ""
+        _say(f"memory {args.nvm}{new}: " + "; ".join(nvm.status().describe().splitlines()))
     link_config, scenario = faults_from_args(args)
     service = PenService(
         firmware, scenario=scenario, on_scenario_event=lambda e: _say(f"scenario {e.describe()}")
@@ -194,11 +300,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.telemetry_hz is not None and not 0 <= args.telemetry_hz <= MAX_TELEMETRY_HZ:
         print(f"pen-sim: error: --telemetry-hz must be 0-{MAX_TELEMETRY_HZ}", file=sys.stderr)
         return 2
+    if args.format_nvm and not args.nvm:
+        print(
+            "pen-sim: error: --format-nvm needs --nvm FILE (the memory to format)", file=sys.stderr
+        )
+        return 2
     if not args.tcp and not args.pty and not args.ble:
         args.pty = True
     try:
-        asyncio.run(_serve(args))
-    except ValueError as exc:  # an NVM file of the wrong size, a CSV track gone bad, ...
+        nvm = (
+            _open_memory(args.nvm, format_nvm=args.format_nvm, serial=args.serial)
+            if args.nvm
+            else None
+        )
+    except _Refused as exc:
+        print(f"pen-sim: error: {exc}", file=sys.stderr)
+        return exc.code
+    try:
+        asyncio.run(_serve(args, nvm))
+    except ValueError as exc:  # a CSV track gone bad, ...
         print(f"pen-sim: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -7,8 +7,10 @@ port and stop the simulator with Ctrl-C (SIGINT). Their timeouts bound waits on 
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import queue
+import random
 import re
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from simulator import PROFILES, cli
+from simulator.nvm import DEFAULT_SECTOR_SIZE, FileFlash, NvmImage, NvmStore
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 15.0
@@ -74,6 +77,107 @@ def test_an_unknown_profile_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     assert exit_code(["--profile", "no-such-pen"]) == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'no-such-pen'" in err and "Traceback" not in err
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["--version"]) == 0
+    assert capsys.readouterr().out == f"pen-sim {importlib.metadata.version('pendriver')}\n"
+
+
+def test_version_does_not_import_the_driver() -> None:
+    # The simulator never imports pendriver (imports point down), not even for its version.
+    code = (
+        "import sys, simulator.cli\n"
+        "try:\n    simulator.cli.main(['--version'])\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'pendriver'], 'pendriver'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"pen-sim \d+\.\d+\.\d+\S*\n", done.stdout)
+
+
+def one_error_line(err: str) -> str:
+    """The single ``pen-sim: error:`` line ``err`` must be."""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pen-sim: error: ")
+    return lines[0]
+
+
+def test_a_directory_for_the_memory_is_refused_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["--nvm", str(tmp_path)], ["--nvm", str(tmp_path), "--format-nvm"]):
+        assert exit_code(["--tcp", "127.0.0.1:0", *argv]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"--nvm {tmp_path} is a directory" in line
+        assert "path of a file" in line and str(tmp_path / "pen.nvm") in line
+        assert "bytes" not in line
+    assert list(tmp_path.iterdir()) == []  # nothing written into it
+
+
+def corrupt_memory(path: Path) -> None:
+    """A memory that held a pen (serial, a used cartridge), then both records went bad."""
+    store = NvmStore(FileFlash(path))
+    store.save(NvmImage("SN-OLD", used_cartridges=("CRT-USED",)))
+    store.save(NvmImage("SN-OLD", used_cartridges=("CRT-USED",), power_cycles=1))
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 0xFF  # slot A: bad magic
+    raw[DEFAULT_SECTOR_SIZE + 20] ^= 0xFF  # slot B: bad CRC
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("content", "problems"),
+    [
+        (bytes(16384), "slot A: bad magic, slot B: bad magic"),
+        (random.Random(11).randbytes(16384), "slot A: bad magic, slot B: bad magic"),
+        (None, "slot A: bad magic, slot B: bad CRC"),
+    ],
+    ids=["zeros", "random", "both-records-bad"],
+)
+def test_an_unreadable_memory_is_refused_not_formatted(
+    content: bytes | None, problems: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pen.nvm"
+    if content is None:
+        corrupt_memory(path)
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    assert exit_code(["--tcp", "127.0.0.1:0", "--nvm", str(path)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"memory {path} is unreadable ({problems})" in line
+    assert "used cartridges" in line and "--format-nvm" in line
+    assert path.read_bytes() == before  # left as it was, for whoever can still rescue it
+
+
+def test_a_file_of_another_size_is_refused_as_not_a_pen_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a pen\n")
+    assert exit_code(["--tcp", "127.0.0.1:0", "--nvm", str(path)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"memory {path} is not a pen memory (10 bytes; a pen memory is 16384)" in line
+    assert "--format-nvm" in line
+    assert path.read_text() == "not a pen\n"
+
+
+def test_format_nvm_needs_a_memory_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["--tcp", "127.0.0.1:0", "--format-nvm"]) == 2
+    assert "--format-nvm needs --nvm FILE" in one_error_line(capsys.readouterr().err)
+
+
+def test_format_nvm_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--format-nvm if the --nvm FILE cannot be read" in out
+    assert "--version" in out
 
 
 # ------------------------------------------------------------------ real processes
@@ -268,3 +372,31 @@ def test_pen_sim_reports_scenario_actions_as_they_happen(
     applied = float(process.wait_for(r"scenario t=(\d+\.\d+)s motor_stall").group(1))
     assert 0.3 <= applied < 5.0
     process.interrupt()
+
+
+def test_format_nvm_starts_an_unreadable_memory_blank_and_says_so(
+    processes: list[Process], tmp_path: Path
+) -> None:
+    path = tmp_path / "pen.nvm"
+    corrupt_memory(path)
+    process = Process(
+        "--tcp", "127.0.0.1:0", "--serial", "SIM-7777", "--nvm", str(path), "--format-nvm"
+    )
+    processes.append(process)
+    said = process.wait_for(r"memory .* unreadable .*: formatted fresh as --format-nvm asked")
+    assert "(slot A: bad magic, slot B: bad CRC)" in said.string
+    process.wait_for(r"memory .* \(new\): \* slot A: valid \(generation 1\)")
+    url = process.wait_for(r"on (socket://\S+)").group(1)
+    check_served(process, url)  # the pen answers with the --serial given (SIM-7777)
+    image = NvmStore(FileFlash(path)).load()
+    assert image is not None and image.used_cartridges == ()
+
+
+def test_an_empty_memory_file_is_a_new_memory(processes: list[Process], tmp_path: Path) -> None:
+    path = tmp_path / "pen.nvm"
+    path.touch()  # what mktemp leaves
+    process = Process("--tcp", "127.0.0.1:0", "--serial", "SIM-7777", "--nvm", str(path))
+    processes.append(process)
+    process.wait_for(r"memory .* \(new\): \* slot A: valid \(generation 1\)")
+    url = process.wait_for(r"on (socket://\S+)").group(1)
+    check_served(process, url)
