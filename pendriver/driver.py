@@ -69,6 +69,7 @@ from .models import (
     DriverCounters,
     FaultEvent,
     LinkQuality,
+    LinkState,
     Status,
     TelemetrySample,
 )
@@ -106,14 +107,14 @@ class Pen:
         self._tasks: list[asyncio.Task[None]] = []
         self._info: DeviceInfo | None = None
         self._link_error: PenError | None = None
-        self._link_state = "closed"
+        self._link_state: LinkState = LinkState.CLOSED
         self._down_since: float | None = None
         self._started_motor = False
         self._last_rx: float | None = None
         self._held = 0
         self._liveness_wake = asyncio.Event()
         """Set to make the liveness check look again now (its timeout just got shorter)."""
-        self._state: PenState | int | None = None
+        self._state: PenState | None = None
         self._active_faults = FaultFlags(0)
         self._rtts: deque[float] = deque(maxlen=RTT_WINDOW)
         self.counters = DriverCounters()
@@ -124,7 +125,7 @@ class Pen:
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> Pen:
         await self.transport.open()
-        self._link_state = "up"
+        self._link_state = LinkState.UP
         self._last_rx = asyncio.get_running_loop().time()
         self._start_reader()
         try:
@@ -164,7 +165,7 @@ class Pen:
 
     async def close(self) -> None:
         """Close the link; stops the motor first if this session started it."""
-        if self._started_motor and self.config.stop_on_close and self._link_state == "up":
+        if self._started_motor and self.config.stop_on_close and self._link_state is LinkState.UP:
             with contextlib.suppress(PenError):
                 await self.stop()
         await self._shutdown()
@@ -226,8 +227,8 @@ class Pen:
         return self._endpoint.stats
 
     @property
-    def link_state(self) -> str:
-        """``up``, ``down`` (lost, reconnecting) or ``closed``."""
+    def link_state(self) -> LinkState:
+        """``UP``, ``DOWN`` (lost, reconnecting) or ``CLOSED``; equal to "up", "down", "closed"."""
         return self._link_state
 
     @property
@@ -386,7 +387,7 @@ class Pen:
     def _check_link(self, *, during_reconnect: bool = False) -> None:
         if self._link_error is not None:
             raise self._link_error
-        if self._link_state == "down" and not during_reconnect:
+        if self._link_state is LinkState.DOWN and not during_reconnect:
             raise Reconnecting("the link to the pen is down; the driver is reconnecting")
 
     async def _request(
@@ -444,28 +445,25 @@ class Pen:
         return reply
 
     def _refusal(self, request: m.Message, nack: m.Nack) -> PenRefused:
-        try:
-            code = ErrorCode(nack.code)
-            name = code.name
-        except ValueError:
-            name = f"error {nack.code}"
+        code = ErrorCode(nack.code)  # open: a code a newer pen added is UNKNOWN_<n>
+        name = code.name
         detail = nack.detail
-        if nack.code in (ErrorCode.OUT_OF_RANGE, ErrorCode.NOT_ON_STEP):
-            what = "limit" if nack.code == ErrorCode.OUT_OF_RANGE else "step"
+        if code in (ErrorCode.OUT_OF_RANGE, ErrorCode.NOT_ON_STEP):
+            what = "limit" if code == ErrorCode.OUT_OF_RANGE else "step"
             if isinstance(request, m.SetDepth):
                 why = f"{what} {detail / 1000:g} mm"
             elif isinstance(request, m.SetStrokeRate):
                 why = f"{what} {detail / 1000:g} Hz"
             else:
                 why = f"{what} {detail}"
-        elif nack.code == ErrorCode.FAULT_ACTIVE:
-            why = f"faults {m.FaultFlags(detail)!s}; clear them with clear_faults()"
-        elif nack.code == ErrorCode.INVALID_STATE:
-            why = f"pen is {m.PenState(detail).name if detail in set(m.PenState) else detail}"
+        elif code == ErrorCode.FAULT_ACTIVE:
+            why = f"faults {FaultFlags(detail)!s}; clear them with clear_faults()"
+        elif code == ErrorCode.INVALID_STATE:
+            why = f"pen is {PenState(detail).name}"
         else:
             why = ""
         text = f"the pen refused {request.NAME}: {name}" + (f" ({why})" if why else "")
-        return PenRefused(request.NAME, nack.code, name, detail, text)
+        return PenRefused(request.NAME, code, name, detail, text)
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -527,10 +525,8 @@ class Pen:
     def _observe_state(self, raw: int) -> None:
         if raw == self._state:
             return
-        try:
-            state: PenState | int = PenState(raw)
-        except ValueError:
-            state = raw
+        # Open enum: a state a newer pen added arrives as PenState.UNKNOWN_<n>, not an int.
+        state = PenState(raw)
         previous, self._state = self._state, state
         self._events.publish(StateChanged(previous, state))
 
@@ -539,7 +535,7 @@ class Pen:
         start = loop.time()
         while True:
             await asyncio.sleep(self.config.heartbeat_interval_s)
-            if self._link_state != "up":
+            if self._link_state is not LinkState.UP:
                 continue
             uptime = int((loop.time() - start) * 1e6)
             with contextlib.suppress(LinkLost):
@@ -552,7 +548,7 @@ class Pen:
     async def _liveness_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if self._link_state != "up" or self._last_rx is None:
+            if self._link_state is not LinkState.UP or self._last_rx is None:
                 await asyncio.sleep(self.config.heartbeat_interval_s)
                 continue
             heard = self._last_rx
@@ -574,7 +570,7 @@ class Pen:
 
     def _link_lost(self, reason: str, silent_s: float | None = None) -> None:
         """The link is gone: report it, then reconnect or fail, as configured."""
-        if self._link_state != "up" or self._link_error is not None:
+        if self._link_state is not LinkState.UP or self._link_error is not None:
             return
         loop = asyncio.get_running_loop()
         if silent_s is None:
@@ -585,7 +581,7 @@ class Pen:
         if not self.config.reconnect:
             self._fail(LinkLost(f"link to {self.transport.url} lost: {reason}"))
             return
-        self._link_state = "down"
+        self._link_state = LinkState.DOWN
         self._down_since = loop.time()
         error = Reconnecting(f"link to {self.transport.url} lost ({reason}); reconnecting")
         for future in (*self._waiters.values(), *self._raw_waiters.values()):
@@ -632,7 +628,7 @@ class Pen:
                 except TimeoutError:
                     break
                 continue
-            self._link_state = "up"
+            self._link_state = LinkState.UP
             self._last_rx = loop.time()
             self.counters.reconnects += 1
             self._observe_state(status.state)
@@ -664,7 +660,7 @@ class Pen:
         if self._link_error is not None:
             return
         self._link_error = error
-        self._link_state = "closed"
+        self._link_state = LinkState.CLOSED
         current = asyncio.current_task()
         for task in self._tasks:  # heartbeats and liveness have nothing left to do
             if task is not current:

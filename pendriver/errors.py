@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from firmware_protocol.messages import ErrorCode
+
 
 class PenError(Exception):
     """Base of every pendriver error."""
@@ -36,7 +38,8 @@ class PenRefused(PenError):
     def __init__(self, request: str, code: int, code_name: str, detail: int, text: str) -> None:
         super().__init__(text)
         self.request = request
-        self.code = code
+        self.code = ErrorCode(code)
+        """Why, as the NACK's code (``ErrorCode.UNKNOWN_<n>`` for a code a newer pen added)."""
         self.code_name = code_name
         self.detail = detail
 

@@ -33,8 +33,10 @@ T = TypeVar("T")
 class StateChanged:
     """The pen's state changed (seen in telemetry, a heartbeat or a status answer)."""
 
-    previous: PenState | int | None
-    state: PenState | int
+    previous: PenState | None
+    """The state before (``None`` for the first state seen on this connection)."""
+    state: PenState
+    """The state now; a state a newer pen added is ``PenState.UNKNOWN_<n>``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ code never multiplies by 1000 itself.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import TypeVar
 
 from firmware_protocol import messages as m
 from firmware_protocol.messages import Capability, CartridgeState, FaultFlags, PenState
@@ -15,6 +15,13 @@ from firmware_protocol.messages import Capability, CartridgeState, FaultFlags, P
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
+    """What the pen is and what it accepts (its DEVICE_INFO), in mm, Hz and seconds.
+
+    The driver checks every set point against these limits before sending it, so a value
+    the pen would refuse fails here, with its reason, instead of on the wire. ``raw`` keeps
+    the message for the exact wire integers (a step grid in µm is not exact in mm).
+    """
+
     model: str
     serial_number: str
     firmware_version: str
@@ -83,6 +90,12 @@ class DeviceInfo:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """A snapshot of the pen (its STATUS): state, faults, set points, cartridge, battery.
+
+    ``state`` and ``cartridge`` are always members of their enums: a value a newer pen
+    added arrives as ``UNKNOWN_<n>``, so code can use ``.name`` without a check.
+    """
+
     state: PenState
     faults: FaultFlags
     depth_setpoint_mm: float
@@ -97,11 +110,11 @@ class Status:
     @classmethod
     def from_message(cls, msg: m.Status) -> Status:
         return cls(
-            state=_enum(PenState, msg.state),
+            state=PenState(msg.state),
             faults=FaultFlags(msg.fault_flags),
             depth_setpoint_mm=msg.depth_setpoint_um / 1000,
             rate_setpoint_hz=msg.rate_setpoint_mhz / 1000,
-            cartridge=_enum(CartridgeState, msg.cartridge_state),
+            cartridge=CartridgeState(msg.cartridge_state),
             battery_v=msg.battery_mv / 1000,
             battery_percent=msg.battery_percent,
             uptime_s=msg.uptime_us / 1e6,
@@ -112,6 +125,12 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class TelemetrySample:
+    """One TELEMETRY sample in mm, Hz, V and seconds: what the needles did at ``time_s``.
+
+    Converted once, here, so that user code never divides by 1000 itself; the sample is
+    immutable because a subscriber and a callback may hold the same one.
+    """
+
     time_s: float
     """Pen's time since boot."""
     depth_setpoint_mm: float
@@ -137,13 +156,19 @@ class TelemetrySample:
             battery_v=msg.battery_mv / 1000,
             tip_x_mm=msg.tip_x_um / 1000,
             tip_y_mm=msg.tip_y_um / 1000,
-            state=_enum(PenState, msg.state),
+            state=PenState(msg.state),
             faults=FaultFlags(msg.fault_flags),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class CartridgeInfo:
+    """The needle cartridge (a CARTRIDGE answer or event): identity, use state, needles.
+
+    ``state`` tells whether the pen will run it (single use, expiry); ``needles_mm`` are
+    each needle's position on the cartridge face from its centre, for the density map.
+    """
+
     state: CartridgeState
     cartridge_id: str
     lot: str
@@ -154,7 +179,7 @@ class CartridgeInfo:
     @classmethod
     def from_message(cls, msg: m.Cartridge) -> CartridgeInfo:
         return cls(
-            state=_enum(CartridgeState, msg.state),
+            state=CartridgeState(msg.state),
             cartridge_id=msg.cartridge_id,
             lot=msg.lot,
             expiry_day=msg.expiry_day,
@@ -165,6 +190,12 @@ class CartridgeInfo:
 
 @dataclass(frozen=True, slots=True)
 class FaultEvent:
+    """One fault raised or cleared by the pen (a FAULT frame), as an event.
+
+    Also made by the driver for faults the pen's status shows after a reconnect: those
+    happened while the link was down, and their FAULT frames never arrived.
+    """
+
     fault: FaultFlags
     active: bool
     time_s: float
@@ -181,23 +212,29 @@ class FaultEvent:
         return f"fault {what} {verb} at t={self.time_s:.3f} s{extra}"
 
 
-E = TypeVar("E", PenState, CartridgeState)
+class LinkState(enum.StrEnum):
+    """Whether the driver is talking to the pen (:attr:`Pen.link_state`).
 
+    A :class:`~enum.StrEnum`, so a value equals (and hashes and formats as) its old plain
+    string: code that compares with ``"up"`` or keys a dict by it keeps working, while new
+    code gets a closed set of names that a type checker can see.
+    """
 
-def _enum(kind: type[E], value: int) -> E:
-    """The enum member, or the raw int kept as-is for values a newer pen may send."""
-    try:
-        return kind(value)
-    except ValueError:
-        return value  # type: ignore[return-value]
+    UP = "up"
+    """Connected: frames arrive and requests are answered."""
+    DOWN = "down"
+    """Lost and reconnecting (only with ``DriverConfig.reconnect``); requests raise
+    :class:`~pendriver.errors.Reconnecting` until a LinkUp event."""
+    CLOSED = "closed"
+    """Not open yet, closed by its user, or lost for good."""
 
 
 @dataclass(frozen=True, slots=True)
 class LinkQuality:
     """How the link is doing, for a status line (``pen monitor``) or a health check."""
 
-    state: str
-    """``up``, ``down`` (reconnecting) or ``closed``."""
+    state: LinkState
+    """Up, down (reconnecting) or closed: :attr:`Pen.link_state` when this was taken."""
     last_frame_age_s: float | None
     frames_ok: int
     frames_dropped: int
