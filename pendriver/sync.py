@@ -19,6 +19,7 @@ from firmware_protocol import messages as m
 
 from .config import DriverConfig
 from .driver import Pen, connect
+from .errors import PenError
 from .events import PenEvent, Subscription
 from .models import (
     CartridgeInfo,
@@ -26,31 +27,41 @@ from .models import (
     DriverCounters,
     FaultEvent,
     LinkQuality,
+    LinkState,
     Status,
     TelemetrySample,
 )
 
 T = TypeVar("T")
+S = TypeVar("S")
 R = TypeVar("R", bound=m.Message)
 
 
 class SyncPen:
     """``with connect_sync(url) as pen: pen.set_depth(0.5)`` - the async API, blocking."""
 
-    def __init__(self, url: str, *, config: DriverConfig | None = None) -> None:
+    def __init__(
+        self, url: str, *, config: DriverConfig | None = None, open_now: bool = True
+    ) -> None:
+        """Start the driver's thread and, unless ``open_now`` is false, :meth:`open` the pen.
+
+        ``open_now=False`` gives the same two steps as the async API (``connect(url)``, then
+        ``open()``), for code that wants to set things up before the first frame is sent.
+        """
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pendriver", daemon=True
         )
         self._thread.start()
         self._pen: Pen = connect(url, config=config)
-        try:
-            self._call(self._pen.open())
-        except BaseException:
-            self._stop_loop()
-            raise
+        self._opened = False
+        if open_now:
+            self.open()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._loop.is_closed():
+            coro.close()  # never awaited: close it, or Python warns about it
+            raise PenError("this pen is closed: connect again with connect_sync(url)")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def _stop_loop(self) -> None:
@@ -59,6 +70,22 @@ class SyncPen:
         self._loop.close()
 
     # The same methods as the async Pen.
+    def open(self) -> SyncPen:
+        """Open the link and greet the pen (:meth:`Pen.open`).
+
+        Once only: a pen from :func:`connect_sync` is open already, and opening it again does
+        nothing (the async :meth:`Pen.open` would start a second reader on the same link). If
+        opening fails, the driver's thread is stopped and the error raised.
+        """
+        if not self._opened:
+            try:
+                self._call(self._pen.open())
+            except BaseException:
+                self._stop_loop()
+                raise
+            self._opened = True
+        return self
+
     def info(self, *, refresh: bool = False) -> DeviceInfo:
         return self._call(self._pen.info(refresh=refresh))
 
@@ -91,8 +118,18 @@ class SyncPen:
         return self._pen.device_info
 
     @property
+    def config(self) -> DriverConfig:
+        """The driver's settings (frozen)."""
+        return self._pen.config
+
+    @property
     def faults(self) -> list[FaultEvent]:
         return list(self._pen.faults)
+
+    @property
+    def cartridge_events(self) -> list[CartridgeInfo]:
+        """Every CARTRIDGE event of this connection, in order (a copy, like :attr:`faults`)."""
+        return self._call(_value(lambda: list(self._pen.cartridge_events)))
 
     @property
     def link_stats(self) -> LinkStats:
@@ -103,8 +140,19 @@ class SyncPen:
         return self._call(_value(lambda: self._pen.link_quality))
 
     @property
-    def link_state(self) -> str:
+    def link_state(self) -> LinkState:
         return self._pen.link_state
+
+    @property
+    def last_frame_age_s(self) -> float | None:
+        """Seconds since the last valid frame from the pen (``None`` before the first)."""
+        # Read on the driver's loop: the age is measured by that loop's clock.
+        return self._call(_value(lambda: self._pen.last_frame_age_s))
+
+    @property
+    def round_trips_s(self) -> tuple[float, ...]:
+        """The latest request round trips in seconds (see :attr:`Pen.round_trips_s`)."""
+        return self._call(_value(lambda: self._pen.round_trips_s))
 
     @property
     def counters(self) -> DriverCounters:
@@ -113,6 +161,22 @@ class SyncPen:
     def request(self, message: m.Message, expect: type[R]) -> R:
         """Any request without the driver's range checks (see :meth:`Pen.request`)."""
         return self._call(self._pen.request(message, expect))
+
+    def request_raw(
+        self,
+        msg_id: int,
+        payload: bytes = b"",
+        *,
+        layout_hash: int | None = None,
+        seq: int | None = None,
+        timeout: float | None = None,
+    ) -> m.Message:
+        """A hand-made frame, sent once; the answer as it came (see :meth:`Pen.request_raw`)."""
+        return self._call(
+            self._pen.request_raw(
+                msg_id, payload, layout_hash=layout_hash, seq=seq, timeout=timeout
+            )
+        )
 
     @contextlib.contextmanager
     def calibration_mode(self) -> Iterator[None]:
@@ -127,21 +191,29 @@ class SyncPen:
     def telemetry(self, *, timeout: float | None = None) -> Iterator[TelemetrySample]:
         """Samples as they arrive; stop iterating (``break``) to unsubscribe. ``timeout``
         bounds the wait for each sample (``TimeoutError`` after)."""
-        return self._iterate(_value(self._pen.telemetry), timeout)
+        return self._iterate(_value(self._pen.telemetry), timeout, Subscription.__anext__)
 
     def events(self, *, timeout: float | None = None) -> Iterator[PenEvent]:
         """Events as they happen (faults, state changes, link down/up, ...), like
         :meth:`telemetry`."""
-        return self._iterate(_value(self._pen.events), timeout)
+        return self._iterate(_value(self._pen.events), timeout, Subscription.__anext__)
+
+    def fault_events(self, *, timeout: float | None = None) -> Iterator[FaultEvent]:
+        """FAULT events from now on (:meth:`Pen.fault_events`), like :meth:`events`;
+        ``timeout`` bounds the wait for each fault, not for each event."""
+        return self._iterate(_value(self._pen.events), timeout, _next_fault)
 
     def _iterate(
-        self, subscribe: Coroutine[Any, Any, Subscription[T]], timeout: float | None
+        self,
+        subscribe: Coroutine[Any, Any, Subscription[S]],
+        timeout: float | None,
+        next_item: Callable[[Subscription[S]], Coroutine[Any, Any, T]],
     ) -> Iterator[T]:
         subscription = self._call(subscribe)
         try:
             while True:
                 try:
-                    yield self._call(subscription.__anext__(), timeout)
+                    yield self._call(next_item(subscription), timeout)
                 except StopAsyncIteration:
                     return
         finally:
@@ -178,6 +250,14 @@ class SyncPen:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def _next_fault(events: Subscription[PenEvent]) -> FaultEvent:
+    """The next FAULT event among ``events`` (the others are skipped)."""
+    while True:
+        event = await events.__anext__()
+        if isinstance(event, FaultEvent):
+            return event
 
 
 async def _value(fn: Callable[[], T]) -> T:
