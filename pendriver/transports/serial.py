@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import urllib.parse
 from typing import Any
 
@@ -56,7 +58,12 @@ class SerialTransport(Transport):
             await asyncio.sleep(0)
 
 
+_NOT_A_PORT_HINT = "a serial device is e.g. /dev/ttyUSB0; list ports with: pen scan"
+
+
 def _explain_open_error(url: str, exc: BaseException) -> str:
+    """One line for a user who named the wrong thing: what is wrong with ``url``, in words,
+    and what to do, instead of pyserial's errno tuple."""
     text = str(exc)
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "socket":
@@ -67,11 +74,27 @@ def _explain_open_error(url: str, exc: BaseException) -> str:
         return (
             f"cannot open {url}: no such port (list ports with: python -m serial.tools.list_ports)"
         )
+    if _has_errno(exc, text, errno.ENOTTY):
+        # pyserial opened it, then the terminal ioctls failed: a file, /dev/null, a pipe...
+        return f"cannot open {url}: it is not a serial port ({_NOT_A_PORT_HINT})"
+    if _has_errno(exc, text, errno.EISDIR):
+        return f"cannot open {url}: it is a directory, not a serial port ({_NOT_A_PORT_HINT})"
     if "Permission denied" in text or "[Errno 13]" in text:
         return f"cannot open {url}: permission denied (add yourself to the dialout group)"
     if "protocol" in text and "not known" in text:
         return f"cannot open {url}: unknown URL scheme (use a device path, socket://, or sim://)"
     return f"cannot open {url}: {text}"
+
+
+def _has_errno(exc: BaseException, text: str, code: int) -> bool:
+    """Whether ``exc`` is the OS error ``code``: pyserial often keeps only the text, as
+    ``[Errno 21] ...`` or ``Could not configure port: (25, 'Inappropriate ioctl ...')``."""
+    return (
+        getattr(exc, "errno", None) == code
+        or f"[Errno {code}]" in text
+        or f"({code}, " in text
+        or os.strerror(code) in text
+    )
 
 
 def serial_options(query: str) -> dict[str, Any]:
