@@ -14,8 +14,11 @@ from types import ModuleType
 import pytest
 
 import pendriver
+from firmware_protocol import messages as m
+from firmware_protocol.messages import ErrorCode, FaultFlags
 from pendriver import events, models
 from pendriver.driver import Pen
+from pendriver.errors import PenError
 from pendriver.sync import SyncPen
 from pendriver.transports.sim import SimTransport
 
@@ -93,3 +96,32 @@ def test_the_package_exports_the_value_types_it_hands_out() -> None:
     exported = set(pendriver.__all__)
     for name in ("Status", "TelemetrySample", "StateChanged", "LinkQuality"):
         assert name in exported, name
+
+
+def test_the_members_sync_pen_gained_work_on_a_simulated_pen() -> None:
+    pen = SyncPen("sim://", open_now=False)
+    try:
+        before = pen.link_state
+        assert pen.open() is pen and pen.open() is pen  # the second is a no-op
+        assert (before, pen.link_state) == (models.LinkState.CLOSED, models.LinkState.UP)
+        age = pen.last_frame_age_s
+        assert age is not None and age >= 0
+        pen.status()
+        assert pen.round_trips_s and min(pen.round_trips_s) >= 0
+        assert pen.config.retries >= 0 and pen.cartridge_events == []
+
+        nack = pen.request_raw(0x6F)  # an id no schema has: the pen must say so
+        assert isinstance(nack, m.Nack) and nack.code == ErrorCode.UNKNOWN_MESSAGE
+
+        firmware = getattr(pen._pen.transport, "firmware", None)
+        assert firmware is not None
+        pen.start()
+        # The stall comes after fault_events has subscribed (its first next() subscribes).
+        pen._loop.call_soon_threadsafe(pen._loop.call_later, 0.2, firmware.stall_motor)
+        fault = next(pen.fault_events(timeout=5))
+        assert fault.fault == FaultFlags.MOTOR_STALL and fault.active
+        pen.clear_faults()
+    finally:
+        pen.close()
+    with pytest.raises(PenError, match="closed"):
+        pen.status()
