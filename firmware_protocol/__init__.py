@@ -30,7 +30,14 @@ from .events import (
     UnknownMessage,
     UnsupportedFrame,
 )
-from .framing import HEADER_SIZE, MAX_ENCODED, MAX_PAYLOAD, FrameTooLong, encode_frame
+from .framing import (
+    HEADER_SIZE,
+    MAX_ENCODED,
+    MAX_PAYLOAD,
+    FrameTooLong,
+    encode_frame,
+    encode_raw_frame,
+)
 from .messages import MAX_FRAME, PROTOCOL_VERSION, SCHEMA_HASH, Message
 from .openenum import OpenIntEnum
 from .replay import ReplayCache
@@ -80,5 +87,6 @@ __all__ = [
     "decode_payload",
     "encode_frame",
     "encode_payload",
+    "encode_raw_frame",
     "messages",
 ]

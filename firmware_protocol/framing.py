@@ -35,19 +35,62 @@ class FrameTooLong(ValueError):
     """A message whose payload does not fit in one frame."""
 
 
+_HEADER_FIELDS: tuple[tuple[str, int], ...] = (
+    ("version", 0xFF),
+    ("flags", 0xFF),
+    ("seq", 0xFFFF),
+    ("msg_id", 0xFF),
+    ("layout_hash", 0xFFFF),
+)
+"""Name and largest value of each header field, in HEADER's order (for error messages)."""
+
+
+def encode_raw_frame(
+    msg_id: int,
+    payload: bytes,
+    *,
+    seq: int,
+    layout_hash: int,
+    flags: int = 0,
+    version: int = PROTOCOL_VERSION,
+) -> bytes:
+    """The complete frame (delimiter included) around ``payload``, every header field as given.
+
+    The one place a frame is laid out (header ‖ payload ‖ CRC, COBS, 0x00): :func:`encode_frame`
+    uses it for messages, and conformance tools use it directly to say what the encoder
+    refuses to say (an unknown id, a wrong layout hash, a version or flag this side does not
+    speak, a malformed or oversize payload). So nothing is checked but that each header field
+    fits its width (``ValueError`` naming the field); the CRC is always correct.
+    """
+    try:
+        header = HEADER.pack(version, flags, seq, msg_id, layout_hash)
+    except struct.error:
+        values = (version, flags, seq, msg_id, layout_hash)
+        for (name, top), value in zip(_HEADER_FIELDS, values, strict=True):
+            if not isinstance(value, int) or not 0 <= value <= top:
+                width = "one byte" if top == 0xFF else "two bytes"
+                shown = f"{value:#x}" if isinstance(value, int) else repr(value)
+                raise ValueError(f"{name} must fit in {width}, got {shown}") from None
+        raise
+    body = header + payload
+    crc = binascii.crc_hqx(body, CRC_INIT)
+    return cobs_encode(body + crc.to_bytes(2, "big")) + b"\x00"
+
+
 def encode_frame(message: Message, seq: int, flags: int = 0) -> bytes:
-    """The complete frame for ``message``, delimiter included."""
-    if not 0 <= flags <= 0xFF:
-        raise ValueError(f"flags must fit in one byte, got {flags:#x}")
+    """The complete frame for ``message``, delimiter included.
+
+    The sequence number wraps (``seq & 0xFFFF``); a payload too long for one frame raises
+    :class:`FrameTooLong`, and flags that do not fit one byte ``ValueError``.
+    """
     codec = CODECS[message.MSG_ID]
     payload = codec.encode(message)
     if len(payload) > MAX_PAYLOAD:
         raise FrameTooLong(f"{message.NAME} payload is {len(payload)} bytes, at most {MAX_PAYLOAD}")
-    body = (
-        HEADER.pack(
-            PROTOCOL_VERSION, flags, seq & 0xFFFF, message.MSG_ID, codec.definition.schema_hash
-        )
-        + payload
+    return encode_raw_frame(
+        message.MSG_ID,
+        payload,
+        seq=seq & 0xFFFF,
+        layout_hash=codec.definition.schema_hash,
+        flags=flags,
     )
-    crc = binascii.crc_hqx(body, CRC_INIT)
-    return cobs_encode(body + crc.to_bytes(2, "big")) + b"\x00"

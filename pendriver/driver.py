@@ -36,10 +36,8 @@ from firmware_protocol import (
     RequestTracker,
 )
 from firmware_protocol import messages as m
-from firmware_protocol.cobs import cobs_encode
 from firmware_protocol.codec import CODECS
-from firmware_protocol.crc import crc16
-from firmware_protocol.framing import HEADER
+from firmware_protocol.framing import encode_raw_frame
 from firmware_protocol.messages import ErrorCode, FaultFlags, PenState
 
 from . import limits
@@ -339,8 +337,7 @@ class Pen:
         if layout_hash is None:
             codec = CODECS.get(msg_id)
             layout_hash = codec.definition.schema_hash if codec else 0
-        body = HEADER.pack(PROTOCOL_VERSION, 0, seq, msg_id, layout_hash) + payload
-        frame = cobs_encode(body + crc16(body).to_bytes(2, "big")) + b"\x00"
+        frame = encode_raw_frame(msg_id, payload, seq=seq, layout_hash=layout_hash)
         future: asyncio.Future[m.Message] = loop.create_future()
         self._raw_waiters[seq] = future
         try:

@@ -6,18 +6,21 @@ of ``PenFirmware.data_to_send``, and time moves only when the test moves it.
 
 from __future__ import annotations
 
-import struct
 from typing import Any, TypeVar
 
-from firmware_protocol import Endpoint, MessageReceived, cobs_encode, crc16
+from firmware_protocol import (
+    Endpoint,
+    MessageReceived,
+    cobs_decode,
+    cobs_encode,
+    encode_raw_frame,
+)
 from firmware_protocol import messages as m
 from firmware_protocol.events import Event
 from firmware_protocol.messages import PROTOCOL_VERSION
 from simulator import Cartridge, PenFirmware, VirtualClock
 
 M = TypeVar("M", bound=m.Message)
-
-HEADER = struct.Struct("<BBHBH")
 
 
 def raw_frame(
@@ -30,12 +33,18 @@ def raw_frame(
     version: int = PROTOCOL_VERSION,
     crc_xor: int = 0,
 ) -> bytes:
-    """A frame built by hand, byte by byte, as a foreign host might build it.
+    """A frame with any header and payload, as a foreign host might build it.
 
     ``crc_xor`` flips bits of the CRC: the frame then reads as corrupted on the way.
     """
-    body = HEADER.pack(version, flags, seq, msg_id, schema_hash) + payload
-    return cobs_encode(body + (crc16(body) ^ crc_xor).to_bytes(2, "big")) + b"\x00"
+    frame = encode_raw_frame(
+        msg_id, payload, seq=seq, layout_hash=schema_hash, flags=flags, version=version
+    )
+    if not crc_xor:
+        return frame
+    body = bytearray(cobs_decode(frame[:-1]))
+    body[-2:] = (int.from_bytes(body[-2:], "big") ^ crc_xor).to_bytes(2, "big")
+    return cobs_encode(bytes(body)) + b"\x00"
 
 
 class Bench:

@@ -48,11 +48,11 @@ from firmware_protocol import (
     decode_payload,
     encode_frame,
     encode_payload,
+    encode_raw_frame,
     framing,
     messages,
 )
 from firmware_protocol.codec import CODECS, MessageCodec
-from firmware_protocol.framing import HEADER
 from firmware_protocol.schema import INT_TYPES, FieldDef, MessageDef, parse_schema
 
 # Fixed seeds: the same examples on every run and machine, so a failure is reproducible and a
@@ -136,8 +136,9 @@ def raw_frame(
     """A frame built by hand (correct CRC), to say things the encoder refuses to say."""
     if layout_hash is None:
         layout_hash = CODECS[msg_id].definition.schema_hash
-    body = HEADER.pack(version, flags, seq, msg_id, layout_hash) + payload
-    return cobs_encode(body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")) + b"\x00"
+    return encode_raw_frame(
+        msg_id, payload, seq=seq, layout_hash=layout_hash, flags=flags, version=version
+    )
 
 
 # -- COBS ----------------------------------------------------------------------------------
@@ -189,6 +190,42 @@ def test_every_message_type_roundtrips(
     assert wire.endswith(b"\x00") and b"\x00" not in wire[:-1]
     assert len(wire) - 1 <= MAX_ENCODED
     assert decode_frame(wire[:-1]) == MessageReceived(message, seq, flags)
+
+
+@given(frames())
+def test_a_raw_frame_of_an_encoded_payload_is_the_encoders_frame(
+    frame: tuple[messages.Message, int, int],
+) -> None:
+    """encode_frame is encode_raw_frame of the message's payload under its own id and hash:
+    one layout of a frame, not two that could drift apart."""
+    message, seq, flags = frame
+    raw = encode_raw_frame(
+        message.MSG_ID,
+        encode_payload(message),
+        seq=seq,
+        layout_hash=CODECS[message.MSG_ID].definition.schema_hash,
+        flags=flags,
+    )
+    assert raw == encode_frame(message, seq, flags)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("version", 256),
+        ("flags", 0x100),
+        ("seq", 0x10000),
+        ("msg_id", -1),
+        ("layout_hash", 1 << 16),
+    ],
+)
+def test_a_raw_frame_refuses_a_header_field_that_does_not_fit(field: str, value: int) -> None:
+    fields: dict[str, int] = {"seq": 0, "layout_hash": 0, "flags": 0, "version": 1}
+    msg_id = value if field == "msg_id" else 0x12
+    if field != "msg_id":
+        fields[field] = value
+    with pytest.raises(ValueError, match=f"^{field} must fit"):
+        encode_raw_frame(msg_id, b"", **fields)
 
 
 def _largest(definition: MessageDef) -> messages.Message:
