@@ -689,7 +689,7 @@ def connect(
     except ValueError as exc:
         raise PenConnectionError(f"cannot use {url!r}: {exc}") from None
     if capture is not None:
-        from .capture import CaptureTransport
+        from .transports.capture import CaptureTransport
 
         transport = CaptureTransport(transport, capture)
     return Pen(transport, config)

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from firmware_protocol.gatt import PEN_SERVICE_UUID
 
-from .transports.ble import DEFAULT_SCAN_TIMEOUT_S, _why, is_address
+from .defaults import DEFAULT_SCAN_TIMEOUT_S
+from .transports.ble import _why, is_address
 
 if TYPE_CHECKING:
     from bleak.backends.scanner import BaseBleakScanner
@@ -95,8 +96,11 @@ class ScanResult:
             "ble_timeout_s": self.ble_timeout_s,
         }
 
-    def lines(self) -> list[str]:
-        """The result as a table with a URL column to copy into ``--port``, then notes."""
+    HEADER = ("URL", "KIND", "NAME", "DETAILS")
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """One row per port or pen, under :attr:`HEADER`: the URL to copy into ``--port``
+        first."""
         rows: list[tuple[str, str, str, str]] = []
         for port in self.serial:
             details = [f"USB {port.usb_id}"] if port.usb_id else ["no USB information"]
@@ -109,13 +113,11 @@ class ScanResult:
             details = [dev.address, f"{dev.rssi} dBm"]
             details.append("pen service" if dev.pen_service else "no pen service")
             rows.append((dev.url, "ble", dev.name or "(no name)", ", ".join(details)))
+        return rows
+
+    def notes(self) -> list[str]:
+        """What could not be listed and why, what was not found, and how to use a row."""
         out: list[str] = []
-        if rows:
-            header = ("URL", "KIND", "NAME", "DETAILS")
-            widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
-            for row in (header, *rows):
-                cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
-                out.append("  ".join([*cells, row[3]]).rstrip())
         if self.serial_scanned:
             if self.serial_error:
                 out.append(f"Serial ports: unavailable: {self.serial_error}")
@@ -126,7 +128,7 @@ class ScanResult:
                 out.append(f"Bluetooth: unavailable: {self.ble_error}")
             elif not self.ble:
                 out.append(f"Bluetooth: no pens found within {self.ble_timeout_s:g} s")
-        if rows:
+        if self.serial or self.ble:
             out.append("Use a URL with --port, e.g.: pen --port URL info")
         return out
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from firmware_protocol import MessageReceived, StreamDecoder, encode_frame
 from firmware_protocol import messages as m
-from pendriver.capture import CaptureTransport, decode_capture, read_capture
+from pendriver.captures import decode_capture, read_capture
 from pendriver.transports import open_transport
+from pendriver.transports.capture import CaptureTransport
 
 
 async def _ask(transport: CaptureTransport, message: m.Message, seq: int) -> m.Message:

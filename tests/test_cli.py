@@ -105,7 +105,7 @@ def test_run_shows_live_telemetry_and_a_summary(capsys: pytest.CaptureFixture[st
         state = served.call(lambda: served.firmware.state)
     assert code == 0
     assert "running at 1 mm, 100 Hz for 1.2 s" in out
-    assert "[" in out and "strokes" in out  # the live line
+    assert "0.0/1.2 s  depth" in out and "strokes" in out  # the live line, plain on a pipe
     assert "pass summary" in out
     assert "set 1.00 mm" in out
     assert "faults          none" in out
@@ -259,7 +259,11 @@ def test_density_from_a_capture_writes_stats_and_a_heatmap(
     png = Path(f"{capture}.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     code, _, err = run_pen(["density", str(capture), "--zone", "20by10"], capsys)
-    assert code == cli.EXIT_ERROR and "zone must be WxH" in err
+    assert code == cli.EXIT_USAGE and "zone must be WxH" in err
+    assert err.splitlines() == [
+        "pen: error: argument --zone: zone must be WxH or WxH@X,Y in mm (e.g. 40x30), "
+        "got '20by10' (see: pen density --help)"
+    ]
 
 
 def test_density_of_a_capture_appended_to_by_two_runs_maps_both(

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from bumble.core import AdvertisingData
 from helpers_ble import AdapterOff
+from rich.console import Console, RenderableType
 from serial.tools.list_ports_common import ListPortInfo
 
 import pendriver
@@ -34,10 +35,11 @@ from pendriver.models import (
     DeviceInfo,
     FaultEvent,
     LinkQuality,
+    LinkState,
     Status,
     TelemetrySample,
 )
-from pendriver.monitor import MonitorView, plain_line, render, run_monitor, strip_ansi
+from pendriver.monitor import MonitorView, plain_line, render, run_monitor
 from pendriver.testing.virtual import VirtualPen
 from pendriver.transports.ble import BleTransport, transport_for_url
 from simulator import LoopClock, PenFirmware, PenService
@@ -49,6 +51,24 @@ Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 HIDE = "\x1b[?25l"
 SHOW = "\x1b[?25h"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def shown(panel: RenderableType, width: int = 200, *, color: bool = False) -> list[str]:
+    """The lines a console ``width`` wide prints for ``panel`` (with ANSI codes if ``color``)."""
+    console = Console(
+        record=True,
+        width=width,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        file=io.StringIO(),
+    )
+    console.print(panel)
+    return console.export_text(styles=color).splitlines()
 
 
 def run_pen(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -108,7 +128,7 @@ def test_scan_finds_the_simulated_pen_and_its_url_connects(run: Run) -> None:
             assert -100 < found.rssi < 0
             assert found.pen_service and PEN_SERVICE_UUID in found.service_uuids
             assert found.url == "ble://PEN-004217"
-            table = "\n".join(result.lines())
+            table = "\n".join("  ".join(row) for row in result.rows())
             assert re.search(r"ble://PEN-004217\s+ble\s+PEN-004217\s+.*pen service", table)
 
             # The URL, as the ble:// transport reads it, reaches this very pen (bleak's
@@ -183,7 +203,7 @@ def test_ble_failure_leaves_the_serial_part_standing(fake_ports: None, run: Run)
     result = run(scan.scan(timeout_s=0.1, ble_scanner_backend=AdapterOff))
     assert result.ble == () and result.ble_error == "Bluetooth adapter is powered off"
     assert [p.device for p in result.serial] == ["/dev/ttyUSB0", "/dev/ttyS0"]
-    assert "Bluetooth: unavailable: Bluetooth adapter is powered off" in result.lines()
+    assert "Bluetooth: unavailable: Bluetooth adapter is powered off" in result.notes()
 
 
 def test_pen_scan_without_bluetooth_prints_ports_and_one_line_why(
@@ -225,17 +245,21 @@ def test_pen_scan_with_nothing_to_find(
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "message", "status"),
     [
-        (["scan", "--no-ble", "--no-serial"], "leave nothing to scan"),
-        (["scan", "--timeout", "0"], "--timeout must be positive"),
+        (["scan", "--no-ble", "--no-serial"], "leave nothing to scan", cli.EXIT_ERROR),
+        (
+            ["scan", "--timeout", "0"],
+            "argument --timeout: must be a positive number, got '0' (see: pen scan --help)",
+            cli.EXIT_USAGE,
+        ),
     ],
 )
 def test_pen_scan_errors_are_one_line(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], message: str, status: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_pen(argv, capsys)
-    assert code == cli.EXIT_ERROR
+    assert code == status
     assert err.count("\n") == 1 and err.startswith("pen: error: ") and message in err
 
 
@@ -290,7 +314,7 @@ STATUS = Status(
 )
 
 LINK = LinkQuality(
-    state="up",
+    state=LinkState.UP,
     last_frame_age_s=0.02,
     frames_ok=4321,
     frames_dropped=3,
@@ -317,7 +341,7 @@ def full_view() -> MonitorView:
 
 
 def test_render_shows_the_values_faults_events_and_link() -> None:
-    text = "\n".join(render(full_view(), 100, color=False))
+    text = "\n".join(shown(render(full_view(), 100, color=False)))
     for expected in [
         "PD-3000",
         "SN-0042",
@@ -358,39 +382,42 @@ def test_render_shows_the_values_faults_events_and_link() -> None:
 @pytest.mark.parametrize("color", [False, True])
 def test_render_fits_the_width(width: int, color: bool) -> None:
     for view in (full_view(), MonitorView(url="sim://")):
-        lines = render(view, width, color)
+        lines = shown(render(view, width, color), color=True)  # a console wider than the panel
+        assert len(lines) >= 8
         assert all(len(strip_ansi(line)) <= width for line in lines), lines
-        if not color:
+        if not color:  # no style even on a console that could show it
             assert not any("\x1b" in line for line in lines)
 
 
 def test_render_colours_on_request_only() -> None:
     view = full_view()
-    plain = render(view, 80, color=False)
-    coloured = render(view, 80, color=True)
+    plain = shown(render(view, 80, color=False), 80)
+    coloured = shown(render(view, 80, color=True), 80, color=True)
     assert [strip_ansi(line).rstrip() for line in coloured] == plain
     assert "\x1b[1;32mRUNNING" in coloured[1]  # green
     assert "\x1b[1;31mMOTOR_STALL" in coloured[1]  # faults in red
     view.state = PenState.FAULT
-    assert "\x1b[1;31mFAULT" in render(view, 80, color=True)[1]
+    assert "\x1b[1;31mFAULT" in shown(render(view, 80, color=True), 80, color=True)[1]
+    # A console without colour (a pipe, NO_COLOR) prints the coloured panel as plain text.
+    assert shown(render(view, 80, color=True), 80) == shown(render(view, 80, color=False), 80)
 
 
 def test_render_in_ascii_for_outputs_that_cannot_take_more() -> None:
-    lines = render(full_view(), 80, color=False, ascii_only=True)
+    lines = shown(render(full_view(), 80, color=False, ascii_only=True))
     assert all(line.isascii() for line in lines)
     assert "0.2-3 mm" in "\n".join(lines) and "#" in lines[2]
 
 
 def test_render_before_anything_is_known() -> None:
-    lines = render(MonitorView(url="ble://PEN-000001"), 80, color=False)
+    lines = shown(render(MonitorView(url="ble://PEN-000001"), 80, color=False))
     assert "connecting to ble://PEN-000001" in lines[0]
     assert "unknown" in lines[1] and "none yet" in lines[-1]
 
 
 def test_a_stale_view_says_its_state_is_the_last_known() -> None:
     view = full_view()
-    view.link = LinkQuality("down", 3.0, 1, 0, 0, None, None, None, 0, 0)
-    lines = render(view, 80, color=False)
+    view.link = LinkQuality(LinkState.DOWN, 3.0, 1, 0, 0, None, None, None, 0, 0)
+    lines = shown(render(view, 80, color=False))
     assert "RUNNING (last known)" in lines[1] and "DOWN" in "\n".join(lines)
 
 
@@ -456,7 +483,7 @@ def test_monitor_on_a_terminal_hides_then_restores_the_cursor(pen: VirtualPen) -
     assert re.search(r"\x1b\[\d+A", out)  # back up to the panel's top
     assert "\x1b[1;32mRUNNING" in out
     assert view.state == PenState.RUNNING and view.strokes_per_s and view.strokes_per_s > 50
-    last_frame = strip_ansi(out.rsplit("\x1b[J", 2)[-2])
+    last_frame = strip_ansi(out.rsplit("\x1b[2K", 1)[-1])  # after rich's last erase-line
     assert "SIM-000777" in last_frame and "RUNNING" in last_frame
     # The monitor only watched: the one START was the test's, and nothing stopped the motor.
     assert pen.firmware.counters.starts_executed == 1
@@ -517,7 +544,7 @@ def test_monitor_survives_a_pulled_cable_and_shows_it(
     assert "state RUNNING → IDLE" in texts  # the pen's watchdog stopped it; nothing restarted it
     assert view.faults & FaultFlags.WATCHDOG
     assert view.link is not None and view.link.state == "up" and view.link.reconnects == 1
-    last_frame = term.getvalue().rsplit("\x1b[J", 2)[-2]
+    last_frame = term.getvalue().rsplit("\x1b[2K", 1)[-1]
     assert "link down: no valid frame" in last_frame and "WATCHDOG" in last_frame
     # The driver's warning did not tear the panel: it was held back, then handed on.
     assert not any("lost" in message for message in logged_during)
@@ -602,5 +629,8 @@ def test_pen_monitor_ctrl_c_exits_0_with_the_terminal_restored(
 
 def test_pen_monitor_rejects_a_non_positive_duration(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_pen(["monitor", "--seconds", "0"], capsys)
-    assert code == cli.EXIT_ERROR
-    assert "pen: error: --seconds must be positive" in err and "Traceback" not in err
+    assert code == cli.EXIT_USAGE
+    assert err.splitlines() == [
+        "pen: error: argument --seconds: must be a positive number, got '0' "
+        "(see: pen monitor --help)"
+    ]

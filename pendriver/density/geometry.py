@@ -29,6 +29,7 @@ __all__ = [
     "circle",
     "custom",
     "from_cartridge",
+    "parse_needle_grid",
     "roller_strokes",
     "spiral",
     "square_grid",
@@ -156,3 +157,19 @@ def roller_strokes(
     head = np.concatenate((heading, heading[-1:])) if len(heading) else np.zeros(1)
     head = np.unwrap(head)
     return np.asarray(times, dtype=np.float64), np.column_stack((t, x, y, head))
+
+
+def parse_needle_grid(text: str) -> NDArray[np.float64]:
+    """``ROWSxCOLS:PITCH_MM`` (e.g. ``4x4:0.6``) as a square needle layout; ValueError with the
+    expected form otherwise (a capture without a CARTRIDGE message needs the layout typed in)."""
+    try:
+        shape, _, pitch = text.partition(":")
+        rows, cols = (int(v) for v in shape.lower().split("x"))
+        pitch_mm = float(pitch)
+        if not (math.isfinite(pitch_mm) and pitch_mm > 0):
+            raise ValueError
+        return square_grid(rows, cols, pitch_mm)
+    except ValueError:
+        raise ValueError(
+            f"needles must be ROWSxCOLS:PITCH_MM (e.g. 4x4:0.6), got {text!r}"
+        ) from None

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import urllib.parse
 
+from ..defaults import SIMULATOR_URL
 from .base import Transport
 from .serial import SerialTransport, serial_options
-
-SIMULATOR_URL = "sim://"
 
 
 def open_transport(url: str) -> Transport:

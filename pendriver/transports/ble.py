@@ -27,10 +27,10 @@ from bleak.exc import BleakError
 
 from firmware_protocol.gatt import PEN_RX_UUID, PEN_SERVICE_UUID, PEN_TX_UUID
 
+from ..defaults import DEFAULT_SCAN_TIMEOUT_S as DEFAULT_SCAN_TIMEOUT_S
 from ..errors import LinkLost, PenConnectionError
 from .base import ChunkQueue, Transport
 
-DEFAULT_SCAN_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MIN_CHUNK = 20
 """ATT's default MTU (23) less the 3-byte write header: what every stack can carry."""

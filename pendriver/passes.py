@@ -1,4 +1,7 @@
-"""A pass summarised from its telemetry: what `pen run` prints when the motor stops."""
+"""Pass-level records: what one pass did, summarised from its telemetry when the motor stops.
+
+`pen run` prints a :class:`PassSummary`; the clinic logbook will store the same record per pass.
+"""
 
 from __future__ import annotations
 

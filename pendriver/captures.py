@@ -1,0 +1,119 @@
+"""Reading a wire capture back: the messages and errors each side's decoder saw, and the
+telemetry and cartridge a pass left in it (``pen decode``, ``pen density``).
+
+Recording is :class:`pendriver.transports.capture.CaptureTransport`; the line format is
+:mod:`firmware_protocol.capture`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from firmware_protocol import DecodeError, MessageReceived, StreamDecoder
+from firmware_protocol import messages as m
+from firmware_protocol.capture import CaptureFormatError, CaptureRecord, Direction, parse_record
+
+from .errors import PenError
+from .models import CartridgeInfo, TelemetrySample
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEntry:
+    """One message (or one dropped frame) from a capture, with when and which way it went."""
+
+    t: float
+    direction: Direction
+    event: MessageReceived | DecodeError
+
+
+def read_capture(lines: Iterable[str], source: str = "capture") -> Iterator[CaptureRecord]:
+    """The records of a capture's lines; a damaged line is a :class:`PenError` naming it."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield parse_record(line)
+        except CaptureFormatError as exc:
+            raise PenError(f"{source}, line {number}: {exc}") from None
+
+
+def decode_capture(records: Iterable[CaptureRecord]) -> Iterator[DecodedEntry]:
+    """Every event each direction's decoder produced, stamped with its chunk's time."""
+    decoders = {"h2p": StreamDecoder(), "p2h": StreamDecoder()}
+    for record in records:
+        for event in decoders[record.direction].feed(record.data):
+            yield DecodedEntry(record.t, record.direction, event)
+
+
+def describe(entry: DecodedEntry) -> str:
+    """One line for ``pen decode``."""
+    arrow = "host → pen" if entry.direction == "h2p" else "pen → host"
+    event = entry.event
+    if isinstance(event, MessageReceived):
+        message = event.message
+        fields = " ".join(
+            f"{f.name}={getattr(message, f.name)!r}" for f in dataclasses.fields(message)
+        )
+        tag = " (answer)" if event.is_response else " (retry)" if event.is_retry else ""
+        return f"{entry.t:12.6f}  {arrow}  seq {event.seq:5d}  {message.NAME}{tag} {fields}"
+    return f"{entry.t:12.6f}  {arrow}  !! {event.describe()}"
+
+
+def as_json(entry: DecodedEntry) -> dict[str, Any]:
+    """One JSON object for ``pen decode --json`` (one a line): the message and its fields, or
+    the decoder's complaint about a frame it dropped."""
+    base: dict[str, Any] = {"t": entry.t, "direction": entry.direction}
+    event = entry.event
+    if isinstance(event, MessageReceived):
+        message = event.message
+        return base | {
+            "seq": event.seq,
+            "message": message.NAME,
+            "answer": event.is_response,
+            "retry": event.is_retry,
+            "fields": {
+                f.name: _plain(getattr(message, f.name)) for f in dataclasses.fields(message)
+            },
+        }
+    return base | {"error": event.describe()}
+
+
+def _plain(value: object) -> object:
+    """A message field as JSON data: nested structs as objects, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureTelemetry:
+    """What a pass left in a capture: the pen's telemetry in arrival order, and the needles of
+    the last cartridge it reported (``None`` if it reported none with needle positions)."""
+
+    samples: tuple[TelemetrySample, ...]
+    needles_mm: tuple[tuple[float, float], ...] | None
+
+
+def telemetry_in_capture(lines: Iterable[str], source: str) -> CaptureTelemetry:
+    """The pen's TELEMETRY and CARTRIDGE messages in a capture (the host's side is skipped)."""
+    samples: list[TelemetrySample] = []
+    needles: tuple[tuple[float, float], ...] | None = None
+    for entry in decode_capture(read_capture(lines, source)):
+        event = entry.event
+        if entry.direction != "p2h" or not isinstance(event, MessageReceived):
+            continue
+        message = event.message
+        if isinstance(message, m.Telemetry):
+            samples.append(TelemetrySample.from_message(message))
+        elif isinstance(message, m.Cartridge) and message.needles:
+            needles = CartridgeInfo.from_message(message).needles_mm
+    if len(samples) < 2:
+        raise PenError(f"{source}: fewer than two TELEMETRY frames from the pen: nothing to map")
+    return CaptureTelemetry(tuple(samples), needles)

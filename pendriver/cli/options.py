@@ -1,0 +1,208 @@
+"""The options several commands share, declared once, and the registry commands add to.
+
+``--port``, ``--capture`` and ``--json`` are accepted before or after the command name
+(``pen --port X info`` and ``pen info --port X``): each is declared on the main parser and on
+the commands that take it, with a suppressed default so that the later one wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .. import __version__
+from ..defaults import SIMULATOR_URL
+
+if TYPE_CHECKING:
+    from ..density.zone import Zone
+    from .output import Output
+
+EXIT_ERROR = 1
+"""A command that failed: one line on stderr says why."""
+EXIT_USAGE = 2
+"""The command line itself was wrong (an unknown option, a value of the wrong form)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT), as a shell reports it."""
+
+
+class UsageError(Exception):
+    """A command line argparse refused; ``main`` prints it as one line."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+    def line(self) -> str:
+        return f"pen: error: {self} (see: {self.prog} --help)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a wrong command line is one line on stderr, as every other error is,
+    rather than the usage block followed by the complaint."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+Handler = Callable[[argparse.Namespace, "Output"], int]
+"""A command: parsed arguments and where to print in, exit status out."""
+Interrupted = Callable[["Output"], tuple[str | None, int]]
+"""What a Ctrl-C during a command means: the note to print (or none) and the exit status."""
+
+
+def interrupted_plainly(output: Output) -> tuple[str | None, int]:
+    """The default: nothing moved, so nothing to say but that it was interrupted."""
+    return "interrupted", EXIT_INTERRUPTED
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (``--seconds``, ``--cell``, ...)."""
+    value = _finite(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of at least 0."""
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def zone_arg(text: str) -> Zone:
+    """An argparse type for ``--zone WxH[@X,Y]``."""
+    from ..density.zone import Zone
+
+    try:
+        return Zone.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _port_options() -> Parser:
+    parent = Parser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--port",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the pen: /dev/ttyUSB0, socket://HOST:PORT, ble://NAME or sim://[PROFILE] "
+        f"(default: {SIMULATOR_URL}, the built-in simulated pen)",
+    )
+    group.add_argument(
+        "--capture",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="append every byte both ways to FILE (read it with: pen decode FILE)",
+    )
+    return parent
+
+
+def _json_option() -> Parser:
+    parent = Parser(add_help=False)
+    parent.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the result as JSON on stdout (messages stay on stderr)",
+    )
+    return parent
+
+
+def _density_options() -> Parser:
+    parent = Parser(add_help=False)
+    group = parent.add_argument_group("puncture density")
+    group.add_argument(
+        "--zone",
+        type=zone_arg,
+        metavar="WxH[@X,Y]",
+        help="the treatment zone in mm, lower-left corner at X,Y (default 0,0)",
+    )
+    group.add_argument(
+        "--cell", type=positive_float, default=0.5, metavar="MM", help="cell size (0.5 mm)"
+    )
+    group.add_argument(
+        "--target",
+        type=positive_float,
+        default=250.0,
+        metavar="N",
+        help="target density, punctures/cm² (250)",
+    )
+    group.add_argument(
+        "--max",
+        type=positive_float,
+        default=None,
+        metavar="N",
+        help="maximum density, punctures/cm²: cells above it are over-treated (none)",
+    )
+    return parent
+
+
+@dataclass(frozen=True, slots=True)
+class Commands:
+    """The parser being built, and the shared option groups a command can take."""
+
+    parser: Parser
+    sub: argparse._SubParsersAction[Parser]
+    port: Parser
+    """``--port`` and ``--capture``: the command talks to a pen."""
+    json: Parser
+    """``--json``: the command prints data."""
+    density: Parser
+    """``--zone``, ``--cell``, ``--target``, ``--max``."""
+
+    @classmethod
+    def create(cls) -> Commands:
+        port, json = _port_options(), _json_option()
+        parser = Parser(
+            prog="pen",
+            description="Talk to a microneedling pen: on USB serial, TCP, Bluetooth LE, or the "
+            "built-in simulated pen.",
+            parents=[port, json],
+        )
+        parser.add_argument("--version", action="version", version=f"pen {__version__}")
+        sub = parser.add_subparsers(
+            dest="command", metavar="COMMAND", required=True, parser_class=Parser
+        )
+        return cls(parser, sub, port, json, _density_options())
+
+    def add(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        help: str,
+        parents: Sequence[Parser] = (),
+        interrupted: Interrupted = interrupted_plainly,
+        **options: Any,
+    ) -> argparse.ArgumentParser:
+        """A subcommand ``name`` that runs ``handler``; ``help`` is its line in ``pen --help``."""
+        parser = self.sub.add_parser(
+            name, parents=list(parents), help=help, description=options.pop("description", help)
+        )
+        parser.set_defaults(handler=handler, interrupted=interrupted, **options)
+        return parser
+
+
+def pen_url(args: argparse.Namespace, output: Output) -> str:
+    """The ``--port`` given, or the built-in simulator, with a one-line notice on stderr."""
+    port: str | None = getattr(args, "port", None)
+    if port is not None:
+        return port
+    output.notice(f"no --port given: using the built-in simulator ({SIMULATOR_URL})")
+    return SIMULATOR_URL

@@ -1,0 +1,254 @@
+"""The commands that talk to one pen: ``info``, ``status``, ``set-depth``, ``run``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..defaults import SIMULATOR_URL
+from .options import EXIT_INTERRUPTED, Commands, pen_url, positive_float
+from .output import Output, fields_table
+
+if TYPE_CHECKING:
+    from ..driver import Pen
+    from .pass_density import PassDensity
+
+
+def register(commands: Commands) -> None:
+    port, json = commands.port, commands.json
+    commands.add("info", info, parents=[port, json], help="show what the pen is and what it can do")
+    commands.add(
+        "status", status, parents=[port, json], help="show the pen's state, faults and set points"
+    )
+    p = commands.add("set-depth", set_depth, parents=[port, json], help="set the needle depth")
+    p.add_argument("depth", type=float, metavar="MM", help="depth in millimetres")
+    p = commands.add(
+        "run",
+        run,
+        parents=[port, json, commands.density],
+        help="run a pass with live telemetry, then print its summary",
+        description="Set depth and rate, run the motor for --seconds with live telemetry, stop "
+        "it, and print the pass summary. With --zone the puncture density over the zone is "
+        "mapped live (a warning when a cell goes above --max) and drawn at the end; on the "
+        "built-in simulator the tip then glides a raster over the zone.",
+        interrupted=_interrupted_pass,
+    )
+    p.add_argument("--depth", type=float, required=True, metavar="MM", help="needle depth, mm")
+    p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
+    p.add_argument(
+        "--seconds", type=positive_float, required=True, metavar="S", help="how long to run"
+    )
+    commands.add(
+        "demo",
+        demo,
+        parents=[port],
+        help="a short guided pass on the built-in simulator",
+        interrupted=_interrupted_pass,
+    )
+
+
+def _with_pen(
+    args: argparse.Namespace, output: Output, body: Callable[[Pen], Awaitable[None]], url: str
+) -> int:
+    """Connect to ``url``, run ``body`` with the pen, close (stopping a motor we started)."""
+    from ..driver import connect
+
+    async def session() -> None:
+        async with connect(url, capture=getattr(args, "capture", None)) as pen:
+            await body(pen)
+
+    asyncio.run(session())
+    return 0
+
+
+def _interrupted_pass(output: Output) -> tuple[str | None, int]:
+    if output.motor_started:
+        return "interrupted; the motor was stopped", EXIT_INTERRUPTED
+    return "interrupted before the motor started", EXIT_INTERRUPTED
+
+
+# ---------------------------------------------------------------------- info, status, set-depth
+
+
+def info(args: argparse.Namespace, output: Output) -> int:
+    async def body(pen: Pen) -> None:
+        if output.json:
+            output.emit_json({"url": pen.transport.url, **_as_dict(pen.device_info)})
+        else:
+            output.table(fields_table(pen.device_info.describe()))
+
+    return _with_pen(args, output, body, pen_url(args, output))
+
+
+def status(args: argparse.Namespace, output: Output) -> int:
+    from ..naming import fault_names
+
+    async def body(pen: Pen) -> None:
+        st = await pen.status()
+        if output.json:
+            output.emit_json({"url": pen.transport.url, **_as_dict(st)})
+            return
+        battery = f"{st.battery_v:.2f} V ({st.battery_percent} %)" if st.battery_v else "mains"
+        output.table(
+            fields_table(
+                [
+                    ("state", st.state.name),
+                    ("faults", fault_names(st.faults)),
+                    ("depth set", f"{st.depth_setpoint_mm:g} mm"),
+                    ("rate set", f"{st.rate_setpoint_hz:g} Hz"),
+                    ("cartridge", st.cartridge.name),
+                    ("battery", battery),
+                    ("strokes", f"{st.stroke_count}"),
+                    ("uptime", f"{st.uptime_s:.1f} s"),
+                    ("telemetry", f"{st.telemetry_rate_hz} Hz"),
+                ]
+            )
+        )
+
+    return _with_pen(args, output, body, pen_url(args, output))
+
+
+def set_depth(args: argparse.Namespace, output: Output) -> int:
+    async def body(pen: Pen) -> None:
+        await pen.set_depth(args.depth)
+        if output.json:
+            output.emit_json({"url": pen.transport.url, "depth_mm": args.depth})
+        else:
+            output.say(f"depth set to {args.depth:g} mm")
+
+    return _with_pen(args, output, body, pen_url(args, output))
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    from .output import jsonable
+
+    data: dict[str, Any] = jsonable(value)
+    return data
+
+
+# ---------------------------------------------------------------------- run, demo
+
+
+def run(args: argparse.Namespace, output: Output) -> int:
+    density: PassDensity | None = None
+    url = getattr(args, "port", None)
+    if url is None and args.zone is not None:
+        # The built-in pen glides a raster over the zone, as a hand would (2 mm wide strokes).
+        zone = args.zone
+        url = (
+            f"{SIMULATOR_URL}?trajectory=raster:width_mm={zone.width_mm:g},"
+            f"height_mm={zone.height_mm:g},glide_mm_s=20,tip_width_mm=2,overlap=0.1"
+        )
+        output.notice(f"no --port given: using the built-in simulator ({url})")
+    elif url is None:
+        url = pen_url(args, output)
+
+    async def body(pen: Pen) -> None:
+        nonlocal density
+        if args.zone is not None:
+            from .pass_density import PassDensity
+
+            density = PassDensity(
+                args.zone,
+                cell_mm=args.cell,
+                target_per_cm2=args.target,
+                max_per_cm2=args.max,
+                warn=output.say,
+            )
+        await run_pass(pen, args.depth, args.rate, args.seconds, output, density)
+
+    return _with_pen(args, output, body, url)
+
+
+def demo(args: argparse.Namespace, output: Output) -> int:
+    async def body(pen: Pen) -> None:
+        output.say("pen demo: connect, show the pen, set depth and rate, run a short pass")
+        output.table(fields_table(pen.device_info.describe()))
+        info = pen.device_info
+        depth = min(max(0.5, info.depth_min_mm), info.depth_max_mm)
+        rate = (
+            info.rate_min_hz
+            if info.fixed_rate
+            else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
+        )
+        await run_pass(pen, depth, rate, 3.0, output)
+
+    return _with_pen(args, output, body, pen_url(args, output))
+
+
+async def run_pass(
+    pen: Pen,
+    depth_mm: float,
+    rate_hz: float,
+    seconds: float,
+    output: Output,
+    density: PassDensity | None = None,
+) -> None:
+    """Set, start, watch for ``seconds``, stop; then the summary (text, or JSON on stdout)."""
+    from ..errors import PenError
+    from ..models import TelemetrySample
+    from ..passes import summarise
+    from .progress import PassProgress
+
+    await pen.set_depth(depth_mm)
+    await pen.set_stroke_rate(rate_hz)
+    if density is not None:
+        await density.prepare(pen)
+    output.say(f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s")
+    samples: list[TelemetrySample] = []
+    faults_before = len(pen.faults)
+    loop = asyncio.get_running_loop()
+    with PassProgress(output, seconds) as progress:
+        if density is not None:
+            density.warn = progress.warn
+        async with pen.telemetry() as stream:
+            output.motor_started = True
+            await pen.start()
+            began = loop.time()
+            try:
+                async with asyncio.timeout(seconds):
+                    async for sample in stream:
+                        samples.append(sample)
+                        if density is not None:
+                            density.add(sample)
+                        progress.update(loop.time() - began, sample)
+            except TimeoutError:
+                pass
+            finally:
+                await pen.stop()
+            dropped = stream.dropped
+    if not samples:
+        raise PenError("no telemetry arrived during the pass: nothing to summarise")
+    summary = summarise(samples, pen.faults[faults_before:])
+    stats = pen.link_stats
+    link = {
+        "frames_ok": stats.frames_ok,
+        "frames_dropped": stats.frames_dropped,
+        "frames_lost": stats.seq_gaps,
+        "samples_dropped": dropped,
+    }
+    if output.json:
+        output.emit_json(
+            {
+                "url": pen.transport.url,
+                "depth_mm": depth_mm,
+                "rate_hz": rate_hz,
+                "seconds": seconds,
+                "summary": summary,
+                "link": link,
+                "density": density.as_dict() if density is not None else None,
+            }
+        )
+        return
+    output.say("pass summary")
+    for line in summary.lines():
+        output.say(line)
+    output.say(
+        f"  link            {stats.frames_ok} frames ok, {stats.frames_dropped} dropped, "
+        f"{stats.seq_gaps} lost, {dropped} samples dropped by a slow reader"
+    )
+    if density is not None:
+        for line in density.picture():
+            output.say(line)
