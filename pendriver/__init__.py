@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "DriverCounters": "pendriver.models",
     "FaultEvent": "pendriver.models",
     "LinkQuality": "pendriver.models",
+    "LinkState": "pendriver.models",
     "Status": "pendriver.models",
     "TelemetrySample": "pendriver.models",
     "SyncPen": "pendriver.sync",
@@ -95,6 +96,7 @@ if TYPE_CHECKING:
         DriverCounters,
         FaultEvent,
         LinkQuality,
+        LinkState,
         Status,
         TelemetrySample,
     )
@@ -130,6 +132,7 @@ __all__ = [
     "LinkDown",
     "LinkLost",
     "LinkQuality",
+    "LinkState",
     "LinkUp",
     "Pen",
     "PenConnectionError",

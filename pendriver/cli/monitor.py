@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from .options import Commands, pen_url, positive_float
 from .output import Output
@@ -31,6 +30,8 @@ def _left(output: Output) -> tuple[str | None, int]:
 
 
 def monitor(args: argparse.Namespace, output: Output) -> int:
+    import asyncio
+
     from ..monitor import monitor as watch
 
     url = pen_url(args, output)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +52,8 @@ def _with_pen(
     args: argparse.Namespace, output: Output, body: Callable[[Pen], Awaitable[None]], url: str
 ) -> int:
     """Connect to ``url``, run ``body`` with the pen, close (stopping a motor we started)."""
+    import asyncio
+
     from ..driver import connect
 
     async def session() -> None:
@@ -187,6 +188,8 @@ async def run_pass(
     density: PassDensity | None = None,
 ) -> None:
     """Set, start, watch for ``seconds``, stop; then the summary (text, or JSON on stdout)."""
+    import asyncio
+
     from ..errors import PenError
     from ..models import TelemetrySample
     from ..passes import summarise

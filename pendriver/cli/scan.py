@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from ..defaults import DEFAULT_SCAN_TIMEOUT_S
 from .options import Commands, positive_float
@@ -30,6 +29,8 @@ def register(commands: Commands) -> None:
 
 
 def scan(args: argparse.Namespace, output: Output) -> int:
+    import asyncio
+
     from ..errors import PenError
     from ..scan import ScanResult
     from ..scan import scan as scan_all

@@ -81,11 +81,10 @@ class MonitorView:
         self.events_seen += 1
 
 
-def state_name(state: PenState | int | None) -> str:
-    """A state's name; ``unknown`` before anything was heard."""
-    if state is None:
-        return "unknown"
-    return state.name if isinstance(state, PenState) and state.name else f"state {int(state)}"
+def state_name(state: PenState | None) -> str:
+    """A state's name (``UNKNOWN_9`` for one a newer pen added); ``unknown`` before anything
+    was heard."""
+    return "unknown" if state is None else state.name
 
 
 def describe_event(event: PenEvent) -> tuple[str, str]:

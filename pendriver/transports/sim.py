@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LinkLost, PenConnectionError
 from .base import ChunkQueue, Transport
-from .ble import BleTransport
 
 if TYPE_CHECKING:
     from bleak.backends.client import BaseBleakClient
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
 
     from simulator import PenFirmware, PenService
     from simulator.ble import BlePeripheral
+
+    from .ble import BleTransport
 
 LINKS = ("bytes", "ble")
 
@@ -80,8 +81,6 @@ class SimTransport(Transport):
                 LoopClock,
                 PenFirmware,
                 PenService,
-                TipSensor,
-                parse_trajectory,
             )
         except ImportError as exc:  # pragma: no cover - the simulator ships with the package
             raise PenConnectionError(f"sim:// needs the simulator package: {exc}") from None
@@ -89,12 +88,17 @@ class SimTransport(Transport):
         try:
             telemetry = self.options.get("telemetry_hz")
             motion = self.options.get("trajectory")
+            tip = None
+            if motion:
+                from simulator.trajectory import TipSensor, parse_trajectory
+
+                tip = TipSensor(parse_trajectory(motion))
             self.firmware = PenFirmware(
                 self.profile or DEFAULT_PROFILE,
                 clock=LoopClock(asyncio.get_running_loop()),
                 serial_number=self.options.get("serial", "SIM-000001"),
                 telemetry_rate_hz=int(telemetry) if telemetry is not None else None,
-                trajectory=TipSensor(parse_trajectory(motion)) if motion else None,
+                trajectory=tip,
             )
         except ValueError as exc:
             raise PenConnectionError(f"cannot open {self.url}: {exc}") from None
@@ -136,6 +140,8 @@ class SimTransport(Transport):
         except ValueError as exc:
             raise PenConnectionError(f"cannot open {self.url}: {exc}") from None
         await peripheral.start()
+        from .ble import BleTransport  # bleak loads only for a simulated BLE link
+
         transport = BleTransport(
             peripheral.name,
             client_backend=client_backend,

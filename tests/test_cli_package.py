@@ -1,0 +1,180 @@
+"""The ``pen`` command as a package: every command listed, --json everywhere, plain text on a
+pipe and with NO_COLOR, named fault flags, a rich progress bar on a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pendriver import cli
+from simulator.background import ServedPen
+
+ANSI = re.compile(r"\x1b\[")
+
+
+class Terminal(io.StringIO):
+    """An output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def run_pen(
+    argv: list[str], capsys: pytest.CaptureFixture[str], out: io.StringIO | None = None
+) -> tuple[int, str, str]:
+    out = out if out is not None else io.StringIO()
+    code = cli.main(argv, out=out)
+    captured = capsys.readouterr()
+    return code, out.getvalue() + captured.out, captured.err
+
+
+def test_help_lists_every_command_of_every_group(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    (commands,) = [
+        action.choices
+        for action in cli.build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    registered = set(commands)
+    assert registered >= {"info", "status", "run", "scan", "monitor", "density", "decode"}
+    for name in registered:
+        assert re.search(rf"^\s+{re.escape(name)}\s", text, re.M), name
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == "pen 0.1.0"
+
+
+def test_pen_script_help_and_version_run_as_processes() -> None:
+    pen = Path(sys.executable).with_name("pen")
+    argv = [str(pen)] if pen.exists() else [sys.executable, "-m", "pendriver.cli"]
+    done = subprocess.run([*argv, "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "pen 0.1.0"
+
+
+@pytest.mark.parametrize("command", ["info", "status"])
+def test_info_and_status_as_json(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_pen([command, "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["url"] == "sim://"
+    if command == "info":
+        assert data["model"] == "PD-3000" and data["serial_number"] == "SIM-000001"
+        assert "TELEMETRY" in data["capabilities"] and data["depth_max_mm"] == 3.0
+        assert "raw" not in data
+    else:
+        assert data["state"] == "IDLE" and data["faults"] == [] and data["cartridge"] == "NEW"
+
+
+def test_json_before_the_command_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_pen(["--json", "set-depth", "0.7"], capsys)
+    assert code == 0 and json.loads(out) == {"url": "sim://", "depth_mm": 0.7}
+
+
+def test_status_names_its_fault_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with ServedPen("tcp") as served:
+        served.faults.battery(0.04)  # a nearly empty battery latches BATTERY_LOW
+        code, out, err = run_pen(["--port", served.url, "status"], capsys)
+        code_json, out_json, _ = run_pen(["--port", served.url, "status", "--json"], capsys)
+    assert code == 0, err
+    assert re.search(r"^faults\s+BATTERY_LOW$", out, re.M), out  # a name, not a number
+    assert json.loads(out_json)["faults"] == ["BATTERY_LOW"] and code_json == 0
+
+
+def test_run_as_json_is_one_document_and_the_progress_goes_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_pen(
+        ["run", "--depth", "0.5", "--rate", "100", "--seconds", "1", "--zone", "10x10", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["depth_mm"] == 0.5 and data["summary"]["strokes"] > 50
+    assert data["summary"]["faults"] == [] and data["link"]["frames_ok"] > 0
+    assert data["density"]["stats"]["punctures"] > 0 and data["density"]["zone"]["width_mm"] == 10
+    assert "running at 0.5 mm" in err and "depth" in err
+
+
+def test_density_and_decode_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capture = tmp_path / "pass.jsonl"
+    code, _, err = run_pen(
+        [
+            *["--capture", str(capture), "run", "--depth", "0.5", "--rate", "100"],
+            *["--seconds", "1", "--zone", "10x10"],  # asks for the cartridge: needles captured
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, out, err = run_pen(["density", str(capture), "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["needles"] == 16 and data["stats"]["punctures"] > 0
+    assert data["heatmap"] == f"{capture}.png" and Path(data["heatmap"]).exists()
+    code, out, _ = run_pen(["decode", str(capture), "--json", "--only", "SET_DEPTH"], capsys)
+    assert code == 0
+    (entry,) = [json.loads(line) for line in out.splitlines()]
+    assert entry["message"] == "SET_DEPTH" and entry["direction"] == "h2p"
+    assert entry["fields"] == {"depth_um": 500} and entry["answer"] is False
+
+
+def test_decode_of_a_binary_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 4)
+    for command in ("decode", "density"):
+        code, _, err = run_pen([command, str(junk)], capsys)
+        assert code == cli.EXIT_ERROR
+        assert err.splitlines() == [
+            f"pen: error: {junk} is not a capture: it is not UTF-8 "
+            "text (captures are JSON lines written by pen --capture or "
+            "pen-sim --capture)"
+        ]
+
+
+def test_tables_on_a_pipe_are_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_pen(["info"], capsys)
+    assert code == 0 and not ANSI.search(out)
+    assert re.search(r"^model\s+PD-3000$", out, re.M)
+
+
+def test_a_terminal_gets_colour_unless_no_color(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, out, _ = run_pen(["info"], capsys, out=Terminal())
+    assert code == 0 and ANSI.search(out)
+    monkeypatch.setenv("NO_COLOR", "1")
+    code, out, _ = run_pen(["info"], capsys, out=Terminal())
+    assert code == 0 and not ANSI.search(out) and "PD-3000" in out
+
+
+def test_run_on_a_terminal_draws_a_rich_progress_bar(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    term = Terminal()
+    code, _, err = run_pen(
+        ["run", "--depth", "0.5", "--rate", "100", "--seconds", "1.5"], capsys, out=term
+    )
+    assert code == 0, err
+    text = term.getvalue()
+    assert "\x1b[?25l" in text and "\x1b[?25h" in text  # rich hid and restored the cursor
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert "━" in plain and re.search(r"depth \d\.\d\d mm\s+rate\s+\d+\.\d Hz", plain)
+    assert "pass summary" in plain
