@@ -20,8 +20,6 @@ def test_over_treated_blocks_are_marked() -> None:
     lines = terminal_heatmap(density, width=2, height=2, vmax=300, over=600)
     assert lines[-1][-1] == OVER  # bottom right block holds the hot cell
     assert OVER not in lines[0]
-    coloured = terminal_heatmap(density, width=2, height=2, vmax=300, over=600, color=True)
-    assert "\x1b[31m" in coloured[-1]
 
 
 def test_a_large_map_is_reduced_to_the_size_asked() -> None:

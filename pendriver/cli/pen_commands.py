@@ -253,5 +253,10 @@ async def run_pass(
         f"{stats.seq_gaps} lost, {dropped} samples dropped by a slow reader"
     )
     if density is not None:
+        from rich.text import Text
+
+        console = output.console()
         for line in density.picture():
-            output.say(line)
+            text = Text(line)
+            text.highlight_regex(r"!+", "bold red")  # over the limit: red where colour shows
+            console.print(text)

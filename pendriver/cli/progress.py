@@ -32,17 +32,16 @@ class PassProgress:
 
     def __enter__(self) -> PassProgress:
         if is_terminal(self.output.human):
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(bar_width=24),
-                TimeElapsedColumn(),
-                TextColumn("of {task.fields[total_s]} s"),
-                TextColumn("depth [bold]{task.fields[depth]}[/] mm"),
-                TextColumn("rate [bold]{task.fields[rate]}[/] Hz"),
-                TextColumn("strokes [bold]{task.fields[strokes]}[/]"),
-                TextColumn("[bold]{task.fields[current]}[/] mA"),
+                TextColumn("{task.completed:5.1f}/{task.fields[total_s]} s "),
+                TextColumn("depth [bold]{task.fields[depth]}[/] mm "),
+                TextColumn("rate [bold]{task.fields[rate]}[/] Hz "),
+                TextColumn("strokes [bold]{task.fields[strokes]}[/] "),
+                TextColumn("[bold]{task.fields[current]}[/] mA "),
                 TextColumn("{task.fields[state]}"),
                 console=self.output.console(),
                 refresh_per_second=10,

@@ -13,8 +13,6 @@ from numpy.typing import NDArray
 
 SHADES = " ░▒▓█"
 OVER = "!"
-_RED = "\x1b[31m"
-_RESET = "\x1b[0m"
 
 
 def terminal_heatmap(
@@ -24,11 +22,11 @@ def terminal_heatmap(
     height: int,
     vmax: float,
     over: float | None = None,
-    color: bool = False,
 ) -> list[str]:
     """Lines picturing ``density[y, x]`` (per cm²), y up, in at most ``width`` × ``height``.
 
-    The top line is the highest y, as on a plot of the zone.
+    The top line is the highest y, as on a plot of the zone. Plain characters only: a
+    terminal front end styles the ``!`` (the CLI prints it red through rich).
     """
     if width < 1 or height < 1:
         raise ValueError("a heatmap needs at least one row and one column")
@@ -48,7 +46,7 @@ def terminal_heatmap(
             value = float(block.mean()) if block.size else 0.0
             peak = float(block.max()) if block.size else 0.0
             if over is not None and peak > over:
-                chars.append(f"{_RED}{OVER}{_RESET}" if color else OVER)
+                chars.append(OVER)
                 continue
             level = 0 if value <= 0 else min(len(SHADES) - 1, 1 + int(value / vmax * 3.999))
             chars.append(SHADES[level])
