@@ -99,6 +99,23 @@ def test_version_does_not_import_the_driver() -> None:
     assert re.fullmatch(r"pen-sim \d+\.\d+\.\d+\S*\n", done.stdout)
 
 
+def refused(*args: str) -> tuple[int, str]:
+    """Run the real ``pen-sim ARGS`` that must refuse to start: its exit status and its one
+    error line. A pen-sim that serves instead fails the test by its timeout, not a hang."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "simulator.cli", "--tcp", "127.0.0.1:0", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"pen-sim {' '.join(args)} started instead of refusing: {exc.stdout!r}")
+    assert done.stdout == ""
+    return done.returncode, one_error_line(done.stderr)
+
+
 def one_error_line(err: str) -> str:
     """The single ``pen-sim: error:`` line ``err`` must be."""
     assert "Traceback" not in err
@@ -108,12 +125,10 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
-def test_a_directory_for_the_memory_is_refused_in_words(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_directory_for_the_memory_is_refused_in_words(tmp_path: Path) -> None:
     for argv in (["--nvm", str(tmp_path)], ["--nvm", str(tmp_path), "--format-nvm"]):
-        assert exit_code(["--tcp", "127.0.0.1:0", *argv]) == 2
-        line = one_error_line(capsys.readouterr().err)
+        code, line = refused(*argv)
+        assert code == 2
         assert f"--nvm {tmp_path} is a directory" in line
         assert "path of a file" in line and str(tmp_path / "pen.nvm") in line
         assert "bytes" not in line
@@ -141,7 +156,7 @@ def corrupt_memory(path: Path) -> None:
     ids=["zeros", "random", "both-records-bad"],
 )
 def test_an_unreadable_memory_is_refused_not_formatted(
-    content: bytes | None, problems: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    content: bytes | None, problems: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "pen.nvm"
     if content is None:
@@ -149,28 +164,27 @@ def test_an_unreadable_memory_is_refused_not_formatted(
     else:
         path.write_bytes(content)
     before = path.read_bytes()
-    assert exit_code(["--tcp", "127.0.0.1:0", "--nvm", str(path)]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    code, line = refused("--nvm", str(path))
+    assert code == 1
     assert f"memory {path} is unreadable ({problems})" in line
     assert "used cartridges" in line and "--format-nvm" in line
     assert path.read_bytes() == before  # left as it was, for whoever can still rescue it
 
 
-def test_a_file_of_another_size_is_refused_as_not_a_pen_memory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_file_of_another_size_is_refused_as_not_a_pen_memory(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("not a pen\n")
-    assert exit_code(["--tcp", "127.0.0.1:0", "--nvm", str(path)]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    code, line = refused("--nvm", str(path))
+    assert code == 1
     assert f"memory {path} is not a pen memory (10 bytes; a pen memory is 16384)" in line
     assert "--format-nvm" in line
     assert path.read_text() == "not a pen\n"
 
 
-def test_format_nvm_needs_a_memory_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert exit_code(["--tcp", "127.0.0.1:0", "--format-nvm"]) == 2
-    assert "--format-nvm needs --nvm FILE" in one_error_line(capsys.readouterr().err)
+def test_format_nvm_needs_a_memory_file() -> None:
+    code, line = refused("--format-nvm")
+    assert code == 2
+    assert "--format-nvm needs --nvm FILE" in line
 
 
 def test_format_nvm_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
