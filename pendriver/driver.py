@@ -71,6 +71,7 @@ from .models import (
     Status,
     TelemetrySample,
 )
+from .naming import fault_names
 from .transports import Transport, open_transport
 
 log = logging.getLogger("pendriver")
@@ -453,8 +454,13 @@ class Pen:
                 why = f"{what} {detail / 1000:g} Hz"
             else:
                 why = f"{what} {detail}"
+        elif code == ErrorCode.FAULT_ACTIVE and isinstance(request, m.ClearFaults):
+            why = f"{fault_names(FaultFlags(detail))} still present: deal with the cause first"
         elif code == ErrorCode.FAULT_ACTIVE:
-            why = f"faults {FaultFlags(detail)!s}; clear them with clear_faults()"
+            why = (
+                f"faults {fault_names(FaultFlags(detail))}; clear them with pen clear-faults "
+                "or Pen.clear_faults()"
+            )
         elif code == ErrorCode.INVALID_STATE:
             why = f"pen is {PenState(detail).name}"
         else:

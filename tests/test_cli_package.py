@@ -178,3 +178,28 @@ def test_run_on_a_terminal_draws_a_rich_progress_bar(
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     assert "━" in plain and re.search(r"depth \d\.\d\d mm\s+rate\s+\d+\.\d Hz", plain)
     assert "pass summary" in plain
+
+
+def test_a_refusal_for_a_latched_fault_points_at_pen_clear_faults_which_clears_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = ["run", "--depth", "0.5", "--rate", "100", "--seconds", "0.5"]
+    with ServedPen("tcp") as served:
+        served.faults.battery(0.04)  # latches BATTERY_LOW
+        code, _, err = run_pen(["--port", served.url, *run], capsys)
+        assert code == cli.EXIT_ERROR
+        assert "faults BATTERY_LOW; clear them with pen clear-faults" in err, err
+        # The cause is still there: the pen keeps the fault, and says why.
+        code, _, err = run_pen(["--port", served.url, "clear-faults"], capsys)
+        assert code == cli.EXIT_ERROR
+        assert err.splitlines() == [
+            "pen: error: the pen refused CLEAR_FAULTS: FAULT_ACTIVE "
+            "(BATTERY_LOW still present: deal with the cause first)"
+        ]
+        served.faults.battery(1.0)  # charged
+        code, out, err = run_pen(["--port", served.url, "clear-faults", "--json"], capsys)
+        assert code == 0, err
+        assert json.loads(out) == {"url": served.url, "cleared": ["BATTERY_LOW"], "active": []}
+        code, out, err = run_pen(["--port", served.url, *run], capsys)
+    assert code == 0, err
+    assert "faults          none" in out

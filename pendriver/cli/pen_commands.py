@@ -21,6 +21,12 @@ def register(commands: Commands) -> None:
     commands.add(
         "status", status, parents=[port, json], help="show the pen's state, faults and set points"
     )
+    commands.add(
+        "clear-faults",
+        clear_faults,
+        parents=[port, json],
+        help="clear the pen's latched faults (after the cause is dealt with)",
+    )
     p = commands.add("set-depth", set_depth, parents=[port, json], help="set the needle depth")
     p.add_argument("depth", type=float, metavar="MM", help="depth in millimetres")
     p = commands.add(
@@ -107,6 +113,30 @@ def status(args: argparse.Namespace, output: Output) -> int:
                 ]
             )
         )
+
+    return _with_pen(args, output, body, pen_url(args, output))
+
+
+def clear_faults(args: argparse.Namespace, output: Output) -> int:
+    """CLEAR_FAULTS, then what is still latched: a cause still present latches again."""
+    from ..naming import fault_list, fault_names
+
+    async def body(pen: Pen) -> None:
+        before = (await pen.status()).faults
+        await pen.clear_faults()
+        after = (await pen.status()).faults
+        if output.json:
+            output.emit_json(
+                {
+                    "url": pen.transport.url,
+                    "cleared": fault_list(before),
+                    "active": fault_list(after),
+                }
+            )
+            return
+        output.say(f"faults cleared: {fault_names(before)}")
+        if after:
+            output.say(f"still active: {fault_names(after)} (its cause is still there)")
 
     return _with_pen(args, output, body, pen_url(args, output))
 
