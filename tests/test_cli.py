@@ -220,7 +220,7 @@ def test_run_with_a_zone_maps_density_live_and_warns_of_over_treatment(
     assert "trajectory=raster:width_mm=20,height_mm=10" in err  # the sim glides over the zone
     assert "density over 20 x 10 mm" in out
     assert "treated area" in out and "over-treated" in out
-    assert "!! over-treatment at x=" in out
+    assert "!! over-treatment, region 1, at x=" in out
 
 
 def test_density_from_a_capture_writes_stats_and_a_heatmap(

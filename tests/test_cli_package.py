@@ -203,3 +203,33 @@ def test_a_refusal_for_a_latched_fault_points_at_pen_clear_faults_which_clears_i
         code, out, err = run_pen(["--port", served.url, *run], capsys)
     assert code == 0, err
     assert "faults          none" in out
+
+
+def test_over_treatment_is_warned_once_per_region_with_a_running_count(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = ["run", "--depth", "0.5", "--rate", "100", "--seconds", "2.5", "--zone", "10x10"]
+    code, out, err = run_pen([*run, "--max", "500"], capsys)
+    assert code == 0, err
+    warnings = [line for line in out.splitlines() if line.startswith("!!")]
+    assert 1 <= len(warnings) <= 3, warnings  # the raster is one region growing, not 30 lines
+    assert warnings[0].startswith("!! over-treatment, region 1, at x=")
+    assert re.search(r"over the limit of 500/cm²: \d+ cells in \d region\(s\)", out)
+
+
+def test_stop_at_max_stops_the_motor_at_the_limit_and_exits_non_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = ["run", "--depth", "0.5", "--rate", "100", "--seconds", "5", "--zone", "10x10"]
+    with ServedPen("tcp") as served:
+        code, out, err = run_pen(
+            ["--port", served.url, *run, "--max", "500", "--stop-at-max"], capsys
+        )
+        state = served.call(lambda: served.firmware.state)
+    assert code == cli.EXIT_ERROR
+    assert "pen: error: the motor was stopped at the over-treatment limit (500/cm²" in err
+    assert "pass summary" in out  # what the pass did is still reported
+    duration = float(re.search(r"duration\s+([\d.]+) s", out).group(1))  # type: ignore[union-attr]
+    assert duration < 2 and state.name == "IDLE"
+    code, _, err = run_pen([*run, "--stop-at-max"], capsys)
+    assert code == cli.EXIT_ERROR and "--stop-at-max needs --zone and --max" in err

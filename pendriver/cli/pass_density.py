@@ -10,7 +10,7 @@ from ..errors import PenError
 from ..models import TelemetrySample
 
 if TYPE_CHECKING:
-    from ..density.live import LiveDensity
+    from ..density.live import LiveDensity, OverTreatment
     from ..density.zone import Zone
 
 
@@ -32,6 +32,10 @@ class PassDensity:
         self.maximum = max_per_cm2
         self.warn = warn
         self.live: LiveDensity | None = None
+        self.regions = 0
+        """Over-treated regions warned of: groups of touching cells above the maximum."""
+        self.first_over: OverTreatment | None = None
+        self._over: set[tuple[int, int]] = set()
 
     async def prepare(self, pen: Pen) -> None:
         """Needles from the fitted cartridge; a grid over the zone."""
@@ -59,13 +63,30 @@ class PassDensity:
         alarms = live.feed(
             [sample.time_s], [sample.stroke_count], [sample.tip_x_mm], [sample.tip_y_mm]
         )
-        if alarms:
-            worst = max(alarms, key=lambda a: a.density_per_cm2)
+        if not alarms:
+            return
+        grid = live.grid
+        cells = {
+            (
+                int((a.x_mm - grid.origin_mm[0]) // grid.cell_mm),
+                int((a.y_mm - grid.origin_mm[1]) // grid.cell_mm),
+            ): a
+            for a in alarms
+        }
+        for region in _new_regions(self._over, set(cells)):
+            self.regions += 1
+            worst = max((cells[c] for c in region), key=lambda a: a.density_per_cm2)
+            self.first_over = self.first_over or worst
             self.warn(
-                f"!! over-treatment at x={worst.x_mm:.1f} y={worst.y_mm:.1f} mm: "
-                f"{worst.density_per_cm2:.0f}/cm² (limit {self.maximum:g}); "
-                f"{len(alarms)} cell(s) now over"
+                f"!! over-treatment, region {self.regions}, at x={worst.x_mm:.1f} "
+                f"y={worst.y_mm:.1f} mm: {worst.density_per_cm2:.0f}/cm² (limit "
+                f"{self.maximum:g}); {len(self._over) + len(cells)} cells over in all"
             )
+        self._over |= set(cells)
+
+    @property
+    def cells_over(self) -> int:
+        return len(self._over)
 
     def picture(self) -> list[str]:
         """The terminal heatmap with its caption, and the statistics."""
@@ -85,6 +106,11 @@ class PassDensity:
                 live.density_per_cm2, width=60, height=16, vmax=self.target, over=self.maximum
             )
         ]
+        if self.maximum is not None:
+            lines.append(
+                f"over the limit of {self.maximum:g}/cm²: {self.cells_over} cells in "
+                f"{self.regions} region(s)"
+            )
         return lines + live.stats(target_per_cm2=self.target).lines()
 
     def as_dict(self) -> dict[str, Any] | None:
@@ -98,4 +124,35 @@ class PassDensity:
             "target_per_cm2": self.target,
             "max_per_cm2": self.maximum,
             "stats": live.stats(target_per_cm2=self.target),
+            "cells_over_max": self.cells_over,
+            "regions_over_max": self.regions,
         }
+
+
+def _new_regions(
+    old: set[tuple[int, int]], new: set[tuple[int, int]]
+) -> list[list[tuple[int, int]]]:
+    """The groups of touching cells (8-neighbourhood) among ``new`` that touch no ``old``
+    cell: each is a region that just went over the limit; cells growing a region already
+    warned of are not news."""
+    seen: set[tuple[int, int]] = set()
+    regions: list[list[tuple[int, int]]] = []
+    for start in sorted(new):
+        if start in seen:
+            continue
+        group, todo, touches_old = [], [start], False
+        seen.add(start)
+        while todo:
+            x, y = todo.pop()
+            group.append((x, y))
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    n = (x + dx, y + dy)
+                    if n in old:
+                        touches_old = True
+                    elif n in new and n not in seen:
+                        seen.add(n)
+                        todo.append(n)
+        if not touches_old:
+            regions.append(group)
+    return regions

@@ -45,6 +45,11 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--seconds", type=positive_float, required=True, metavar="S", help="how long to run"
     )
+    p.add_argument(
+        "--stop-at-max",
+        action="store_true",
+        help="stop the motor the moment any cell goes above --max (needs --zone and --max)",
+    )
     commands.add(
         "demo",
         demo,
@@ -176,6 +181,11 @@ def run(args: argparse.Namespace, output: Output) -> int:
     elif url is None:
         url = pen_url(args, output)
 
+    if args.stop_at_max and (args.zone is None or args.max is None):
+        from ..errors import PenError
+
+        raise PenError("--stop-at-max needs --zone and --max: the limit is checked on the map")
+
     async def body(pen: Pen) -> None:
         nonlocal density
         if args.zone is not None:
@@ -188,7 +198,9 @@ def run(args: argparse.Namespace, output: Output) -> int:
                 max_per_cm2=args.max,
                 warn=output.say,
             )
-        await run_pass(pen, args.depth, args.rate, args.seconds, output, density)
+        await run_pass(
+            pen, args.depth, args.rate, args.seconds, output, density, stop_at_max=args.stop_at_max
+        )
 
     return _with_pen(args, output, body, url)
 
@@ -216,8 +228,14 @@ async def run_pass(
     seconds: float,
     output: Output,
     density: PassDensity | None = None,
+    *,
+    stop_at_max: bool = False,
 ) -> None:
-    """Set, start, watch for ``seconds``, stop; then the summary (text, or JSON on stdout)."""
+    """Set, start, watch for ``seconds``, stop; then the summary (text, or JSON on stdout).
+
+    With ``stop_at_max`` the motor stops as soon as the density map has a cell over its
+    maximum; the summary is printed and then a :class:`PenError` says why the pass ended.
+    """
     import asyncio
 
     from ..errors import PenError
@@ -247,6 +265,8 @@ async def run_pass(
                         if density is not None:
                             density.add(sample)
                         progress.update(loop.time() - began, sample)
+                        if stop_at_max and density is not None and density.first_over:
+                            break
             except TimeoutError:
                 pass
             finally:
@@ -272,8 +292,10 @@ async def run_pass(
                 "summary": summary,
                 "link": link,
                 "density": density.as_dict() if density is not None else None,
+                "stopped_at_max": bool(stop_at_max and density and density.first_over),
             }
         )
+        _stopped_at_max(density if stop_at_max else None)
         return
     output.say("pass summary")
     for line in summary.lines():
@@ -290,3 +312,17 @@ async def run_pass(
             text = Text(line)
             text.highlight_regex(r"!+", "bold red")  # over the limit: red where colour shows
             console.print(text)
+    _stopped_at_max(density if stop_at_max else None)
+
+
+def _stopped_at_max(density: PassDensity | None) -> None:
+    """The pass ended early because a cell went over the maximum: say so, exit non-zero."""
+    from ..errors import PenError
+
+    if density is None or density.first_over is None:
+        return
+    over = density.first_over
+    raise PenError(
+        f"the motor was stopped at the over-treatment limit ({density.maximum:g}/cm², reached "
+        f"at x={over.x_mm:.1f} y={over.y_mm:.1f} mm, {over.time_s:.1f} s of pen time)"
+    )
