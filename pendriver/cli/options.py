@@ -66,14 +66,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """An argparse type: a finite number of at least 0."""
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
-
-
 def zone_arg(text: str) -> Zone:
     """An argparse type for ``--zone WxH[@X,Y]``."""
     from ..density.zone import Zone
