@@ -17,6 +17,7 @@ from firmware_protocol import messages as m
 from firmware_protocol.capture import CaptureFormatError, CaptureRecord, Direction, parse_record
 
 from .errors import PenError
+from .jsondata import jsonable
 from .models import CartridgeInfo, TelemetrySample
 
 
@@ -74,22 +75,9 @@ def as_json(entry: DecodedEntry) -> dict[str, Any]:
             "message": message.NAME,
             "answer": event.is_response,
             "retry": event.is_retry,
-            "fields": {
-                f.name: _plain(getattr(message, f.name)) for f in dataclasses.fields(message)
-            },
+            "fields": jsonable(message),
         }
     return base | {"error": event.describe()}
-
-
-def _plain(value: object) -> object:
-    """A message field as JSON data: nested structs as objects, tuples as lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,26 @@ same way, unknown bits from a newer pen included (shown in hex, not dropped).
 
 from __future__ import annotations
 
+import enum
+
 from firmware_protocol.messages import FaultFlags
 
 
-def fault_list(faults: FaultFlags | int) -> list[str]:
-    """The names of the set bits, in bit order; bits this version does not know as ``0x0400``."""
-    value = int(faults)
-    names = [flag.name for flag in FaultFlags if flag.name and value & int(flag)]
-    unknown = value & ~sum(int(flag) for flag in FaultFlags)
+def flag_list(flags: enum.IntFlag) -> list[str]:
+    """The names of the set bits of any flag word, in bit order; bits its type does not name
+    (a newer pen's) as hex, e.g. ``0x0400``."""
+    kind = type(flags)
+    value = int(flags)
+    names = [flag.name for flag in kind if flag.name and value & int(flag)]
+    unknown = value & ~sum(int(flag) for flag in kind)
     if unknown:
         names.append(f"0x{unknown:04X}")
     return names
+
+
+def fault_list(faults: FaultFlags | int) -> list[str]:
+    """:func:`flag_list` of a fault word (a raw int is read as :class:`FaultFlags`)."""
+    return flag_list(FaultFlags(faults))
 
 
 def fault_names(faults: FaultFlags | int) -> str:

@@ -9,12 +9,12 @@ a pipe, a file or ``NO_COLOR`` get text without a single escape code.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+from ..jsondata import jsonable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -122,31 +122,3 @@ def rows_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
-
-
-def jsonable(value: object) -> Any:
-    """``value`` as JSON data: dataclasses as objects (their ``raw`` message left out), flag
-    words as lists of names, enums by name, tuples as lists."""
-    if isinstance(value, enum.Flag):
-        from firmware_protocol.messages import FaultFlags
-
-        from ..naming import fault_list
-
-        if isinstance(value, FaultFlags):
-            return fault_list(value)
-        return [member.name for member in type(value) if member.name and member in value]
-    if isinstance(value, enum.Enum):
-        return value.name
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: jsonable(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if f.name != "raw" and not f.name.startswith("_")
-        }
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value

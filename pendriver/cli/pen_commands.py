@@ -158,7 +158,7 @@ def set_depth(args: argparse.Namespace, output: Output) -> int:
 
 
 def _as_dict(value: object) -> dict[str, Any]:
-    from .output import jsonable
+    from ..jsondata import jsonable
 
     data: dict[str, Any] = jsonable(value)
     return data
