@@ -191,10 +191,11 @@ class Commands:
         return parser
 
 
-def pen_url(args: argparse.Namespace, output: Output) -> str:
-    """The ``--port`` given, or the built-in simulator, with a one-line notice on stderr."""
+def pen_url(args: argparse.Namespace, output: Output, simulator: str = SIMULATOR_URL) -> str:
+    """The ``--port`` given, or the built-in simulator (``simulator``: its URL, options
+    included), with a one-line notice on stderr."""
     port: str | None = getattr(args, "port", None)
     if port is not None:
         return port
-    output.notice(f"no --port given: using the built-in simulator ({SIMULATOR_URL})")
-    return SIMULATOR_URL
+    output.notice(f"no --port given: using the built-in simulator ({simulator})")
+    return simulator

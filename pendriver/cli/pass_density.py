@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..driver import Pen
@@ -24,13 +23,11 @@ class PassDensity:
         cell_mm: float,
         target_per_cm2: float,
         max_per_cm2: float | None,
-        warn: Callable[[str], None],
     ) -> None:
         self.zone = zone
         self.cell_mm = cell_mm
         self.target = target_per_cm2
         self.maximum = max_per_cm2
-        self.warn = warn
         self.live: LiveDensity | None = None
         self.regions = 0
         """Over-treated regions warned of: groups of touching cells above the maximum."""
@@ -53,18 +50,18 @@ class PassDensity:
             grid, from_cartridge(cartridge.needles_mm), max_per_cm2=self.maximum
         )
 
-    def add(self, sample: TelemetrySample) -> None:
-        """Feed one sample: the map is up to date and an over-treatment warning comes with
-        the sample that caused it (a short chunk costs some 15-25 µs:
+    def add(self, sample: TelemetrySample) -> list[str]:
+        """Feed one sample: the map is up to date, and the warnings of the regions this
+        sample pushed over the maximum come back with it (a short chunk costs some 15-25 µs:
         ``tools/bench_density.py``)."""
         live = self.live
         if live is None:
-            return
+            return []
         alarms = live.feed(
             [sample.time_s], [sample.stroke_count], [sample.tip_x_mm], [sample.tip_y_mm]
         )
         if not alarms:
-            return
+            return []
         grid = live.grid
         cells = {
             (
@@ -73,16 +70,19 @@ class PassDensity:
             ): a
             for a in alarms
         }
-        for region in _new_regions(self._over, set(cells)):
+        regions = _new_regions(self._over, set(cells))
+        self._over |= set(cells)
+        warnings = []
+        for region in regions:
             self.regions += 1
             worst = max((cells[c] for c in region), key=lambda a: a.density_per_cm2)
             self.first_over = self.first_over or worst
-            self.warn(
+            warnings.append(
                 f"!! over-treatment, region {self.regions}, at x={worst.x_mm:.1f} "
                 f"y={worst.y_mm:.1f} mm: {worst.density_per_cm2:.0f}/cm² (limit "
-                f"{self.maximum:g}); {len(self._over) + len(cells)} cells over in all"
+                f"{self.maximum:g}); {len(self._over)} cells over in all"
             )
-        self._over |= set(cells)
+        return warnings
 
     @property
     def cells_over(self) -> int:

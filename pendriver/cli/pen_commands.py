@@ -36,7 +36,7 @@ def register(commands: Commands) -> None:
         help="run a pass with live telemetry, then print its summary",
         description="Set depth and rate, run the motor for --seconds with live telemetry, stop "
         "it, and print the pass summary. With --zone the puncture density over the zone is "
-        "mapped live (a warning when a cell goes above --max) and drawn at the end; on the "
+        "mapped live (a warning when a region goes above --max) and drawn at the end; on the "
         "built-in simulator the tip then glides a raster over the zone.",
         interrupted=_interrupted_pass,
     )
@@ -169,40 +169,31 @@ def _as_dict(value: object) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, output: Output) -> int:
     density: PassDensity | None = None
-    url = getattr(args, "port", None)
-    if url is None and args.zone is not None:
+    simulator = SIMULATOR_URL
+    if args.zone is not None:
         # The built-in pen glides a raster over the zone, as a hand would (2 mm wide strokes).
-        zone = args.zone
-        url = (
-            f"{SIMULATOR_URL}?trajectory=raster:width_mm={zone.width_mm:g},"
-            f"height_mm={zone.height_mm:g},glide_mm_s=20,tip_width_mm=2,overlap=0.1"
+        simulator += (
+            f"?trajectory=raster:width_mm={args.zone.width_mm:g},"
+            f"height_mm={args.zone.height_mm:g},glide_mm_s=20,tip_width_mm=2,overlap=0.1"
         )
-        output.notice(f"no --port given: using the built-in simulator ({url})")
-    elif url is None:
-        url = pen_url(args, output)
-
     if args.stop_at_max and (args.zone is None or args.max is None):
         from ..errors import PenError
 
         raise PenError("--stop-at-max needs --zone and --max: the limit is checked on the map")
 
-    async def body(pen: Pen) -> None:
-        nonlocal density
-        if args.zone is not None:
-            from .pass_density import PassDensity
+    if args.zone is not None:
+        from .pass_density import PassDensity
 
-            density = PassDensity(
-                args.zone,
-                cell_mm=args.cell,
-                target_per_cm2=args.target,
-                max_per_cm2=args.max,
-                warn=output.say,
-            )
+        density = PassDensity(
+            args.zone, cell_mm=args.cell, target_per_cm2=args.target, max_per_cm2=args.max
+        )
+
+    async def body(pen: Pen) -> None:
         await run_pass(
             pen, args.depth, args.rate, args.seconds, output, density, stop_at_max=args.stop_at_max
         )
 
-    return _with_pen(args, output, body, url)
+    return _with_pen(args, output, body, pen_url(args, output, simulator))
 
 
 def demo(args: argparse.Namespace, output: Output) -> int:
@@ -252,8 +243,6 @@ async def run_pass(
     faults_before = len(pen.faults)
     loop = asyncio.get_running_loop()
     with PassProgress(output, seconds) as progress:
-        if density is not None:
-            density.warn = progress.warn
         async with pen.telemetry() as stream:
             output.motor_started = True
             await pen.start()
@@ -263,7 +252,8 @@ async def run_pass(
                     async for sample in stream:
                         samples.append(sample)
                         if density is not None:
-                            density.add(sample)
+                            for warning in density.add(sample):
+                                progress.warn(warning)
                         progress.update(loop.time() - began, sample)
                         if stop_at_max and density is not None and density.first_over:
                             break
