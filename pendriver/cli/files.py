@@ -27,5 +27,3 @@ def capture_lines(path: str) -> Iterator[Iterator[str]]:
                 f"{path} is not a capture: it is not UTF-8 text (captures are JSON lines "
                 "written by pen --capture or pen-sim --capture)"
             ) from None
-        except IsADirectoryError:
-            raise PenError(f"cannot read {path}: it is a directory") from None
