@@ -103,7 +103,7 @@ class ErrorCode(OpenIntEnum):
     AUTH_REQUIRED = 15
     """Authentication is required first (reserved for the auth range)."""
     CALIBRATION_INVALID = 16
-    """A calibration table is not strictly increasing or not staged."""
+    """A calibration table is not strictly increasing, outside the actuator's range, too far from the identity, or not staged; detail = the index of the first bad point, or 0xFFFF when nothing is staged."""
 
 
 class FaultFlags(enum.IntFlag):
@@ -127,6 +127,8 @@ class FaultFlags(enum.IntFlag):
     """The supply dipped and the pen restarted."""
     NVM_CORRUPT = 0x0100
     """A non-volatile record failed its check and was not used."""
+    CALIBRATION_INVALID = 0x0200
+    """The stored calibration table failed its check at boot and was not used; START is refused until a valid table is committed."""
 
 
 class Capability(enum.IntFlag):

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CONFORMANCE = Path(__file__).with_name("conformance.py")
+CONFORMANCE = Path(__file__).with_name("conformance")
+"""The conformance suite's package: pytest collects every ``test_*.py`` in it."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

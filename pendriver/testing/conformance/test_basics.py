@@ -1,21 +1,10 @@
-"""The conformance suite: what any pen, simulated or real, must do, checked over its URL.
-
-    pytest --pen-url /dev/ttyUSB0          # a pen on the bench (its motor will run briefly)
-    pytest --pen-url socket://127.0.0.1:7001
-    pytest --pen-url sim://                # the built-in simulator, on virtual time
-
-Every check talks to the pen through the public driver and, where the point is what the pen
-does with bytes the driver would never send, through :meth:`Pen.request` and
-:meth:`Pen.request_raw`. Checks that need hands on the pen (pulling a cartridge) run only where
-the pen is simulated in this process, and skip with the reason otherwise.
-"""
+"""The basics every pen must do: identity, limits, refusals, retries, start/stop, watchdog,
+telemetry rates and single-use cartridges."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
 
 import pytest
 
@@ -23,46 +12,8 @@ from firmware_protocol import PROTOCOL_VERSION, SCHEMA_HASH
 from firmware_protocol import messages as m
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
 
-from ..config import DriverConfig
-from ..driver import Pen
-from ..errors import PenRefused
-from ..models import TelemetrySample
-from .control import control_for
-
-Check = Callable[..., Any]
-
-SILENT_HOST = DriverConfig(heartbeat_interval_s=3600.0)
-"""A host that never sends heartbeats: the pen's watchdog must act on its own."""
-
-
-async def nack_of(pen: Pen, message: m.Message) -> m.Nack:
-    with pytest.raises(PenRefused) as refused:
-        await pen.request(message, m.Ack)
-    info = refused.value
-    return m.Nack(message.MSG_ID, info.code, info.detail)
-
-
-async def collect(
-    pen: Pen,
-    count: int,
-    until: Callable[[TelemetrySample], bool] | None = None,
-) -> list[TelemetrySample]:
-    samples: list[TelemetrySample] = []
-    async with pen.telemetry() as stream:
-        async for sample in stream:
-            samples.append(sample)
-            if len(samples) >= count and (until is None or until(sample)):
-                break
-    return samples
-
-
-async def ensure_startable(pen: Pen) -> None:
-    cartridge = await pen.cartridge()
-    if cartridge.state not in (CartridgeState.NEW, CartridgeState.IN_USE):
-        pytest.skip(f"fit a new cartridge: this one is {cartridge.state!r}")
-    status = await pen.status()
-    if status.faults & ~(FaultFlags.WATCHDOG | FaultFlags.BROWNOUT):
-        await pen.clear_faults()
+from ...driver import Pen
+from . import SILENT_HOST, Check, collect, ensure_startable, nack_of, needs_hands
 
 
 # ------------------------------------------------------------------------------ identity
@@ -251,16 +202,9 @@ def test_telemetry_arrives_at_the_rate_asked(pen_check: Check, rate_hz: int) -> 
 
 
 # ------------------------------------------------------------------------------ cartridges
-def _needs_hands(pen: Pen) -> Any:
-    control = control_for(pen)
-    if control is None:
-        pytest.skip("needs someone to pull and fit cartridges: run against a simulated pen")
-    return control
-
-
 def test_start_without_a_cartridge_is_refused(pen_check: Check) -> None:
     async def body(pen: Pen) -> None:
-        control = _needs_hands(pen)
+        control = needs_hands(pen)
         cartridge = control.pull_cartridge()
         try:
             nack = await nack_of(pen, m.Start())
@@ -275,7 +219,7 @@ def test_start_without_a_cartridge_is_refused(pen_check: Check) -> None:
 
 def test_a_cartridge_that_ran_is_refused_after_refitting(pen_check: Check) -> None:
     async def body(pen: Pen) -> None:
-        control = _needs_hands(pen)
+        control = needs_hands(pen)
         control.pull_cartridge()
         control.fit_cartridge(cartridge_id="CONF-SINGLE-USE")
         await pen.start()
@@ -294,7 +238,7 @@ def test_a_cartridge_that_ran_is_refused_after_refitting(pen_check: Check) -> No
 
 def test_pulling_the_cartridge_mid_pass_stops_the_motor(pen_check: Check) -> None:
     async def body(pen: Pen) -> None:
-        control = _needs_hands(pen)
+        control = needs_hands(pen)
         await ensure_startable(pen)
         faults = pen.fault_events()
         await pen.start()

@@ -1,0 +1,73 @@
+"""The conformance suite: what any pen, simulated or real, must do, checked over its URL.
+
+    pytest --pen-url /dev/ttyUSB0          # a pen on the bench (its motor will run briefly)
+    pytest --pen-url socket://127.0.0.1:7001
+    pytest --pen-url sim://                # the built-in simulator, on virtual time
+
+Every check talks to the pen through the public driver and, where the point is what the pen
+does with bytes the driver would never send, through :meth:`Pen.request` and
+:meth:`Pen.request_raw`. Checks that need hands on the pen (pulling a cartridge) run only where
+the pen is simulated in this process, and skip with the reason otherwise.
+
+The checks live in this package's ``test_*.py`` modules, one subject each; this module holds
+what they share (collecting telemetry, reading a refusal, making a pen startable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from firmware_protocol import messages as m
+from firmware_protocol.messages import CartridgeState, FaultFlags
+
+from ...config import DriverConfig
+from ...driver import Pen
+from ...errors import PenRefused
+from ...models import TelemetrySample
+from ..control import control_for
+
+Check = Callable[..., Any]
+
+SILENT_HOST = DriverConfig(heartbeat_interval_s=3600.0)
+"""A host that never sends heartbeats: the pen's watchdog must act on its own."""
+
+
+async def nack_of(pen: Pen, message: m.Message) -> m.Nack:
+    with pytest.raises(PenRefused) as refused:
+        await pen.request(message, m.Ack)
+    info = refused.value
+    return m.Nack(message.MSG_ID, info.code, info.detail)
+
+
+async def collect(
+    pen: Pen,
+    count: int,
+    until: Callable[[TelemetrySample], bool] | None = None,
+) -> list[TelemetrySample]:
+    samples: list[TelemetrySample] = []
+    async with pen.telemetry() as stream:
+        async for sample in stream:
+            samples.append(sample)
+            if len(samples) >= count and (until is None or until(sample)):
+                break
+    return samples
+
+
+async def ensure_startable(pen: Pen) -> None:
+    cartridge = await pen.cartridge()
+    if cartridge.state not in (CartridgeState.NEW, CartridgeState.IN_USE):
+        pytest.skip(f"fit a new cartridge: this one is {cartridge.state!r}")
+    status = await pen.status()
+    if status.faults & ~(FaultFlags.WATCHDOG | FaultFlags.BROWNOUT):
+        await pen.clear_faults()
+
+
+def needs_hands(pen: Pen) -> Any:
+    """The simulator's control of ``pen``, or skip: pulling and fitting cartridges needs hands."""
+    control = control_for(pen)
+    if control is None:
+        pytest.skip("needs someone to pull and fit cartridges: run against a simulated pen")
+    return control
