@@ -163,7 +163,8 @@ class Pen:
         self._info = DeviceInfo.from_message(reply)
 
     async def close(self) -> None:
-        """Close the link; stops the motor first if this session started it."""
+        """Close the link; stops the motor first if this session may have started it (a START
+        that timed out included: see :attr:`motor_may_run`)."""
         if self._started_motor and self.config.stop_on_close and self._link_state is LinkState.UP:
             with contextlib.suppress(PenError):
                 await self.stop()
@@ -276,12 +277,28 @@ class Pen:
     async def set_telemetry_rate(self, rate_hz: int) -> None:
         await self._request(m.SetTelemetry(limits.telemetry_hz(rate_hz)), m.Ack)
 
+    @property
+    def motor_may_run(self) -> bool:
+        """True from the moment this session sends START until a STOP is acknowledged.
+
+        A START that timed out may have been executed (its ACK, not the START, may be what
+        was lost), so it counts as running: :meth:`close` then still sends STOP. A START the
+        pen refused (a NACK is an answer) leaves the motor as it was.
+        """
+        return self._started_motor
+
     async def start(self) -> None:
         """Start the motor at the current set points."""
-        await self._request(m.Start(), m.Ack)
-        self._started_motor = True
+        was = self._started_motor
+        self._started_motor = True  # from the first byte sent: the pen may act on it
+        try:
+            await self._request(m.Start(), m.Ack)
+        except PenRefused:
+            self._started_motor = was
+            raise
 
     async def stop(self) -> None:
+        """Stop the motor; :attr:`motor_may_run` turns false only once the pen has said so."""
         await self._request(m.Stop(), m.Ack)
         self._started_motor = False
 

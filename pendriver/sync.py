@@ -118,6 +118,11 @@ class SyncPen:
         return self._pen.device_info
 
     @property
+    def motor_may_run(self) -> bool:
+        """True from START sent until a STOP is acknowledged (:attr:`Pen.motor_may_run`)."""
+        return self._pen.motor_may_run
+
+    @property
     def config(self) -> DriverConfig:
         """The driver's settings (frozen)."""
         return self._pen.config

@@ -233,3 +233,54 @@ def test_stop_at_max_stops_the_motor_at_the_limit_and_exits_non_zero(
     assert duration < 2 and state.name == "IDLE"
     code, _, err = run_pen([*run, "--stop-at-max"], capsys)
     assert code == cli.EXIT_ERROR and "--stop-at-max needs --zone and --max" in err
+
+
+# ---------------------------------------------------------------------- issue 12: true outcomes
+
+
+def test_a_pass_ended_by_a_fault_exits_non_zero_and_says_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import threading
+
+    run = ["run", "--depth", "0.5", "--rate", "100", "--seconds", "20"]
+    with ServedPen("tcp") as served:
+        stall = threading.Timer(1.0, served.faults.motor_stall)
+        stall.start()
+        try:
+            code, out, err = run_pen(["--port", served.url, *run], capsys)
+        finally:
+            stall.cancel()
+    assert code == cli.EXIT_ERROR
+    assert err.splitlines()[-1] == (
+        "pen: error: the pass ended early: the pen stopped its motor on a fault: MOTOR_STALL"
+    )
+    assert "ended           the pen stopped its motor on a fault: MOTOR_STALL" in out
+    assert "fault MOTOR_STALL raised" in out and "motor stop      confirmed" in out
+    duration = float(re.search(r"duration\s+([\d.]+) s", out).group(1))  # type: ignore[union-attr]
+    assert duration < 5  # the motor's running time, not the 20 s asked
+
+
+def test_ctrl_c_prints_the_partial_summary_and_says_the_motor_stopped() -> None:
+    import os
+    import signal
+
+    argv = [sys.executable, "-m", "pendriver.cli", "run", "--depth", "0.5", "--rate", "100"]
+    proc = subprocess.Popen(
+        [*argv, "--seconds", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("running at"), first
+    progress = proc.stdout.readline()  # the first sample's line: the motor has been started
+    assert "RUNNING" in progress or "IDLE" in progress, progress
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert "pass summary" in out and "ended           interrupted" in out
+    assert "motor stop      confirmed" in out
+    assert err.strip().splitlines()[-1] == "pen: interrupted; the motor was stopped"

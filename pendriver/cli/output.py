@@ -56,7 +56,10 @@ class Output:
         self.err = err
         self.json = json
         self.motor_started = False
-        """Set once a command has started the motor (what a Ctrl-C note must say)."""
+        """Set once a command has sent START (what a Ctrl-C note must say)."""
+        self.motor_stop: str | None = None
+        """After a pass: ``""`` when the pen confirmed its motor stopped, otherwise why that
+        could not be confirmed; ``None`` while no pass has ended."""
         self._consoles: dict[int, Console] = {}
 
     @property

@@ -12,6 +12,7 @@ from .output import Output, fields_table
 
 if TYPE_CHECKING:
     from ..driver import Pen
+    from ..pass_run import PassOutcome
     from .pass_density import PassDensity
 
 
@@ -76,9 +77,12 @@ def _with_pen(
 
 
 def _interrupted_pass(output: Output) -> tuple[str | None, int]:
-    if output.motor_started:
+    if not output.motor_started:
+        return "interrupted before the motor started", EXIT_INTERRUPTED
+    if output.motor_stop == "":
         return "interrupted; the motor was stopped", EXIT_INTERRUPTED
-    return "interrupted before the motor started", EXIT_INTERRUPTED
+    why = output.motor_stop or "interrupted before STOP was answered"
+    return f"interrupted; could not confirm that the motor stopped ({why})", EXIT_INTERRUPTED
 
 
 # ---------------------------------------------------------------------- info, status, set-depth
@@ -224,76 +228,119 @@ async def run_pass(
 ) -> None:
     """Set, start, watch for ``seconds``, stop; then the summary (text, or JSON on stdout).
 
-    With ``stop_at_max`` the motor stops as soon as the density map has a cell over its
-    maximum; the summary is printed and then a :class:`PenError` says why the pass ended.
+    The summary is printed however the pass ended (a Ctrl-C and a lost link included); a pass
+    that did not complete, or whose STOP the pen did not confirm, then raises a
+    :class:`PenError` that says why, so ``pen run`` exits non-zero. With ``stop_at_max`` the
+    motor stops as soon as the density map has a cell over its maximum.
     """
     import asyncio
 
     from ..errors import PenError
     from ..models import TelemetrySample
-    from ..passes import summarise
+    from ..pass_run import PassRun
     from .progress import PassProgress
 
-    await pen.set_depth(depth_mm)
-    await pen.set_stroke_rate(rate_hz)
+    loop = asyncio.get_running_loop()
+    progress: PassProgress | None = None
+
+    def on_sample(sample: TelemetrySample) -> str | None:
+        if density is not None:
+            for warning in density.add(sample):
+                assert progress is not None
+                progress.warn(warning)
+        if progress is not None and passing.started_at is not None:
+            progress.update(loop.time() - passing.started_at, sample)
+        if stop_at_max and density is not None and density.first_over:
+            return _over_limit(density)
+        return None
+
+    passing = PassRun(pen, depth_mm, rate_hz, seconds, on_sample=on_sample)
+    await passing.prepare()
     if density is not None:
         await density.prepare(pen)
     output.say(f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s")
-    samples: list[TelemetrySample] = []
-    faults_before = len(pen.faults)
-    loop = asyncio.get_running_loop()
-    with PassProgress(output, seconds) as progress:
-        async with pen.telemetry() as stream:
+    try:
+        with PassProgress(output, seconds) as progress:
             output.motor_started = True
-            await pen.start()
-            began = loop.time()
-            try:
-                async with asyncio.timeout(seconds):
-                    async for sample in stream:
-                        samples.append(sample)
-                        if density is not None:
-                            for warning in density.add(sample):
-                                progress.warn(warning)
-                        progress.update(loop.time() - began, sample)
-                        if stop_at_max and density is not None and density.first_over:
-                            break
-            except TimeoutError:
-                pass
-            finally:
-                await pen.stop()
-            dropped = stream.dropped
-    if not samples:
+            await passing.run()
+    except asyncio.CancelledError:
+        if passing.outcome is not None:  # Ctrl-C: the partial pass, then the interruption
+            output.motor_stop = passing.outcome.stop_problem
+            _print_pass(pen, passing.outcome, output, depth_mm, rate_hz, seconds, density)
+        raise
+    outcome = passing.outcome
+    assert outcome is not None
+    output.motor_stop = outcome.stop_problem
+    _print_pass(pen, outcome, output, depth_mm, rate_hz, seconds, density)
+    if outcome.summary is None and outcome.ok:
         raise PenError("no telemetry arrived during the pass: nothing to summarise")
-    summary = summarise(samples, pen.faults[faults_before:])
+    if not outcome.ok:
+        raise PenError(outcome.problem())
+
+
+def _over_limit(density: PassDensity) -> str:
+    over = density.first_over
+    assert over is not None
+    return (
+        f"the motor was stopped at the over-treatment limit ({density.maximum:g}/cm², reached at "
+        f"x={over.x_mm:.1f} y={over.y_mm:.1f} mm, {over.time_s:.1f} s of pen time)"
+    )
+
+
+def _print_pass(
+    pen: Pen,
+    outcome: PassOutcome,
+    output: Output,
+    depth_mm: float,
+    rate_hz: float,
+    seconds: float,
+    density: PassDensity | None,
+) -> None:
+    """The pass summary: JSON on stdout with ``--json``, otherwise lines for a person."""
+    from ..pass_run import PassEnd
+
+    summary = outcome.summary
     stats = pen.link_stats
     link = {
         "frames_ok": stats.frames_ok,
         "frames_dropped": stats.frames_dropped,
         "frames_lost": stats.seq_gaps,
-        "samples_dropped": dropped,
+        "samples_dropped": outcome.samples_dropped,
     }
     if output.json:
+        from ..naming import fault_list
+
         output.emit_json(
             {
                 "url": pen.transport.url,
                 "depth_mm": depth_mm,
                 "rate_hz": rate_hz,
                 "seconds": seconds,
+                "ended": outcome.ended.value,
+                "reason": outcome.reason,
+                "stop_confirmed": outcome.stop_confirmed,
+                "faults": fault_list(outcome.faults),
                 "summary": summary,
                 "link": link,
                 "density": density.as_dict() if density is not None else None,
-                "stopped_at_max": bool(stop_at_max and density and density.first_over),
+                "stopped_at_max": outcome.ended is PassEnd.STOPPED_BY_HOST,
             }
         )
-        _stopped_at_max(density if stop_at_max else None)
         return
     output.say("pass summary")
-    for line in summary.lines():
-        output.say(line)
+    ended = "completed" if outcome.ended is PassEnd.COMPLETED else outcome.reason
+    output.say(f"  ended           {ended}")
+    if summary is None:
+        output.say("  telemetry       none arrived: no figures for this pass")
+    else:
+        for line in summary.lines():
+            output.say(line)
     output.say(
         f"  link            {stats.frames_ok} frames ok, {stats.frames_dropped} dropped, "
-        f"{stats.seq_gaps} lost, {dropped} samples dropped by a slow reader"
+        f"{stats.seq_gaps} lost, {outcome.samples_dropped} samples dropped by a slow reader"
     )
+    stop = "confirmed" if outcome.stop_confirmed else f"NOT confirmed: {outcome.stop_problem}"
+    output.say(f"  motor stop      {stop}")
     if density is not None:
         from rich.text import Text
 
@@ -302,17 +349,3 @@ async def run_pass(
             text = Text(line)
             text.highlight_regex(r"!+", "bold red")  # over the limit: red where colour shows
             console.print(text)
-    _stopped_at_max(density if stop_at_max else None)
-
-
-def _stopped_at_max(density: PassDensity | None) -> None:
-    """The pass ended early because a cell went over the maximum: say so, exit non-zero."""
-    from ..errors import PenError
-
-    if density is None or density.first_over is None:
-        return
-    over = density.first_over
-    raise PenError(
-        f"the motor was stopped at the over-treatment limit ({density.maximum:g}/cm², reached "
-        f"at x={over.x_mm:.1f} y={over.y_mm:.1f} mm, {over.time_s:.1f} s of pen time)"
-    )

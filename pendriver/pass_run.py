@@ -1,0 +1,246 @@
+"""Running one pass and saying truthfully how it ended.
+
+A pass is: set depth and rate, START, watch the telemetry for the time asked, STOP. What a
+clinic's record and an operator need is not only the figures but *why the pass ended* and
+*whether the motor is known to be stopped*: a pass cut short by a fault, the pen's watchdog or
+a lost link is not a completed pass, and a STOP that went unanswered is not a stopped motor.
+:class:`PassRun` keeps those apart; ``pen run`` prints its outcome and the logbook will store
+it.
+
+Faults are read from the telemetry's fault flags as well as from FAULT frames, because on a
+bad link a FAULT frame can be lost while the flag rides on every later sample. The duration
+is the motor's running time from the telemetry (:func:`~pendriver.passes.running_time_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from firmware_protocol.messages import FaultFlags, PenState
+
+from .driver import Pen
+from .errors import PenError, PenRefused
+from .events import Subscription
+from .models import TelemetrySample
+from .naming import fault_names
+from .passes import PassSummary, summarise
+
+SampleHook = Callable[[TelemetrySample], str | None]
+"""Called with every sample of the pass; a returned text stops the pass with that reason."""
+
+TAIL_WAIT_S = 0.5
+"""After STOP, how long to wait for a sample showing the motor stopped (its final figures)."""
+
+
+class PassEnd(enum.StrEnum):
+    """Why a pass ended."""
+
+    COMPLETED = "completed"
+    """It ran for the time asked and was stopped by this host."""
+    STOPPED_BY_HOST = "stopped by the host"
+    """The caller's hook asked to stop (for example the over-treatment limit was reached)."""
+    FAULT = "fault"
+    """The pen stopped its motor on a fault (the watchdog's included)."""
+    PEN_STOPPED = "pen stopped"
+    """The pen stopped its motor without a fault (a STOP from elsewhere, a button)."""
+    LINK_LOST = "link lost"
+    """The link to the pen was lost during the pass."""
+    INTERRUPTED = "interrupted"
+    """Cancelled (Ctrl-C) before the time was up."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassOutcome:
+    """How a pass ended, what it did, and whether the motor is known to be stopped."""
+
+    ended: PassEnd
+    reason: str
+    """One line: why the pass ended."""
+    summary: PassSummary | None
+    """The figures of the pass (``None`` when no telemetry arrived)."""
+    faults: FaultFlags
+    """Faults seen during the pass: FAULT frames and telemetry flags."""
+    motor_started: bool
+    """START was sent (the motor may have run)."""
+    stop_confirmed: bool
+    """The pen acknowledged STOP, or reported its motor not running, after the pass."""
+    stop_problem: str = ""
+    """Why the stop could not be confirmed (empty when it was)."""
+    samples_dropped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """The pass ran its time and the motor is known to be stopped."""
+        return self.ended is PassEnd.COMPLETED and self.stop_confirmed
+
+    def problem(self) -> str:
+        """One line for the operator when the pass is not :attr:`ok` (empty when it is)."""
+        if self.ended is PassEnd.COMPLETED:
+            parts = []
+        elif self.ended is PassEnd.STOPPED_BY_HOST:
+            parts = [self.reason]  # the caller's own words
+        else:
+            parts = [f"the pass ended early: {self.reason}"]
+        if self.motor_started and not self.stop_confirmed:
+            parts.append(f"could not confirm that the motor stopped ({self.stop_problem})")
+        return "; ".join(parts)
+
+
+class PassRun:
+    """One pass on a connected pen. ``await run()``; :attr:`outcome` is set however it ends.
+
+    A cancelled pass (Ctrl-C) still sends STOP, and its partial outcome is in
+    :attr:`outcome` when ``run()`` re-raises the cancellation.
+    """
+
+    def __init__(
+        self,
+        pen: Pen,
+        depth_mm: float,
+        rate_hz: float,
+        seconds: float,
+        *,
+        on_sample: SampleHook | None = None,
+    ) -> None:
+        if not (seconds > 0 and seconds != float("inf")):
+            raise ValueError(f"a pass lasts a positive, finite time, got {seconds!r}")
+        self.pen = pen
+        self.depth_mm = depth_mm
+        self.rate_hz = rate_hz
+        self.seconds = seconds
+        self.on_sample = on_sample
+        self.samples: list[TelemetrySample] = []
+        self.outcome: PassOutcome | None = None
+        self.started_at: float | None = None
+        """The loop's time when START was sent (for progress displays)."""
+
+    async def prepare(self) -> None:
+        """Set depth and rate (checked by the driver, then by the pen) before anything runs."""
+        await self.pen.set_depth(self.depth_mm)
+        await self.pen.set_stroke_rate(self.rate_hz)
+
+    async def run(self) -> PassOutcome:
+        """START, watch, STOP; the outcome says how it ended. Set points: :meth:`prepare`.
+
+        A refused START raises :class:`PenRefused` (nothing ran); anything after START ends
+        in an outcome, a cancellation too (re-raised once the motor is stopped).
+        """
+        pen = self.pen
+        faults_before = len(pen.faults)
+        ended, reason = PassEnd.COMPLETED, f"ran for {self.seconds:g} s"
+        async with pen.telemetry() as stream:
+            self.started_at = asyncio.get_running_loop().time()
+            try:
+                await pen.start()
+            except PenRefused:
+                raise
+            except PenError as exc:  # unanswered: the pen may be running all the same
+                ended, reason = PassEnd.LINK_LOST, str(exc)
+            try:
+                if ended is PassEnd.COMPLETED:
+                    async with asyncio.timeout(self.seconds):
+                        ended, reason = await self._watch(stream)
+            except TimeoutError:
+                pass
+            except PenError as exc:
+                ended, reason = PassEnd.LINK_LOST, str(exc)
+            except asyncio.CancelledError:
+                ended, reason = PassEnd.INTERRUPTED, "interrupted"
+                raise
+            finally:
+                confirmed, problem = await self._stop(stream, ended)
+                self.outcome = self._outcome(
+                    ended, reason, faults_before, confirmed, problem, stream.dropped
+                )
+        return self.outcome
+
+    async def _watch(self, stream: Subscription[TelemetrySample]) -> tuple[PassEnd, str]:
+        """Read samples until the hook asks to stop or the pen stops; the timer is outside."""
+        seen_running = False
+        async for sample in stream:
+            self.samples.append(sample)
+            if self.on_sample is not None:
+                why = self.on_sample(sample)
+                if why:
+                    return PassEnd.STOPPED_BY_HOST, why
+            if sample.state == PenState.RUNNING:
+                seen_running = True
+            elif seen_running or sample.state == PenState.FAULT:
+                if sample.faults or sample.state == PenState.FAULT:
+                    names = fault_names(sample.faults | self._event_faults())
+                    return PassEnd.FAULT, f"the pen stopped its motor on a fault: {names}"
+                return PassEnd.PEN_STOPPED, f"the pen stopped its motor ({sample.state.name})"
+        # A subscription ends quietly only when the connection was closed under it.
+        return PassEnd.LINK_LOST, "the connection was closed during the pass"
+
+    def _event_faults(self) -> FaultFlags:
+        flags = FaultFlags(0)
+        for fault in self.pen.faults:
+            if fault.active:
+                flags |= fault.fault
+        return flags
+
+    async def _stop(
+        self, stream: Subscription[TelemetrySample], ended: PassEnd
+    ) -> tuple[bool, str]:
+        """STOP whenever the motor may be running; then confirm it from the pen's answer, or
+        from its status, and read the samples that show it stopped (the pass's last figures)."""
+        pen = self.pen
+        problem = ""
+        confirmed = False
+        try:
+            await pen.stop()
+            confirmed = True
+        except PenError as exc:
+            problem = str(exc)
+            try:
+                confirmed = (await pen.status()).state is not PenState.RUNNING
+            except PenError as again:
+                problem = f"{problem}; {again}"
+        if confirmed and ended is not PassEnd.LINK_LOST:
+            await self._tail(stream)
+        if not confirmed:
+            watchdog = pen.device_info.watchdog_s
+            problem += f"; the pen's watchdog stops it {watchdog:g} s after it last heard a host"
+        return confirmed, problem
+
+    async def _tail(self, stream: Subscription[TelemetrySample]) -> None:
+        """Samples until one shows the motor stopped, for at most :data:`TAIL_WAIT_S`."""
+        if self.samples and self.samples[-1].state != PenState.RUNNING:
+            return
+        try:
+            async with asyncio.timeout(TAIL_WAIT_S):
+                async for sample in stream:
+                    self.samples.append(sample)
+                    if sample.state != PenState.RUNNING:
+                        return
+        except (TimeoutError, PenError):
+            return
+
+    def _outcome(
+        self,
+        ended: PassEnd,
+        reason: str,
+        faults_before: int,
+        confirmed: bool,
+        problem: str,
+        dropped: int,
+    ) -> PassOutcome:
+        events = self.pen.faults[faults_before:]
+        summary = summarise(self.samples, events) if self.samples else None
+        faults = summary.fault_flags if summary is not None else FaultFlags(0)
+        if ended is PassEnd.LINK_LOST and faults:
+            reason = f"{reason} (faults seen before: {fault_names(faults)})"
+        return PassOutcome(
+            ended=ended,
+            reason=reason,
+            summary=summary,
+            faults=faults,
+            motor_started=True,
+            stop_confirmed=confirmed,
+            stop_problem=problem,
+            samples_dropped=dropped,
+        )

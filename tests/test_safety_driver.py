@@ -1,0 +1,100 @@
+"""Issue 12, item 6: an unanswered START is treated as possibly running.
+
+A START whose ACK was lost may have been executed: the pen's motor runs while the driver has
+no answer. The driver must then behave as if the motor runs (send STOP on close), never as if
+it did not. Everything runs on the simulated pen's virtual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+import pytest
+
+from pendriver import DriverConfig, PenRefused, PenState, PenTimeout
+from pendriver.testing.virtual import VirtualPen
+from simulator.linkfaults import LinkFaultConfig
+
+FAST = DriverConfig(request_timeout_s=0.01, retries=1, link_timeout_s=120.0, first_seq=7)
+
+
+def _state(vp: VirtualPen) -> PenState:
+    return vp.firmware.state
+
+
+def test_a_start_whose_answer_was_lost_counts_as_running_and_close_stops_it(
+    virtual_pen: VirtualPen,
+) -> None:
+    vp = virtual_pen
+
+    async def scenario() -> None:
+        async with vp.connect(FAST) as pen:
+            # The START reaches the pen; every answer from the pen is lost.
+            vp.service.set_link_faults(LinkFaultConfig(), to_host=LinkFaultConfig(drop=1.0))
+            with pytest.raises(PenTimeout):
+                await pen.start()
+            assert _state(vp) is PenState.RUNNING  # the pen did execute it
+            assert pen.motor_may_run
+            vp.faults.clear_link()
+        # Closed: the driver sent STOP although START was never acknowledged.
+        assert _state(vp) is PenState.IDLE
+
+    vp.run(scenario())
+
+
+def test_a_refused_start_leaves_the_motor_as_it_was(virtual_pen: VirtualPen) -> None:
+    vp = virtual_pen
+
+    async def scenario() -> None:
+        async with vp.connect(FAST) as pen:
+            vp.faults.pull_cartridge()
+            with pytest.raises(PenRefused):
+                await pen.start()
+            assert not pen.motor_may_run
+
+    vp.run(scenario())
+
+
+def test_over_lossy_sessions_the_driver_never_believes_a_running_motor_stopped(
+    virtual_pen: VirtualPen,
+) -> None:
+    """200 short sessions on a wire losing 4 % of bytes both ways.
+
+    After each command the pen's motor may only be running if the driver says it may be; a
+    session's close sends STOP whenever it may, so a session ends with the motor running
+    only where even that STOP was lost, and then the driver knew (the pen's watchdog has the
+    last word, 1 s later).
+    """
+    vp = virtual_pen
+    rng = random.Random(12)
+    unnoticed: list[int] = []
+
+    async def session(number: int) -> None:
+        pen = vp.connect(FAST)
+        vp.faults.clear_link()
+        await pen.open()
+        vp.faults.link(drop=0.04, seed=number)
+        try:
+            for command in (pen.start, pen.stop, pen.start):
+                with contextlib.suppress(PenTimeout):
+                    await command()
+                if _state(vp) is PenState.RUNNING and not pen.motor_may_run:
+                    unnoticed.append(number)
+        finally:
+            believed_running = pen.motor_may_run
+            await pen.close()
+        if _state(vp) is PenState.RUNNING and not believed_running:
+            unnoticed.append(number)
+        vp.faults.clear_link()
+        if _state(vp) is PenState.RUNNING:
+            vp.firmware.expire_watchdog()  # the next session starts from a stopped pen
+        await asyncio.sleep(rng.uniform(0.0, 0.01))
+
+    async def scenario() -> None:
+        for number in range(200):
+            await session(number)
+
+    vp.run(scenario())
+    assert unnoticed == []
