@@ -1,16 +1,21 @@
 """``pen-sim``: serve a simulated pen on a pseudo-terminal or a TCP port.
 
 pen-sim --pty                      # prints the /dev/pts/N path to open
+pen-sim --pty --pty-link /tmp/pen  # ... and links /tmp/pen to it, a name that does not change
 pen-sim --tcp 127.0.0.1:7001       # reach it as socket://127.0.0.1:7001
 pen-sim --list-profiles
 pen-sim --tcp 127.0.0.1:7001 --nvm pen.nvm --scenario faults.toml --capture wire.jsonl
 pen-sim --pty --trajectory raster:width_mm=40,height_mm=30,glide_mm_s=20,tip_width_mm=8
 pen-sim --version
+pen-sim --tcp 127.0.0.1:7001 --idle-limit 30   # drop a host that sends nothing for 30 s
 
 ``--nvm FILE`` never passes a memory it cannot read off as a new one: a missing or empty FILE
 is a new memory, but a FILE that is not a pen memory, or whose records all fail their check,
 is refused (the pen would forget its serial, its calibration and which cartridges it has
 used) unless ``--format-nvm`` says to start it blank.
+
+Every argument that cannot work is refused before anything starts, with one error line and
+exit status 2: an empty path or serial, a rate beyond the pen's, a negative time.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 from pathlib import Path
@@ -27,10 +33,10 @@ from firmware_protocol.capture import Direction, format_record
 
 from .clock import LoopClock
 from .firmware import MAX_TELEMETRY_HZ, PenFirmware
-from .nvm import DEFAULT_SECTOR_COUNT, DEFAULT_SECTOR_SIZE, FileFlash, NvmStore
+from .nvm import DEFAULT_SECTOR_COUNT, DEFAULT_SECTOR_SIZE, MAX_ID_BYTES, FileFlash, NvmStore
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .scenario import add_fault_arguments, faults_from_args
-from .servers import PtyServer, TcpServer
+from .servers import DEFAULT_IDLE_LIMIT_S, PtyServer, TcpServer
 from .service import PenService
 from .trajectory import TipSensor, Trajectory, parse_trajectory
 
@@ -88,25 +94,94 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _serial_number(text: str) -> str:
+    """``--serial``: what DEVICE_INFO can carry (1-16 UTF-8 bytes) and a log can print."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if not text or size > MAX_ID_BYTES or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"expected 1-{MAX_ID_BYTES} printable characters (UTF-8 bytes), got {text!r}"
+        )
+    return text
+
+
+def _telemetry_hz(text: str) -> int:
+    """``--telemetry-hz``: a whole rate the pen accepts (0 turns telemetry off)."""
+    try:
+        rate = int(text)
+    except ValueError:
+        rate = -1
+    if not 0 <= rate <= MAX_TELEMETRY_HZ:
+        raise argparse.ArgumentTypeError(
+            f"must be 0-{MAX_TELEMETRY_HZ} (the pen's maximum), got {text!r}"
+        )
+    return rate
+
+
+def _nonempty_path(text: str) -> Path:
+    """A path option: ``Path("")`` would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file path, got {text!r}")
+    return Path(text)
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+    return text
+
+
+def _non_negative(text: str) -> float:
+    """A finite number >= 0 (seconds, micrometres)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pen-sim", description="Serve a simulated microneedling pen."
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
+    parser.add_argument(
+        "--pty-link",
+        metavar="PATH",
+        type=_nonempty_path,
+        help="with --pty: also make PATH a symbolic link to the pseudo-terminal (a name that "
+        "stays the same across runs), removed on exit; an existing file, or a link to a device "
+        "that exists, is never replaced (a dangling link is)",
+    )
     where.add_argument(
         "--tcp", type=_host_port, metavar="HOST:PORT", help="serve on a TCP port (0: any free)"
     )
     where.add_argument(
         "--ble",
         metavar="HCI",
+        type=_nonempty,
         help="advertise as a Bluetooth LE pen through a bumble HCI transport: usb:0, "
         "serial:/dev/ttyACM0,1000000, hci-socket:0, tcp-client:HOST:PORT",
     )
     where.add_argument("--list-profiles", action="store_true", help="list pen profiles and exit")
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument(
-        "--ble-name", default=None, help="advertised BLE name (default PEN-<serial suffix>)"
+        "--ble-name",
+        default=None,
+        type=_nonempty,
+        help="advertised BLE name (default PEN-<serial suffix>)",
+    )
+    parser.add_argument(
+        "--idle-limit",
+        metavar="SECONDS",
+        type=_non_negative,
+        default=None,
+        help="with --tcp: drop a host that sends nothing for SECONDS, so a frozen host does not "
+        f"hold the only slot (default {DEFAULT_IDLE_LIMIT_S:g}; 0: never; at least the pen's "
+        "watchdog period, 1 s). A host that stops reading is dropped too, once 256 kB of "
+        "output wait for it",
     )
     parser.add_argument(
         "--profile",
@@ -114,17 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PROFILES),
         help=f"which pen to be (default {DEFAULT_PROFILE})",
     )
-    parser.add_argument("--serial", default="SIM-000001", help="serial number to report")
+    parser.add_argument(
+        "--serial",
+        default="SIM-000001",
+        type=_serial_number,
+        help=f"serial number to report (1-{MAX_ID_BYTES} characters)",
+    )
     parser.add_argument(
         "--telemetry-hz",
-        type=int,
+        type=_telemetry_hz,
         default=None,
         help=f"telemetry rate at power-on, 0-{MAX_TELEMETRY_HZ} (default: the profile's)",
     )
     parser.add_argument(
         "--nvm",
         metavar="FILE",
-        type=Path,
+        type=_nonempty_path,
         help="keep the pen's non-volatile memory (serial, calibration, used cartridges, "
         "counters) in FILE, created blank if missing or empty; a FILE that cannot be read as "
         "a pen memory is refused (see --format-nvm); without --nvm memory lasts one run",
@@ -147,14 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sensor-noise-um",
-        type=float,
+        type=_non_negative,
         default=5.0,
         help="standard deviation of the tip sensor's noise (default 5 µm)",
     )
     parser.add_argument(
         "--capture",
         metavar="FILE",
-        type=Path,
+        type=_nonempty_path,
         help="append every byte both ways, with timestamps, to FILE (read: pen decode FILE)",
     )
     add_fault_arguments(parser)
@@ -249,13 +329,16 @@ async def _serve(args: argparse.Namespace, nvm: NvmStore | None) -> None:
         where = f"ble://{server.name}"
     elif args.tcp:
         host, port = args.tcp
-        server = TcpServer(service, host, port, log=_say)
+        idle = DEFAULT_IDLE_LIMIT_S if args.idle_limit is None else args.idle_limit
+        server = TcpServer(service, host, port, log=_say, idle_limit_s=idle)
         await server.start()
         where = server.url
     else:
-        server = PtyServer(service)
+        server = PtyServer(service, link=args.pty_link, log=_say)
         await server.start()
         where = server.path
+        if args.pty_link is not None:
+            where += f" (linked from {args.pty_link})"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -265,7 +348,8 @@ async def _serve(args: argparse.Namespace, nvm: NvmStore | None) -> None:
         f"{firmware.profile.model} (profile {firmware.profile.name}, serial "
         f"{firmware.serial_number}) on {where}"
     )
-    _say(f"connect with: pen --port {where} info    (Ctrl-C stops)")
+    port = args.pty_link if args.pty_link is not None else where
+    _say(f"connect with: pen --port {port} info    (Ctrl-C stops)")
     try:
         await stop.wait()
     finally:
@@ -290,6 +374,22 @@ def _open_capture(path: Path, service: PenService) -> TextIO:
     return out
 
 
+def _usage_error(args: argparse.Namespace) -> str:
+    """What is wrong with a combination of arguments, each fine alone ("" when nothing)."""
+    if args.pty_link is not None and (args.tcp or args.ble):
+        return "--pty-link needs --pty (a TCP or BLE pen has no device to link to)"
+    if args.idle_limit is not None:
+        if not args.tcp:
+            return "--idle-limit applies to --tcp only (a pty or BLE host cannot be dropped)"
+        watchdog_s = PROFILES[args.profile].watchdog_ms / 1000
+        if 0 < args.idle_limit < watchdog_s:
+            return (
+                f"--idle-limit must be 0 (never) or at least the pen's watchdog period "
+                f"({watchdog_s:g} s): a host quiet for less is not lost yet"
+            )
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_profiles:
@@ -297,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
             marker = " (default)" if name == DEFAULT_PROFILE else ""
             print(f"{name:12} {profile.model:10} {profile.description}{marker}")
         return 0
-    if args.telemetry_hz is not None and not 0 <= args.telemetry_hz <= MAX_TELEMETRY_HZ:
-        print(f"pen-sim: error: --telemetry-hz must be 0-{MAX_TELEMETRY_HZ}", file=sys.stderr)
+    usage = _usage_error(args)
+    if usage:
+        print(f"pen-sim: error: {usage}", file=sys.stderr)
         return 2
     if args.format_nvm and not args.nvm:
         print(

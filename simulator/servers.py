@@ -4,6 +4,17 @@ A pseudo-terminal looks to the driver exactly like a USB serial port (``/dev/pts
 port is reached with pyserial's ``socket://host:port`` URL. Either way one host at a time is
 attached, as on a real serial line, and the pen keeps running between hosts, so a host that
 vanishes mid-pass finds the watchdog has stopped the motor.
+
+A server stays in control of a misbehaving host, because pen-sim must keep answering Ctrl-C
+and serving the next host whatever the current one does:
+
+- its output to the host is bounded (:data:`OUTPUT_LIMIT`): a TCP host that stops reading is
+  dropped, a pty drops the pen's output, as a UART without flow control would;
+- a TCP host that sends nothing for the idle limit (:data:`DEFAULT_IDLE_LIMIT_S`) is dropped,
+  so a frozen host cannot hold the only slot for ever;
+- input is read in small chunks (:data:`READ_CHUNK`), so a host flooding the pen cannot keep
+  the loop from its timers (the pen's watchdog, telemetry) or from a signal for long;
+- a host turned away because the slot is taken is told so in one line of text.
 """
 
 from __future__ import annotations
@@ -14,19 +25,64 @@ import errno
 import os
 import tty
 from collections.abc import Callable
+from pathlib import Path
 
 from .service import PenService
 
+Log = Callable[[str], None]
+
 OUTPUT_LIMIT = 256 * 1024
-"""Bytes a pty may hold for a host that is not reading; beyond it output is dropped, as a
-UART without flow control would."""
+"""Bytes the server holds for a host that is not reading (beyond what the kernel's socket or
+pty buffer holds). 256 kB is over 5 s of the densest output (1 kHz telemetry) and far more
+than any burst of answers, so only a host that has stopped reading reaches it."""
+
+DEFAULT_IDLE_LIMIT_S = 10.0
+"""A TCP host that sends nothing for this long is dropped. Ten watchdog periods of the
+profiles (1 s): a live driver sends a heartbeat every 0.25 s, and any motor such a host
+started stopped by the watchdog nine seconds earlier."""
+
+READ_CHUNK = 4096
+"""Bytes taken from the host per loop turn: small enough that one turn of the firmware on a
+flood (thousands of tiny frames) stays short, so timers and signals are never held up long."""
+
+REFUSAL_LINGER_S = 2.0
+"""How long a refused host's own bytes are read and discarded after its refusal line: closing
+with its HELLO unread would reset the connection and could destroy the line before it is read."""
+
+
+def _describe(peer: object) -> str:
+    """``HOST:PORT`` of a socket peer (an IPv6 peer is a 4-tuple)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)
+
+
+class PtyLinkRefused(ValueError):
+    """``--pty-link PATH`` would clobber something that is not a stale pen-sim link."""
 
 
 class PtyServer:
-    """The pen behind a pseudo-terminal. ``path`` is the device the host opens."""
+    """The pen behind a pseudo-terminal. ``path`` is the device the host opens.
 
-    def __init__(self, service: PenService) -> None:
+    ``link``: also make a symbolic link there to ``path`` (a stable name for scripts, since
+    the pty's number changes every run), removed again by :meth:`close`. An existing file, or
+    a link that still points at a device, is never replaced (:class:`PtyLinkRefused`); a
+    dangling link, what a pen-sim that was killed leaves, is.
+    """
+
+    def __init__(
+        self,
+        service: PenService,
+        *,
+        link: str | os.PathLike[str] | None = None,
+        log: Log | None = None,
+        output_limit: int = OUTPUT_LIMIT,
+    ) -> None:
         self.service = service
+        self.link = Path(link) if link is not None else None
+        self.output_limit = output_limit
+        self._log = log or (lambda _line: None)
         self._master, self._slave = os.openpty()
         # Raw at once: a new pty echoes and translates newlines until pyserial configures it.
         tty.setraw(self._slave)
@@ -34,17 +90,66 @@ class PtyServer:
         self.path = os.ttyname(self._slave)
         self._pending = bytearray()
         self.dropped_bytes = 0
+        """Bytes of the pen's output dropped because nobody read them."""
+        self.peak_buffered_bytes = 0
+        """The most output ever held here for the host: never above ``output_limit``."""
+        self._overflowing = False
+        self._linked = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Output held here (not yet taken by the kernel) for the host."""
+        return len(self._pending)
+
     async def start(self) -> None:
+        if self.link is not None:
+            self._make_link(self.link)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._master, self._on_readable)
         self.service.attach(self._write)
         self.service.start()
 
+    def _make_link(self, link: Path) -> None:
+        """Point ``link`` at the pty, replacing only a dangling link (see the class)."""
+        if link.is_symlink():
+            target = os.readlink(link)
+            if link.exists():
+                raise PtyLinkRefused(
+                    f"--pty-link {link} already links to {target}, which exists (another "
+                    "pen-sim serving there?); remove it or give another path"
+                )
+            spare = link.with_name(f".{link.name}.pen-sim-{os.getpid()}")
+            os.symlink(self.path, spare)
+            os.replace(spare, link)  # atomic: the stale link is never missing in between
+            self._log(f"replaced the dangling link {link} (it pointed to {target})")
+        elif link.exists():
+            raise PtyLinkRefused(
+                f"--pty-link {link} exists and is not a link pen-sim made; remove it or give "
+                "another path"
+            )
+        else:
+            try:
+                os.symlink(self.path, link)
+            except FileExistsError:
+                raise PtyLinkRefused(
+                    f"--pty-link {link} appeared meanwhile: not replaced"
+                ) from None
+        self._linked = True
+
+    def _remove_link(self) -> None:
+        """Remove the link, but only if it is still ours (it may have been replaced)."""
+        link = self.link
+        if link is None or not self._linked:
+            return
+        self._linked = False
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == self.path:
+                link.unlink()
+
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._master, 65536)
+            data = os.read(self._master, READ_CHUNK)
         except OSError as exc:
             if exc.errno in (errno.EIO, errno.EAGAIN):
                 return  # EIO: no host has the port open (we keep the slave open, so rare)
@@ -66,13 +171,20 @@ class PtyServer:
             self._queue(data[written:])
 
     def _queue(self, data: bytes) -> None:
-        room = OUTPUT_LIMIT - len(self._pending)
+        room = self.output_limit - len(self._pending)
         if room < len(data):
             self.dropped_bytes += len(data) - max(room, 0)
             data = data[: max(room, 0)]
-        if not self._pending and self._loop is not None:
+            if not self._overflowing:
+                self._overflowing = True
+                self._log(
+                    f"nobody is reading {self.path}: {len(self._pending) + len(data)} bytes "
+                    "unsent; the pen's output is dropped until a host reads it"
+                )
+        if not self._pending and self._loop is not None and data:
             self._loop.add_writer(self._master, self._on_writable)
         self._pending += data
+        self.peak_buffered_bytes = max(self.peak_buffered_bytes, len(self._pending))
 
     def _on_writable(self) -> None:
         try:
@@ -82,10 +194,13 @@ class PtyServer:
         except OSError:
             written = len(self._pending)
         del self._pending[:written]
-        if not self._pending and self._loop is not None:
-            self._loop.remove_writer(self._master)
+        if not self._pending:
+            self._overflowing = False
+            if self._loop is not None:
+                self._loop.remove_writer(self._master)
 
     async def close(self) -> None:
+        self._remove_link()
         await self.service.stop()
         if self._loop is not None:
             self._loop.remove_reader(self._master)
@@ -97,21 +212,48 @@ class PtyServer:
 
 
 class TcpServer:
-    """The pen behind a TCP port (``socket://host:port``); a second host is turned away."""
+    """The pen behind a TCP port (``socket://host:port``); a second host is turned away.
+
+    ``output_limit``: bytes held for a host that does not read before it is dropped.
+    ``idle_limit_s``: seconds without a byte from the host before it is dropped (``None`` or
+    0: never). Both free the slot for the next host, and each drop is one log line.
+    """
 
     def __init__(
-        self, service: PenService, host: str, port: int, log: Callable[[str], None] | None = None
+        self,
+        service: PenService,
+        host: str,
+        port: int,
+        log: Log | None = None,
+        *,
+        output_limit: int = OUTPUT_LIMIT,
+        idle_limit_s: float | None = DEFAULT_IDLE_LIMIT_S,
     ) -> None:
         self.service = service
         self.host = host
         self.port = port
+        self.output_limit = output_limit
+        self.idle_limit_s = idle_limit_s or None
         self._log = log or (lambda _line: None)
         self._server: asyncio.Server | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.WriteTransport | None = None
+        self._peer = ""
+        self._drop_reason: str | None = None
+        self._refusals: set[asyncio.Task[None]] = set()
+        self.peak_buffered_bytes = 0
+        """The most output ever held here for a host: never above ``output_limit``."""
+        self.hosts_dropped = 0
+        """Hosts this server disconnected (not reading, or idle too long)."""
 
     @property
     def url(self) -> str:
         return f"socket://{self.host}:{self.port}"
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Output held here (not yet taken by the kernel) for the current host."""
+        transport = self._transport
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_client, self.host, self.port)
@@ -119,31 +261,94 @@ class TcpServer:
         self.port = sock.getsockname()[1]
         self.service.start()
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        if self._writer is not None:
-            self._log(f"refused a second host from {peer}: the pen already has one")
-            writer.close()
+    def _send(self, data: bytes) -> None:
+        """The pen's output to the host, dropping the host rather than holding too much."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return
-        self._writer = writer
+        unsent = transport.get_write_buffer_size()
+        if unsent + len(data) > self.output_limit:
+            self._drop(f"stopped reading: {unsent} bytes unsent")
+            return
+        transport.write(data)
+        self.peak_buffered_bytes = max(self.peak_buffered_bytes, transport.get_write_buffer_size())
+
+    def _drop(self, reason: str) -> None:
+        """Disconnect the current host at once (its unsent output is discarded)."""
+        if self._transport is None or self._drop_reason is not None:
+            return
+        self._drop_reason = reason
+        self.hosts_dropped += 1
+        self.service.detach()
+        self._transport.abort()
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _describe(writer.get_extra_info("peername"))
+        if self._transport is not None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._refusals.add(task)
+                task.add_done_callback(self._refusals.discard)
+            await self._refuse(reader, writer, peer)
+            return
+        self._transport = writer.transport
+        self._peer = peer
+        self._drop_reason = None
         self._log(f"host connected from {peer}")
-        self.service.attach(writer.write)
+        self.service.attach(self._send)
+        idle = self.idle_limit_s
+        loop = asyncio.get_running_loop()
         try:
-            while data := await reader.read(65536):
-                self.service.feed(data)
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    if idle is not None:
+                        deadline.reschedule(loop.time() + idle)
+                    data = await reader.read(READ_CHUNK)
+                    if not data:
+                        break
+                    self.service.feed(data)
+        except TimeoutError:
+            self._drop(f"sent nothing for {idle:g} s (--idle-limit)")
         except ConnectionError:
             pass
         finally:
-            self.service.detach()
-            self._writer = None
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-            self._log(f"host {peer} disconnected")
+            if self._drop_reason is None:
+                self.service.detach()
+            self._transport = None
+            writer.transport.abort()  # whatever the host did not read is of no use now
+            reason = self._drop_reason
+            if reason is None:
+                self._log(f"host {peer} disconnected")
+            else:
+                self._log(f"host {peer} {reason}; link dropped")
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        """Tell a second host in one line of text why it is turned away, then close.
+
+        Text on a binary link is safe: it holds no frame delimiter (0x00), so a driver's
+        decoder never takes it for a frame, while a person with ``nc`` reads it as is.
+        """
+        self._log(f"refused a host from {peer}: the pen already has one (from {self._peer})")
+        writer.write(
+            f"pen-sim: this pen already has a host (from {self._peer}); "
+            "try again when it disconnects\n".encode()
+        )
+        try:
+            with contextlib.suppress(OSError):  # TimeoutError and ConnectionError included
+                writer.write_eof()
+                async with asyncio.timeout(REFUSAL_LINGER_S):
+                    while await reader.read(READ_CHUNK):
+                        pass
+        finally:
+            writer.transport.abort()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if self._transport is not None:
+            self._transport.abort()  # close() would wait for a host that never reads
+        for task in list(self._refusals):
+            task.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

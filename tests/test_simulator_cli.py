@@ -64,13 +64,83 @@ def test_a_bad_tcp_address_is_a_one_line_error(
     assert err.splitlines()[-1] == errors[0]
 
 
-@pytest.mark.parametrize("rate", ["5000", "1001", "-1"])
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line of ``pen-sim ARGV``, which must exit 2 (argparse's usage line may
+    come before it, as for every other bad argument)."""
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1, err
+    assert err.splitlines()[-1] == errors[0]
+    assert errors[0].startswith("pen-sim: error: ")
+    return errors[0]
+
+
+@pytest.mark.parametrize("rate", ["5000", "1001", "-1", "fast", "50.5"])
 def test_an_impossible_telemetry_rate_is_refused(
     rate: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert exit_code(["--tcp", "127.0.0.1:0", "--telemetry-hz", rate]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == "pen-sim: error: --telemetry-hz must be 0-1000"
+    line = usage_error(["--tcp", "127.0.0.1:0", "--telemetry-hz", rate], capsys)
+    assert line == (
+        f"pen-sim: error: argument --telemetry-hz: must be 0-1000 (the pen's maximum), got {rate!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--serial", ""], "argument --serial: expected 1-16 printable characters"),
+        (["--serial", "A" * 17], "argument --serial: expected 1-16 printable characters"),
+        (["--serial", "SN\n42"], "argument --serial: expected 1-16 printable characters"),
+        (["--serial", "ÄÄÄÄÄÄÄÄÄ"], "(UTF-8 bytes), got 'ÄÄÄÄÄÄÄÄÄ'"),  # 18 bytes
+        (["--nvm", ""], "argument --nvm: expected a file path, got ''"),
+        (["--capture", ""], "argument --capture: expected a file path, got ''"),
+        (["--pty-link", ""], "argument --pty-link: expected a file path, got ''"),
+        (["--sensor-noise-um", "-1"], "argument --sensor-noise-um: expected a number >= 0"),
+        (["--sensor-noise-um", "nan"], "argument --sensor-noise-um: expected a number >= 0"),
+        (["--idle-limit", "-5"], "argument --idle-limit: expected a number >= 0, got '-5'"),
+        (["--idle-limit", "inf"], "argument --idle-limit: expected a number >= 0, got 'inf'"),
+        (["--ble-name", ""], "argument --ble-name: expected a value, got ''"),
+        (["--tcp", "127.0.0.1:99999"], "argument --tcp: expected HOST:PORT"),
+    ],
+)
+def test_empty_and_nonsense_arguments_are_refused_at_the_parser(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert words in usage_error(argv, capsys)
+
+
+def test_an_empty_ble_transport_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "argument --ble: expected a value, got ''" in usage_error(["--ble", ""], capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--tcp", "127.0.0.1:0", "--pty-link", "pen"], "--pty-link needs --pty"),
+        (["--pty", "--idle-limit", "5"], "--idle-limit applies to --tcp only"),
+        (["--tcp", "127.0.0.1:0", "--idle-limit", "0.5"], "at least the pen's watchdog period"),
+    ],
+)
+def test_options_that_do_not_fit_together_are_one_line_errors(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert words in usage_error(argv, capsys)
+
+
+def test_an_empty_serial_is_refused_by_the_real_command() -> None:
+    # Issue 12 item 10: `pen-sim --serial ''` used to serve a pen with no serial at all.
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "--tcp", "127.0.0.1:0", "--serial", ""],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1].startswith("pen-sim: error: argument --serial:")
 
 
 def test_an_unknown_profile_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
