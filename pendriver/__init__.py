@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "PenRefused": "pendriver.errors",
     "PenTimeout": "pendriver.errors",
     "ProtocolMismatch": "pendriver.errors",
+    "WrongPen": "pendriver.errors",
     "Reconnecting": "pendriver.errors",
     "CartridgeChanged": "pendriver.events",
     "LinkDown": "pendriver.events",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
         PenTimeout,
         ProtocolMismatch,
         Reconnecting,
+        WrongPen,
     )
     from .events import (
         CartridgeChanged,
@@ -150,6 +152,7 @@ __all__ = [
     "SyncPen",
     "TelemetrySample",
     "TelemetryStream",
+    "WrongPen",
     "__version__",
     "connect",
     "connect_sync",

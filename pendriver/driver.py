@@ -50,6 +50,7 @@ from .errors import (
     PenTimeout,
     ProtocolMismatch,
     Reconnecting,
+    WrongPen,
 )
 from .events import (
     CartridgeChanged,
@@ -161,6 +162,36 @@ class Pen:
                 SCHEMA_HASH,
             )
         self._info = DeviceInfo.from_message(reply)
+
+    async def _handshake_same_pen(self) -> None:
+        """The greeting after a reopen, which must find the pen this connection was opened to.
+
+        A port name can come to mean another device (a pseudo-terminal number reused by a
+        restarted server or someone's terminal, a USB adapter replugged with another pen on
+        it): nothing but HELLO goes out before the answer is checked, and a different serial
+        number or model ends the connection with :class:`WrongPen`.
+        """
+        before = self._info
+        await self._handshake()
+        after = self._info
+        if before is None or after is None:  # pragma: no cover - open() greeted first
+            return
+        if (after.serial_number, after.model) != (before.serial_number, before.model):
+            self._info = before
+            raise WrongPen(
+                f"{self.transport.url} now answers as {after.model} {after.serial_number}, "
+                f"not the pen this connection was opened to ({before.model} "
+                f"{before.serial_number}): refused; connect again to use it"
+            )
+
+    async def _drop_transport(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        with contextlib.suppress(Exception):
+            await self.transport.close()
 
     async def close(self) -> None:
         """Close the link; stops the motor first if this session may have started it (a START
@@ -629,8 +660,13 @@ class Pen:
                 async with asyncio.timeout_at(give_up):
                     await self.transport.reopen()
                     self._start_reader()
-                    await self._handshake()
+                    await self._handshake_same_pen()
                     status = await self._request(m.GetStatus(), m.Status, during_reconnect=True)
+            except WrongPen as exc:
+                log.warning("reconnect to %s refused: %s", self.transport.url, exc)
+                await self._drop_transport()
+                self._fail(exc)
+                return
             except (PenError, TimeoutError) as exc:
                 why = str(exc) or "cut off at the give-up time"
                 log.info("reconnect attempt %d to %s failed: %s", attempts, self.transport.url, why)

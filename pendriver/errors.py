@@ -28,6 +28,12 @@ class Reconnecting(LinkLost):
     """
 
 
+class WrongPen(LinkLost):
+    """A reopened link reached another device than the pen this connection was opened to (a
+    different serial number or model, or a port name now used by something else). Nothing but
+    the greeting was sent to it, and the connection is over: connect again on purpose."""
+
+
 class LimitError(PenError, ValueError):
     """A value is outside what this pen accepts; checked before anything is sent."""
 

@@ -16,10 +16,13 @@ from typing import Any
 import serial
 import serial_asyncio_fast
 
-from ..errors import LinkLost, PenConnectionError
+from ..errors import LinkLost, PenConnectionError, WrongPen
 from .base import QueueProtocol, Transport
 
 DEFAULT_BAUDRATE = 115200
+
+PSEUDO_TERMINALS = "/dev/pts/"
+"""Where Linux names pseudo-terminals; a number there is reused as soon as it is free."""
 
 
 class SerialTransport(Transport):
@@ -28,9 +31,12 @@ class SerialTransport(Transport):
         self.baudrate = baudrate
         self._protocol = QueueProtocol()
         self._transport: asyncio.WriteTransport | None = None
+        self._pty_born: int | None = None
+        """When the pseudo-terminal first opened was created (its inode's change time)."""
 
     async def open(self) -> None:
         """Open the port; may be called again after a loss (a reconnect)."""
+        self._check_same_pseudo_terminal()
         self._protocol = QueueProtocol()
         loop = asyncio.get_running_loop()
         try:
@@ -40,6 +46,32 @@ class SerialTransport(Transport):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise PenConnectionError(_explain_open_error(self.url, exc)) from None
         self._transport = transport
+
+    def _check_same_pseudo_terminal(self) -> None:
+        """Reopen ``/dev/pts/N`` only while it is the pseudo-terminal first opened.
+
+        The pen's side of a pseudo-terminal is a process (pen-sim, a bridge); when it ends,
+        the number is free, and the next terminal window or server gets it. Writing protocol
+        frames into someone's terminal is never right, so a reopen checks the node's creation
+        time (its ctime, set when the pseudo-terminal is made) and refuses a newer one
+        *before* opening it. A stable name (``pen-sim --pty-link PATH``, a symlink) is not
+        checked here: following it to a restarted server is its purpose, and the driver's
+        identity check after HELLO still refuses a different pen.
+        """
+        if not self.url.startswith(PSEUDO_TERMINALS):
+            return
+        try:
+            born = os.stat(self.url).st_ctime_ns
+        except OSError:
+            return  # gone: opening reports it in the usual words
+        if self._pty_born is None:
+            self._pty_born = born
+        elif born != self._pty_born:
+            raise WrongPen(
+                f"{self.url} is now another pseudo-terminal (the pen's was closed and its "
+                "number reused): not reopened; for a name that follows a restarted pen-sim "
+                "use pen-sim --pty-link PATH"
+            )
 
     async def read(self) -> bytes:
         return await self._protocol.next_chunk()
