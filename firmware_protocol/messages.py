@@ -103,7 +103,7 @@ class ErrorCode(OpenIntEnum):
     AUTH_REQUIRED = 15
     """Authentication is required first (reserved for the auth range)."""
     CALIBRATION_INVALID = 16
-    """A calibration table is not strictly increasing, outside the actuator's range, too far from the identity, or not staged; detail = the index of the first bad point, or 0xFFFF when nothing is staged."""
+    """A calibration table is not strictly increasing in both columns, drives the actuator outside its travel, or corrects a depth by more than the pen's bound (300 µm on the simulated pens; see Calibration tables), or no table is staged under the version committed; detail = the index of the first bad point, or 0xFFFF when nothing is staged under that version."""
 
 
 class FaultFlags(enum.IntFlag):
@@ -128,7 +128,7 @@ class FaultFlags(enum.IntFlag):
     NVM_CORRUPT = 0x0100
     """A non-volatile record failed its check and was not used."""
     CALIBRATION_INVALID = 0x0200
-    """The stored calibration table failed its check at boot and was not used; START is refused until a valid table is committed."""
+    """The stored calibration table failed its check at boot and is not used (the actuator is driven as commanded); START is refused, and CLEAR_FAULTS keeps it, until a valid table is committed; FAULT detail = the first bad point."""
 
 
 class Capability(enum.IntFlag):

@@ -16,9 +16,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import ClassVar
 
 from firmware_protocol import (
@@ -59,6 +58,66 @@ def piecewise_linear(x: float, xs: list[int], ys: list[int]) -> float:
     i = min(max(bisect_left(xs, x), 1), len(xs) - 1)
     x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+NOT_STAGED = 0xFFFF
+"""Detail of NACK CALIBRATION_INVALID to a COMMIT when no table is staged under its version."""
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationProblem:
+    """Why a calibration table may not be used: the first point that breaks a rule."""
+
+    index: int
+    """The index of the first bad point (the NACK's or the FAULT's detail); where the table's
+    extension beyond its ends breaks a rule, the end point it extends from."""
+    reason: str
+
+
+def calibration_problem(
+    points: Sequence[tuple[int, int]], profile: PenProfile
+) -> CalibrationProblem | None:
+    """The first rule the table of ``(depth_um, actuator_um)`` points breaks, ``None`` if none.
+
+    The rules (docs/PROTOCOL.md, "Calibration tables"): strictly increasing in both columns;
+    every point's actuator target within the actuator's travel (``0 .. actuator.travel_um``);
+    and the correction ``|actuator - depth|`` at most ``calibration_max_correction_um`` at
+    every point and, since the pen extends the end segments, at the ends of the profile's
+    depth range. The points are checked in order and the first failing index is reported;
+    the extension to the range ends is checked after every point passed. An empty table (the
+    identity) is always valid.
+    """
+    travel = profile.actuator.travel_um
+    bound = profile.calibration_max_correction_um
+    previous: tuple[int, int] | None = None
+    for i, (depth, actuator) in enumerate(points):
+        if previous is not None and not (depth > previous[0] and actuator > previous[1]):
+            return CalibrationProblem(
+                i, f"point {i} ({depth}, {actuator}) does not increase in both columns"
+            )
+        if not 0 <= actuator <= travel:
+            return CalibrationProblem(
+                i, f"point {i}: actuator {actuator} µm outside the travel 0-{travel:g} µm"
+            )
+        if abs(actuator - depth) > bound:
+            return CalibrationProblem(
+                i, f"point {i}: correction {actuator - depth:+d} µm beyond ±{bound} µm"
+            )
+        previous = depth, actuator
+    if not points:
+        return None
+    depths, targets = [d for d, _ in points], [a for _, a in points]
+    for end, index in ((profile.depth_min_um, 0), (profile.depth_max_um, len(points) - 1)):
+        # Unclamped: the correction is linear between the points and the range ends, so its
+        # extremes are there. Clamping to the travel (see _actuator_target) only shrinks it.
+        target = piecewise_linear(end, depths, targets)
+        if abs(target - end) > bound:
+            return CalibrationProblem(
+                index,
+                f"extended to depth {end} µm its correction is {target - end:+.0f} µm, "
+                f"beyond ±{bound} µm",
+            )
+    return None
 
 
 class _PowerLost(Exception):
@@ -200,6 +259,10 @@ class PenFirmware:
             if status.unreadable
             else 0
         )
+        self.calibration_problem = calibration_problem(self.nvm_image.calibration, self.profile)
+        """Why the stored calibration table failed its check at the last power-on (``None``:
+        it passed, or there is none). Set, the table is not used (the actuator is driven as
+        commanded) and ``CALIBRATION_INVALID`` is latched until a valid table is committed."""
 
     def _persist(self, image: NvmImage) -> None:
         """Write ``image`` to flash; a power cut on the way kills the pen (:class:`_PowerLost`).
@@ -262,9 +325,24 @@ class PenFirmware:
             self._persist(self.nvm_image.with_added(power_cycles=1))
 
     def _report_memory_loss(self) -> None:
-        """Once booted: latch ``NVM_CORRUPT`` if the memory read at power-on was unusable."""
+        """Once booted: latch ``NVM_CORRUPT`` if the memory read at power-on was unusable, and
+        ``CALIBRATION_INVALID`` (detail: the first bad point) if the stored table failed its
+        check. Unlike ``NVM_CORRUPT`` the latter comes back at every boot: the bad table is
+        still stored, and it stays latched (CLEAR_FAULTS refuses it) until a valid table, the
+        empty one included, is committed."""
         if self._nvm_failed_slots:
             self._fault(FaultFlags.NVM_CORRUPT, self._nvm_failed_slots, next_state=PenState.FAULT)
+        if self.calibration_problem is not None:
+            self._fault(
+                FaultFlags.CALIBRATION_INVALID,
+                self.calibration_problem.index,
+                next_state=PenState.FAULT,
+            )
+
+    @property
+    def _table(self) -> tuple[tuple[int, int], ...]:
+        """The calibration in use: the stored table, unless it failed its check (identity)."""
+        return () if self.calibration_problem is not None else self.nvm_image.calibration
 
     # ---------------------------------------------------------------- byte interface
     def receive(self, data: bytes) -> None:
@@ -348,7 +426,7 @@ class PenFirmware:
         This is what TELEMETRY reports. It is wrong by the unit's error until the pen is
         calibrated, and by the backlash after a reversal: only a gauge sees :attr:`true_depth_um`.
         """
-        pairs = self.nvm_image.calibration  # (depth, actuator): no message objects per sample
+        pairs = self._table  # (depth, actuator): no message objects per sample
         if not pairs:
             return self.actuator.position_um
         return piecewise_linear(
@@ -574,10 +652,14 @@ class PenFirmware:
 
     def _actuator_target(self, depth_um: int) -> float:
         """Where to drive the actuator for ``depth_um``: the calibration table, else as is."""
-        pairs = self.nvm_image.calibration
+        pairs = self._table
         if not pairs:
             return float(depth_um)
-        return piecewise_linear(depth_um, [d for d, _ in pairs], [a for _, a in pairs])
+        target = piecewise_linear(depth_um, [d for d, _ in pairs], [a for _, a in pairs])
+        # A valid table's extension may pass an end of the travel by at most the correction
+        # bound (a unit whose needles reach 0.1 mm with the actuator at 0 cannot reach 0 mm):
+        # the actuator stops at its end, which only brings it nearer the depth asked.
+        return min(max(target, 0.0), self.profile.actuator.travel_um)
 
     def _hello(self, msg: m.Hello) -> m.Message:
         self._replay.clear()
@@ -695,6 +777,8 @@ class PenFirmware:
         params = self.battery.params
         if params is not None and self.battery.voltage_mv(0) < params.low_mv:
             persisting |= FaultFlags.BATTERY_LOW
+        if self.calibration_problem is not None:
+            persisting |= FaultFlags.CALIBRATION_INVALID  # the bad table is still stored
         self.fault_flags = persisting
         if persisting:
             raise _Refused(ErrorCode.FAULT_ACTIVE, int(persisting))
@@ -716,9 +800,9 @@ class PenFirmware:
         if self.state is PenState.RUNNING:
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         points = msg.points
-        for a, b in pairwise(points):
-            if not (b.depth_um > a.depth_um and b.actuator_um > a.actuator_um):
-                raise _Refused(ErrorCode.CALIBRATION_INVALID)
+        problem = calibration_problem([(p.depth_um, p.actuator_um) for p in points], self.profile)
+        if problem is not None:
+            raise _Refused(ErrorCode.CALIBRATION_INVALID, problem.index)
         self._staged = (msg.table_version, points)
         return m.Ack(msg.MSG_ID)
 
@@ -727,14 +811,21 @@ class PenFirmware:
             # A new table moves the needles; never mid-pass.
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         if self._staged is None or self._staged[0] != msg.table_version:
-            raise _Refused(ErrorCode.CALIBRATION_INVALID)
+            raise _Refused(ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
         version, points = self._staged
-        self._persist(
-            self.nvm_image.with_calibration(
-                version, tuple((p.depth_um, p.actuator_um) for p in points)
-            )
-        )
+        table = tuple((p.depth_um, p.actuator_um) for p in points)
+        problem = calibration_problem(table, self.profile)  # checked again before it is stored
+        if problem is not None:
+            raise _Refused(ErrorCode.CALIBRATION_INVALID, problem.index)
+        self._persist(self.nvm_image.with_calibration(version, table))
         self._staged = None
+        if self.calibration_problem is not None:
+            # A valid table replaces the one that failed its check at boot: the fault's cause
+            # is gone, so the flag goes, and with no other fault left so does the FAULT state.
+            self.calibration_problem = None
+            self.fault_flags &= ~FaultFlags.CALIBRATION_INVALID
+            if self.state is PenState.FAULT and not self.fault_flags:
+                self.state = PenState.IDLE
         self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
         return m.Ack(msg.MSG_ID)
 

@@ -30,6 +30,10 @@ class ActuatorParams:
     """Dead band between the motor (encoder side) and the needle stop; shows on reversals."""
     max_unit_error_um: float = 200.0
     """Largest depth error of an uncalibrated unit anywhere in its range (gain and offset)."""
+    travel_um: float = 3300.0
+    """How far the needle stop can move from its zero: the actuator's physical range is
+    ``0 .. travel_um``. A profile's actuator reaches its deepest set point plus the largest
+    calibration correction it accepts (:attr:`PenProfile.calibration_max_correction_um`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,14 @@ from firmware_protocol.messages import Capability, NeedleLayout
 
 from .physics import ActuatorParams, BatteryParams, MotorParams
 
+MAX_CALIBRATION_CORRECTION_UM = 300
+"""The largest |actuator - depth| a calibration table may ask for, anywhere in the depth range.
+
+An uncalibrated unit is wrong by at most ``ActuatorParams.max_unit_error_um`` (200 µm) plus
+half its backlash (6 µm); a table that corrects more than 1.5 times that is not a correction of
+this pen but a wrong table (a unit mix-up, mm typed for µm, a gauge not zeroed), and moving the
+needles by it would put them where nobody asked. See docs/PROTOCOL.md, "Calibration tables"."""
+
 
 @dataclass(frozen=True, slots=True)
 class PenProfile:
@@ -32,6 +40,9 @@ class PenProfile:
     motor: MotorParams = field(default_factory=MotorParams)
     battery: BatteryParams | None = field(default_factory=BatteryParams)
     """``None``: a corded pen."""
+    calibration_max_correction_um: int = MAX_CALIBRATION_CORRECTION_UM
+    """A calibration table is refused (CALIBRATION_INVALID) where it would drive the actuator
+    further than this from the depth asked, at its points or its extension to the range ends."""
     watchdog_ms: int = 1000
     boot_time_s: float = 0.25
     telemetry_rate_hz: int = 50
@@ -110,6 +121,7 @@ PROFILES: dict[str, PenProfile] = {
             needle_count=6,
             needle_layout=NeedleLayout.CIRCLE,
             needle_length_um=1500,
+            actuator=ActuatorParams(travel_um=1800.0),
             battery=None,
             capabilities=Capability.TELEMETRY
             | Capability.TIP_POSITION
@@ -130,6 +142,7 @@ PROFILES: dict[str, PenProfile] = {
             needle_count=14,
             needle_layout=NeedleLayout.CIRCLE,
             needle_length_um=2500,
+            actuator=ActuatorParams(travel_um=2800.0),
             capabilities=Capability.TELEMETRY
             | Capability.TIP_POSITION
             | Capability.CALIBRATION

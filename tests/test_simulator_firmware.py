@@ -26,6 +26,7 @@ from firmware_protocol.messages import (
     PenState,
 )
 from simulator import PROFILES, Cartridge, PenProfile
+from simulator.firmware import NOT_STAGED, calibration_problem
 
 PROFILE_NAMES = sorted(PROFILES)
 CAL = m.CalibrationPoint
@@ -691,9 +692,126 @@ def test_a_table_that_does_not_increase_is_refused() -> None:
         (CAL(500, 550), CAL(1000, 1000), CAL(1500, 990)),
     ]:
         nack = bench.nack(m.CalibrationWrite(3, points))
-        assert nack.code == ErrorCode.CALIBRATION_INVALID
-    assert bench.nack(m.CalibrationCommit(3)).code == ErrorCode.CALIBRATION_INVALID
+        assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, len(points) - 1)
+    nack = bench.nack(m.CalibrationCommit(3))
+    assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
     assert bench.request(m.CalibrationRead()) == m.CalibrationData(0, 0, ())
+
+
+def test_the_reported_table_far_from_the_identity_is_refused() -> None:
+    """Issue 12, item 1: (200 -> 200, 300 -> 20000) drove the needles to about 20 mm while
+    telemetry said 0.3 mm, and it survived reboots."""
+    bench = Bench()
+    nack = bench.nack(m.CalibrationWrite(9, (CAL(200, 200), CAL(300, 20000))))
+    assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, 1)
+    nack = bench.nack(m.CalibrationCommit(9))
+    assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
+    bench.ack(m.SetDepth(300))
+    assert bench.pen.actuator.target_um == 300  # uncalibrated, as before
+    bench.pen.power_cycle()
+    bench.advance(1.0)
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(0, 0, ())
+
+
+FINE = PROFILES["fine-step"]  # depth 200-3000 µm, actuator travel 3300 µm, bound 300 µm
+
+
+@pytest.mark.parametrize(
+    ("points", "index", "why"),
+    [
+        (((200, 200), (300, 20000)), 1, "travel"),
+        (((200, 200), (300, 500)), 1, "extended to depth 3000"),  # +200 at 300 µm, but...
+        (((500, 500), (1000, 1400)), 1, "correction"),
+        (((500, 850), (1000, 1000)), 0, "correction"),
+        (((3000, 3400),), 0, "travel"),
+        (((3200, 3310), (3300, 3320)), 0, "travel"),
+        (((1000, 1000), (1000, 1100)), 1, "increase"),
+        (((1000, 1100), (1100, 1100)), 1, "increase"),
+        (((500, 500), (1000, 1000), (900, 950)), 2, "increase"),
+        # Each point within the bound, but the pen extends the end segments over the range:
+        (((200, 200), (300, 250)), 1, "extended to depth 3000"),  # slope 0.5: -1400 at 3 mm
+        (((2500, 2500), (2600, 2550)), 0, "extended to depth 200"),  # slope 0.5: +1150 at 0.2
+    ],
+)
+def test_a_table_that_breaks_a_rule_is_refused_naming_the_first_bad_point(
+    points: tuple[tuple[int, int], ...], index: int, why: str
+) -> None:
+    problem = calibration_problem(points, FINE)
+    assert problem is not None and problem.index == index and why in problem.reason, problem
+    bench = Bench(FINE.name)
+    nack = bench.nack(m.CalibrationWrite(1, tuple(CAL(d, a) for d, a in points)))
+    assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, index)
+
+
+def test_every_profile_accepts_the_table_its_worst_unit_needs(profile: PenProfile) -> None:
+    """The bound is a figure about this pen's hardware: any unit's real error plus the
+    backlash fits it, and the actuator reaches the deepest set point so corrected."""
+    worst = profile.actuator.max_unit_error_um + profile.actuator.backlash_um / 2
+    assert worst < profile.calibration_max_correction_um
+    assert profile.actuator.travel_um >= profile.depth_max_um + worst
+    for sign in (1, -1):
+        correction = round(sign * worst)
+        table = tuple(
+            (d, max(0, d + correction)) for d in (profile.depth_min_um, profile.depth_max_um)
+        )
+        assert calibration_problem(table, profile) is None, table
+    assert calibration_problem((), profile) is None  # the identity
+    bound = profile.calibration_max_correction_um
+    for shift in (bound, -bound):  # a one-point table is a constant shift
+        at_the_bound = ((profile.depth_max_um, profile.depth_max_um + shift),)
+        assert calibration_problem(at_the_bound, profile) is None
+
+
+def test_a_table_extended_past_the_end_of_the_travel_stops_the_actuator_there() -> None:
+    """A unit whose needles stand 0.1 mm out with its actuator at 0 cannot reach 0 mm: its
+    table is valid, and depth 0 drives the actuator to its end stop, not below it."""
+    bench = Bench("six-needle")
+    bench.ack(m.CalibrationWrite(1, (CAL(100, 0), CAL(1500, 1400))))
+    bench.ack(m.CalibrationCommit(1))
+    bench.ack(m.SetDepth(0))
+    assert bench.pen.actuator.target_um == 0
+    bench.ack(m.SetDepth(1500))
+    assert bench.pen.actuator.target_um == 1400
+
+
+def test_commit_checks_the_staged_table_again() -> None:
+    bench = Bench()
+    bench.ack(m.CalibrationWrite(4, (CAL(500, 510), CAL(1500, 1520))))
+    bench.pen._staged = (4, (CAL(200, 200), CAL(300, 20000)))  # RAM corrupted since the write
+    nack = bench.nack(m.CalibrationCommit(4))
+    assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, 1)
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(0, 0, ())
+
+
+@st.composite
+def near_identity_tables(draw: st.DrawFn) -> tuple[str, tuple[m.CalibrationPoint, ...]]:
+    name = draw(st.sampled_from(PROFILE_NAMES))
+    depths = draw(st.lists(st.integers(0, 3600), min_size=1, max_size=6, unique=True))
+    offsets = draw(st.lists(st.integers(-450, 450), min_size=len(depths), max_size=len(depths)))
+    points = tuple(
+        CAL(d, max(0, d + o)) for d, o in zip(sorted(depths), sorted(offsets), strict=True)
+    )
+    return name, points
+
+
+@given(near_identity_tables())
+def test_an_accepted_table_keeps_every_depth_within_the_bound_and_the_travel(
+    case: tuple[str, tuple[m.CalibrationPoint, ...]],
+) -> None:
+    name, points = case
+    p = PROFILES[name]
+    bench = Bench(name)
+    answer = bench.request(m.CalibrationWrite(1, points))
+    if answer != m.Ack(m.CalibrationWrite.MSG_ID):
+        assert isinstance(answer, m.Nack) and answer.code == ErrorCode.CALIBRATION_INVALID
+        assert answer.detail < len(points)
+        return
+    bench.ack(m.CalibrationCommit(1))
+    for depth in depth_grid(p):
+        bench.ack(m.SetDepth(depth))
+        target = bench.pen.actuator.target_um
+        assert 0 <= target <= p.actuator.travel_um, (depth, target)
+        assert abs(target - depth) <= p.calibration_max_correction_um, (depth, target)
 
 
 def test_write_then_commit_stores_the_table() -> None:
@@ -712,7 +830,7 @@ def test_commit_with_the_wrong_version_is_refused() -> None:
     first = (CAL(500, 510), CAL(1500, 1520))
     bench.ack(m.CalibrationWrite(1, first))
     bench.ack(m.CalibrationCommit(1))
-    bench.ack(m.CalibrationWrite(2, (CAL(500, 600), CAL(1500, 1700))))
+    bench.ack(m.CalibrationWrite(2, (CAL(500, 600), CAL(1500, 1650))))
     nack = bench.nack(m.CalibrationCommit(3))
     assert nack.code == ErrorCode.CALIBRATION_INVALID
     assert bench.request(m.CalibrationRead()) == m.CalibrationData(1, 1, first)

@@ -11,7 +11,7 @@ from firmware_protocol import MessageReceived
 from firmware_protocol import messages as m
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
 from simulator import Cartridge, PenFirmware, VirtualClock
-from simulator.nvm import DEFAULT_SECTOR_SIZE, FileFlash, MemoryFlash, NvmStore
+from simulator.nvm import DEFAULT_SECTOR_SIZE, FileFlash, MemoryFlash, NvmImage, NvmStore
 
 CAL = m.CalibrationPoint
 TABLE_1 = (CAL(500, 520), CAL(2500, 2560))
@@ -258,3 +258,76 @@ def test_blank_memory_and_a_torn_newer_record_are_not_corrupt() -> None:
     assert pen.serial_number == "SN-KEPT"
     assert used in pen.used_cartridges
     assert pen.state is PenState.IDLE
+
+
+# ------------------------------------------------------------------ a stored table that is bad
+BAD_TABLE = ((200, 200), (300, 20000))  # issue 12, item 1: about 20 mm of needle for 0.3 mm
+
+
+def _memory_with_table(table: tuple[tuple[int, int], ...]) -> MemoryFlash:
+    """A memory as older firmware (or a corrupt-but-CRC-valid record) could leave it."""
+    flash = MemoryFlash()
+    NvmStore(flash).save(
+        NvmImage(serial_number="SN-OLDFW", calibration_version=3, calibration=table)
+    )
+    return flash
+
+
+def test_a_stored_table_that_fails_its_check_is_not_used_and_blocks_start() -> None:
+    bench = Bench(nvm=NvmStore(_memory_with_table(BAD_TABLE)))
+    faults = [x for x in bench.advance(0.01) if isinstance(x, m.Fault)]
+    assert [(f.fault, f.active, f.detail) for f in faults] == [
+        (FaultFlags.CALIBRATION_INVALID, 1, 1)
+    ]
+    assert bench.pen.calibration_problem is not None
+    status = bench.status()
+    assert status.state == PenState.FAULT
+    assert status.fault_flags == FaultFlags.CALIBRATION_INVALID
+    # The pen runs on the identity: 0.3 mm is 0.3 mm of actuator, not 20 mm.
+    bench.ack(m.SetDepth(300))
+    assert bench.pen.actuator.target_um == 300
+    bench.advance(0.5)
+    assert bench.pen.depth_measured_um == 300
+    nack = bench.nack(m.Start())
+    assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, FaultFlags.CALIBRATION_INVALID)
+    # CLEAR_FAULTS cannot clear it: the bad table is still stored.
+    nack = bench.nack(m.ClearFaults())
+    assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, FaultFlags.CALIBRATION_INVALID)
+    assert bench.status().fault_flags == FaultFlags.CALIBRATION_INVALID
+    # ...and a reboot does not forget it, as it forgets NVM_CORRUPT.
+    bench.pen.power_cycle()
+    bench.advance(1.0)
+    assert bench.status().fault_flags == FaultFlags.CALIBRATION_INVALID
+    assert bench.nack(m.Start()).code == ErrorCode.FAULT_ACTIVE
+    # The stored table is reported as it is stored, so a host can see what failed.
+    data = bench.request(m.CalibrationRead())
+    assert data == m.CalibrationData(3, 1, tuple(CAL(d, a) for d, a in BAD_TABLE))
+
+
+@pytest.mark.parametrize("table", [TABLE_1, ()], ids=["a valid table", "the empty table"])
+def test_committing_a_valid_table_clears_the_stored_bad_one(
+    table: tuple[m.CalibrationPoint, ...],
+) -> None:
+    flash = _memory_with_table(BAD_TABLE)
+    bench = Bench(nvm=NvmStore(flash))
+    bench.ack(m.CalibrationWrite(4, table))
+    bench.ack(m.CalibrationCommit(4))
+    status = bench.status()
+    assert (status.state, status.fault_flags) == (PenState.IDLE, FaultFlags(0))
+    bench.ack(m.Start())
+    bench.ack(m.Stop())
+    pen = reboot_from(flash)
+    assert pen.calibration_problem is None and pen.fault_flags == FaultFlags(0)
+    assert pen.calibration == table
+
+
+def test_a_stored_table_that_fails_its_check_keeps_other_faults_latched() -> None:
+    bench = Bench(nvm=NvmStore(_memory_with_table(BAD_TABLE)))
+    bench.pen.fault_flags |= FaultFlags.MOTOR_STALL  # latched alongside, as by a jam
+    bench.ack(m.CalibrationWrite(4, TABLE_1))
+    bench.ack(m.CalibrationCommit(4))
+    status = bench.status()
+    assert status.fault_flags == FaultFlags.MOTOR_STALL
+    assert status.state == PenState.FAULT
+    bench.ack(m.ClearFaults())
+    bench.ack(m.Start())
