@@ -738,6 +738,12 @@ class PenFirmware:
             raise _Refused(ErrorCode.CARTRIDGE_EXPIRED)
         if self.cartridge_state not in (CartridgeState.NEW, CartridgeState.IN_USE):
             raise _Refused(ErrorCode.NO_CARTRIDGE)
+        needles = self.cartridge.needle_length_um
+        if self.depth_setpoint_um > needles:
+            # SET_DEPTH checks the needles fitted then; the set point may predate this
+            # cartridge (swapped while idle) or be the power-on default. Refused as SET_DEPTH
+            # refuses it, naming the needle length, before anything is written or moves.
+            raise _Refused(ErrorCode.OUT_OF_RANGE, needles)
         # The cartridge is marked used in flash before the motor turns: a pen that dies now
         # must not find it fresh afterwards. If the write dies, so does the START.
         if self.state is not PenState.RUNNING:

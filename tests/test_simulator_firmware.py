@@ -206,6 +206,52 @@ def test_start_needs_a_cartridge() -> None:
     assert bench.pen.motor.target_hz == 0
 
 
+def short_cartridge(name: str, needle_um: int, cartridge_id: str = "CRT-SHORT") -> Cartridge:
+    p = PROFILES[name]
+    return Cartridge(cartridge_id, "LOT", needle_um, p.needle_layout, p.needle_positions_um())
+
+
+def test_start_is_refused_when_a_shorter_cartridge_was_fitted_since_the_depth_was_set() -> None:
+    """Issue 12, item 2: set 2.5 mm on a 3 mm cartridge, swap to 0.5 mm while idle: START ran
+    the needles at 2.5 mm."""
+    bench = Bench()
+    bench.ack(m.SetDepth(2500))
+    bench.pen.remove_cartridge()
+    bench.pen.insert_cartridge(short_cartridge("fine-step", 500))
+    nack = bench.nack(m.Start())
+    assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 500)
+    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.pen.cartridge_state == CartridgeState.NEW  # refused before it was marked used
+    assert "CRT-SHORT" not in bench.pen.used_cartridges
+    bench.ack(m.SetDepth(500))
+    bench.ack(m.Start())
+    assert bench.pen.state == PenState.RUNNING
+
+
+def test_the_power_on_depth_deeper_than_the_needles_is_refused_at_start() -> None:
+    """The power-on default (0.3 mm on the fine-step pen) is deeper than a 0.25 mm cartridge."""
+    bench = Bench(cartridge=short_cartridge("fine-step", 250))
+    assert bench.pen.depth_setpoint_um == 300
+    nack = bench.nack(m.Start())
+    assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 250)
+    assert bench.pen.state == PenState.IDLE
+    bench.ack(m.SetDepth(200))
+    bench.ack(m.Start())
+
+
+def test_a_cartridge_swapped_while_running_stops_the_pen_and_start_checks_the_new_one() -> None:
+    bench = Bench()
+    bench.ack(m.SetDepth(2500))
+    bench.ack(m.Start())
+    bench.pen.remove_cartridge()  # pulling it mid-pass stops the motor at once
+    assert bench.pen.state == PenState.FAULT and bench.pen.motor.target_hz == 0
+    bench.pen.insert_cartridge(short_cartridge("fine-step", 500))
+    bench.ack(m.ClearFaults())
+    nack = bench.nack(m.Start())
+    assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 500)
+    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+
+
 def test_cartridge_events_are_sent_unasked() -> None:
     bench = Bench(insert_default_cartridge=False)
     cartridge = bench.fresh_cartridge("CRT-A-0001", lot="LOT-7", expiry_day=0)
