@@ -4,11 +4,29 @@
 
 #include <stdint.h>
 
-#define PEN_PROTOCOL_VERSION 1u
+#define PEN_PROTOCOL_VERSION 2u
 #define PEN_SCHEMA_HASH 0x49A89446u
 #define PEN_MAX_FRAME 512u
-#define PEN_HEADER_SIZE 7u
+#define PEN_HEADER_SIZE 9u
+#define PEN_HEADER_OFFSET_VERSION 0u
+#define PEN_HEADER_OFFSET_FLAGS 1u
+#define PEN_HEADER_OFFSET_SEQ 2u
+#define PEN_HEADER_OFFSET_MSG_ID 4u
+#define PEN_HEADER_OFFSET_LAYOUT_HASH 5u
+#define PEN_HEADER_OFFSET_LENGTH 7u
+/* length = payload bytes after the header. A receiver drops a frame whose decoded size
+   is not PEN_HEADER_SIZE + length + PEN_CRC_SIZE, even when its CRC is right: it is a
+   piece of a frame split (or two merged) by a bit error on the wire. */
 #define PEN_CRC_SIZE 2u
+#define PEN_MIN_FRAME 11u
+#define PEN_MAX_PAYLOAD 501u
+#define PEN_MAX_ENCODED 515u /* COBS-encoded, delimiter excluded */
+/* Every protocol version's header begins with version, flags, seq and msg_id (the
+   offsets above): read them from a frame of another version to NACK it UNSUPPORTED.
+   Version 1 had no length field: its header was 7 bytes, its shortest frame 9. */
+#define PEN_HEADER_PREFIX_SIZE 5u
+#define PEN_V1_HEADER_SIZE 7u
+#define PEN_MIN_FRAME_ANY_VERSION 9u
 /* CRC-16/IBM-3740: width 16, poly 0x1021, init 0xFFFF, refin false, refout false,
    xorout 0x0000, check 0x29B1; appended most significant byte first. */
 #define PEN_FLAG_RESPONSE 0x01u
@@ -134,6 +152,15 @@ enum {
 };
 
 #pragma pack(push, 1)
+typedef struct { /* the frame header, little-endian; payload and CRC follow */
+    uint8_t version;
+    uint8_t flags;
+    uint16_t seq;
+    uint8_t msg_id;
+    uint16_t layout_hash;
+    uint16_t length;
+} pen_frame_header_t;
+
 typedef struct { /* One needle's position on the cartridge face, from its centre. */
     int16_t x_um; /* µm */
     int16_t y_um; /* µm */

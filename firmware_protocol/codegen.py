@@ -7,6 +7,7 @@ classes, the firmware header and ``docs/PROTOCOL.md`` are kept from drifting fro
 
 from __future__ import annotations
 
+from .framing import CRC_SIZE, HEADER_FIELDS, HEADER_PREFIX, HEADER_V1
 from .schema import INT_TYPES, EnumDef, FieldDef, MessageDef, Schema
 
 GENERATED_NOTE = (
@@ -234,8 +235,48 @@ _C_TYPES = {
 }
 
 
+def _c_frame_layout(schema: Schema) -> tuple[list[str], list[str]]:
+    """The header's size and offset constants, and its packed struct, from
+    :data:`~firmware_protocol.framing.HEADER_FIELDS`: the one description of the header."""
+    defines: list[str] = []
+    fields: list[str] = []
+    offset = 0
+    for name, wire_type in HEADER_FIELDS:
+        defines.append(f"#define PEN_HEADER_OFFSET_{name.upper()} {offset}u")
+        fields.append(f"    {_C_TYPES[wire_type]} {name};")
+        offset += INT_TYPES[wire_type][1]
+    header_size = offset
+    min_frame = header_size + CRC_SIZE
+    max_encoded = schema.max_frame + (schema.max_frame + 253) // 254
+    defines = [
+        f"#define PEN_HEADER_SIZE {header_size}u",
+        *defines,
+        "/* length = payload bytes after the header. A receiver drops a frame whose decoded size",
+        "   is not PEN_HEADER_SIZE + length + PEN_CRC_SIZE, even when its CRC is right: it is a",
+        "   piece of a frame split (or two merged) by a bit error on the wire. */",
+        f"#define PEN_CRC_SIZE {CRC_SIZE}u",
+        f"#define PEN_MIN_FRAME {min_frame}u",
+        f"#define PEN_MAX_PAYLOAD {schema.max_frame - min_frame}u",
+        f"#define PEN_MAX_ENCODED {max_encoded}u /* COBS-encoded, delimiter excluded */",
+        "/* Every protocol version's header begins with version, flags, seq and msg_id (the",
+        "   offsets above): read them from a frame of another version to NACK it UNSUPPORTED.",
+        "   Version 1 had no length field: its header was 7 bytes, its shortest frame 9. */",
+        f"#define PEN_HEADER_PREFIX_SIZE {HEADER_PREFIX.size}u",
+        f"#define PEN_V1_HEADER_SIZE {HEADER_V1.size}u",
+        f"#define PEN_MIN_FRAME_ANY_VERSION {HEADER_V1.size + CRC_SIZE}u",
+    ]
+    struct = [
+        "typedef struct { /* the frame header, little-endian; payload and CRC follow */",
+        *fields,
+        "} pen_frame_header_t;",
+        "",
+    ]
+    return defines, struct
+
+
 def c_header(schema: Schema) -> str:
     """A C header with ids, hashes, enums and packed payload structs for the firmware."""
+    layout_defines, header_struct = _c_frame_layout(schema)
     out = [
         f"/* {GENERATED_NOTE} */",
         "#ifndef PEN_PROTOCOL_H",
@@ -246,8 +287,7 @@ def c_header(schema: Schema) -> str:
         f"#define PEN_PROTOCOL_VERSION {schema.protocol_version}u",
         f"#define PEN_SCHEMA_HASH 0x{schema.schema_hash:08X}u",
         f"#define PEN_MAX_FRAME {schema.max_frame}u",
-        "#define PEN_HEADER_SIZE 7u",
-        "#define PEN_CRC_SIZE 2u",
+        *layout_defines,
         "/* CRC-16/IBM-3740: width 16, poly 0x1021, init 0xFFFF, refin false, refout false,",
         "   xorout 0x0000, check 0x29B1; appended most significant byte first. */",
         "#define PEN_FLAG_RESPONSE 0x01u",
@@ -268,6 +308,7 @@ def c_header(schema: Schema) -> str:
         out.append("};")
         out.append("")
     out.append("#pragma pack(push, 1)")
+    out += header_struct
     for s in schema.structs:
         out.append(f"typedef struct {{ /* {s.doc} */")
         for f in s.fields:

@@ -9,6 +9,7 @@ is allowed and ignored: senders may use a lone 0x00 to flush a receiver's partia
 from __future__ import annotations
 
 import binascii
+import struct
 from dataclasses import dataclass, fields
 
 from .cobs import CobsError, cobs_decode
@@ -20,6 +21,7 @@ from .events import (
     BadCrc,
     BadFraming,
     Event,
+    LengthMismatch,
     MalformedPayload,
     MessageReceived,
     OversizeFrame,
@@ -27,7 +29,15 @@ from .events import (
     UnknownMessage,
     UnsupportedFrame,
 )
-from .framing import HEADER, HEADER_SIZE, MAX_ENCODED, MIN_FRAME
+from .framing import (
+    CRC_SIZE,
+    HEADER,
+    HEADER_PREFIX,
+    HEADER_SIZE,
+    MAX_ENCODED,
+    MIN_FRAME,
+    MIN_FRAME_ANY_VERSION,
+)
 from .messages import MAX_FRAME, PROTOCOL_VERSION
 
 
@@ -39,6 +49,9 @@ class LinkStats:
     frames_ok: int = 0
     bad_framing: int = 0
     bad_crc: int = 0
+    length_mismatch: int = 0
+    """Frames whose CRC passed but whose header length is not their payload's: the pieces
+    of a frame split (or two merged) by a bit error on the wire."""
     oversize: int = 0
     unsupported: int = 0
     unknown_message: int = 0
@@ -52,6 +65,7 @@ class LinkStats:
         return (
             self.bad_framing
             + self.bad_crc
+            + self.length_mismatch
             + self.oversize
             + self.unsupported
             + self.unknown_message
@@ -63,9 +77,13 @@ class LinkStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+_HEADER_REST = struct.Struct("<" + HEADER.format[len(HEADER_PREFIX.format) :])
+"""The version 2 header after the shared prefix: layout hash and length."""
+
 _COUNTER = {
     BadFraming: "bad_framing",
     BadCrc: "bad_crc",
+    LengthMismatch: "length_mismatch",
     OversizeFrame: "oversize",
     UnsupportedFrame: "unsupported",
     UnknownMessage: "unknown_message",
@@ -81,19 +99,28 @@ def decode_frame(encoded: bytes) -> Event:
     except CobsError as exc:
         return BadFraming(len(encoded), str(exc))
     size = len(frame)
-    if size < MIN_FRAME:
-        return BadFraming(size, f"{size} bytes, a frame has at least {MIN_FRAME}")
+    if size < MIN_FRAME_ANY_VERSION:
+        return BadFraming(size, f"{size} bytes, a frame has at least {MIN_FRAME_ANY_VERSION}")
     if size > MAX_FRAME:
         return OversizeFrame(size, MAX_FRAME)
     if binascii.crc_hqx(frame, CRC_INIT):
         return BadCrc(
             size, int.from_bytes(frame[-2:], "big"), binascii.crc_hqx(frame[:-2], CRC_INIT)
         )
-    version, flags, seq, msg_id, layout_hash = HEADER.unpack_from(frame)
+    # Only the prefix every version shares is read before the version is known: a version 1
+    # frame (no length field) is still named and answerable.
+    version, flags, seq, msg_id = HEADER_PREFIX.unpack_from(frame)
     if version != PROTOCOL_VERSION:
         return UnsupportedFrame(
             version, flags, seq, msg_id, f"protocol version {version}, we speak {PROTOCOL_VERSION}"
         )
+    if size < MIN_FRAME:
+        return BadFraming(size, f"{size} bytes, a version {version} frame has at least {MIN_FRAME}")
+    layout_hash, length = _HEADER_REST.unpack_from(frame, HEADER_PREFIX.size)
+    received = size - MIN_FRAME
+    if length != received:
+        # Before the flags: a piece of a frame must not be answered, not even as unsupported.
+        return LengthMismatch(length, received, seq, msg_id)
     unknown_flags = flags & FLAGS_MUST_UNDERSTAND & ~FLAGS_KNOWN
     if unknown_flags:
         return UnsupportedFrame(
@@ -108,7 +135,7 @@ def decode_frame(encoded: bytes) -> Event:
             msg_id, definition.name, seq, flags, definition.schema_hash, layout_hash
         )
     try:
-        message = codec.decode(frame[HEADER_SIZE:-2])
+        message = codec.decode(frame[HEADER_SIZE:-CRC_SIZE])
     except PayloadError as exc:
         return MalformedPayload(msg_id, definition.name, seq, flags, str(exc))
     return MessageReceived(message, seq, flags)

@@ -46,7 +46,8 @@ class DecodeError:
 
 @dataclass(frozen=True, slots=True)
 class BadFraming(DecodeError):
-    """The bytes between two delimiters are not a COBS frame, or too short to hold one."""
+    """The bytes between two delimiters are not a COBS frame, or too short to hold one (a
+    version 2 frame shorter than its header and CRC included)."""
 
     length: int
     reason: str
@@ -67,6 +68,30 @@ class BadCrc(DecodeError):
         return (
             f"bad CRC ({self.length}-byte frame): received 0x{self.received:04X}, "
             f"computed 0x{self.computed:04X}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LengthMismatch(DecodeError):
+    """The frame passes its CRC but is not as long as its header says: a piece of a frame.
+
+    A flipped bit that makes a 0x00 on the wire splits a frame, and a flipped delimiter
+    merges two; a piece can pass a 16-bit CRC by chance, but not also carry its own length.
+    Nothing in it is trusted (it is counted, never answered), though ``seq`` and ``msg_id``
+    are kept for the log.
+    """
+
+    announced: int
+    """Payload bytes the header announces."""
+    received: int
+    """Payload bytes the frame actually carries."""
+    seq: int
+    msg_id: int
+
+    def describe(self) -> str:
+        return (
+            f"length mismatch (seq {self.seq}, id 0x{self.msg_id:02X}): the header announces "
+            f"a {self.announced}-byte payload, the frame carries {self.received} bytes"
         )
 
 

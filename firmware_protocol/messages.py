@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from .openenum import OpenIntEnum
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SCHEMA_HASH = 0x49A89446
 MAX_FRAME = 512
 

@@ -162,7 +162,7 @@ def test_the_shipped_schema_loads_and_has_the_reserved_ranges() -> None:
     assert schema == SCHEMA
     spans = {(r.first, r.last) for r in schema.reserved}
     assert {(0xA0, 0xBF), (0xC0, 0xDF)} <= spans
-    assert schema.max_frame == 512 and schema.protocol_version == 1
+    assert schema.max_frame == 512 and schema.protocol_version == 2
 
 
 # -- the rules of the schema ---------------------------------------------------------------

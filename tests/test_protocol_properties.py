@@ -25,6 +25,7 @@ from firmware_protocol import (
     MAX_ENCODED,
     MAX_FRAME,
     MAX_PAYLOAD,
+    PROTOCOL_VERSION,
     SCHEMA,
     BadCrc,
     BadFraming,
@@ -131,7 +132,7 @@ def raw_frame(
     layout_hash: int | None = None,
     seq: int = 0x0102,
     flags: int = 0,
-    version: int = 1,
+    version: int = PROTOCOL_VERSION,
 ) -> bytes:
     """A frame built by hand (correct CRC), to say things the encoder refuses to say."""
     if layout_hash is None:
@@ -217,10 +218,12 @@ def test_a_raw_frame_of_an_encoded_payload_is_the_encoders_frame(
         ("seq", 0x10000),
         ("msg_id", -1),
         ("layout_hash", 1 << 16),
+        ("length", 0x10000),
+        ("length", -1),
     ],
 )
 def test_a_raw_frame_refuses_a_header_field_that_does_not_fit(field: str, value: int) -> None:
-    fields: dict[str, int] = {"seq": 0, "layout_hash": 0, "flags": 0, "version": 1}
+    fields: dict[str, int] = {"seq": 0, "layout_hash": 0, "flags": 0, "version": PROTOCOL_VERSION}
     msg_id = value if field == "msg_id" else 0x12
     if field != "msg_id":
         fields[field] = value
@@ -465,7 +468,8 @@ def test_unknown_message_carries_what_a_nack_needs() -> None:
 
 @pytest.mark.parametrize(
     ("version", "flags"),
-    [(0, 0), (2, 0), (255, 0), (1, 0x02), (1, 0x04), (1, 0x08), (1, 0x0F)],
+    [(0, 0), (1, 0), (3, 0), (255, 0)]
+    + [(PROTOCOL_VERSION, flag) for flag in (0x02, 0x04, 0x08, 0x0F)],
 )
 def test_unsupported_version_or_must_understand_flag(version: int, flags: int) -> None:
     event = decode_frame(raw_frame(SET_DEPTH, 0x12, version=version, flags=flags)[:-1])
@@ -586,17 +590,19 @@ def test_link_stats_count_every_outcome() -> None:
             raw_frame(b"", 0x6F, layout_hash=0),  # unknown
             raw_frame(SET_DEPTH, 0x12, layout_hash=0),  # schema mismatch
             raw_frame(CARTRIDGE_HEAD + bytes([99]), 0x41),  # malformed
+            encode_raw_frame(0x12, SET_DEPTH, seq=4, layout_hash=0, length=1),  # length
             ok,
         ]
     )
     decoder = StreamDecoder()
     events = decoder.feed(stream)
-    assert len(events) == 9
+    assert len(events) == 10
     assert decoder.stats.as_dict() == {
         "bytes_received": len(stream),
         "frames_ok": 2,
         "bad_framing": 1,
         "bad_crc": 1,
+        "length_mismatch": 1,
         "oversize": 1,
         "unsupported": 1,
         "unknown_message": 1,
@@ -604,7 +610,7 @@ def test_link_stats_count_every_outcome() -> None:
         "malformed": 1,
         "seq_gaps": 0,
     }
-    assert decoder.stats.frames_dropped == 7
+    assert decoder.stats.frames_dropped == 8
     assert LinkStats().frames_dropped == 0
 
 
