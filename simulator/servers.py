@@ -8,7 +8,8 @@ vanishes mid-pass finds the watchdog has stopped the motor.
 A server stays in control of a misbehaving host, because pen-sim must keep answering Ctrl-C
 and serving the next host whatever the current one does:
 
-- its output to the host is bounded (:data:`OUTPUT_LIMIT`): a TCP host that stops reading is
+- its output to the host is bounded (:data:`OUTPUT_LIMIT`, and :data:`KERNEL_SEND_BUFFER` in
+  the kernel): a TCP host that stops reading is
   dropped, a pty drops the pen's output, as a UART without flow control would;
 - a TCP host that sends nothing for the idle limit (:data:`DEFAULT_IDLE_LIMIT_S`) is dropped,
   so a frozen host cannot hold the only slot for ever;
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import socket
 import tty
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,11 @@ DEFAULT_IDLE_LIMIT_S = 10.0
 """A TCP host that sends nothing for this long is dropped. Ten watchdog periods of the
 profiles (1 s): a live driver sends a heartbeat every 0.25 s, and any motor such a host
 started stopped by the watchdog nine seconds earlier."""
+
+KERNEL_SEND_BUFFER = 64 * 1024
+"""The socket send buffer asked of the kernel for a host (Linux doubles it): without it the
+kernel grows its own buffer to megabytes for a host that does not read, before
+:data:`OUTPUT_LIMIT` is ever reached. 64 kB is over a second of 1 kHz telemetry in flight."""
 
 READ_CHUNK = 4096
 """Bytes taken from the host per loop turn: small enough that one turn of the firmware on a
@@ -279,6 +286,7 @@ class TcpServer:
             return
         self._drop_reason = reason
         self.hosts_dropped += 1
+        self._log(f"host {self._peer} {reason}; link dropped")
         self.service.detach()
         self._transport.abort()
 
@@ -291,6 +299,10 @@ class TcpServer:
                 task.add_done_callback(self._refusals.discard)
             await self._refuse(reader, writer, peer)
             return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         self._transport = writer.transport
         self._peer = peer
         self._drop_reason = None
@@ -316,11 +328,8 @@ class TcpServer:
                 self.service.detach()
             self._transport = None
             writer.transport.abort()  # whatever the host did not read is of no use now
-            reason = self._drop_reason
-            if reason is None:
+            if self._drop_reason is None:  # a dropped host had its line in _drop
                 self._log(f"host {peer} disconnected")
-            else:
-                self._log(f"host {peer} {reason}; link dropped")
 
     async def _refuse(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
