@@ -34,6 +34,7 @@ from firmware_protocol import (
 from firmware_protocol import messages as m
 from firmware_protocol.events import Event
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
+from firmware_protocol.replay import Verdict
 
 from .cartridge import Cartridge
 from .clock import Clock
@@ -139,6 +140,8 @@ class FirmwareCounters:
 
     requests_executed: int = 0
     requests_replayed: int = 0
+    retries_refused: int = 0
+    """Retries of a remembered request whose entry had expired, not safe to repeat (NACKed)."""
     starts_executed: int = 0
     stops_executed: int = 0
     nacks_sent: int = 0
@@ -620,10 +623,20 @@ class PenFirmware:
         if handler is None:
             self._answer(event.seq, m.Nack(message.MSG_ID, ErrorCode.UNSUPPORTED, 0))
             return
-        remembered = self._replay.lookup(event.seq, message)
-        if remembered is not None:
+        # Only a RETRY is answered from memory, and only within the expiry; a fresh frame on
+        # a number the cache holds (sequence numbers wrap) is executed. See ReplayCache.
+        found = self._replay.consult(event.seq, message, retry=event.is_retry, now=self._t)
+        if found.verdict is Verdict.REPLAY:
             self.counters.requests_replayed += 1
-            self._out += remembered
+            self._out += found.answer
+            return
+        if found.verdict is Verdict.REFUSE:
+            # A retry of a request that ran too long ago for the pen to vouch for it: it may
+            # be a late copy (executing it would repeat an actuation) or a new request on a
+            # wrapped number. Neither is safe to guess: nothing is done, and the host asks
+            # again under a new number. Not remembered, so a later retry is judged the same.
+            self.counters.retries_refused += 1
+            self._answer(event.seq, m.Nack(message.MSG_ID, ErrorCode.INVALID_STATE, self.state))
             return
         try:
             answer = handler(self, message)
@@ -633,7 +646,7 @@ class PenFirmware:
             answer = m.Nack(message.MSG_ID, refusal.code, refusal.detail)
         self.counters.requests_executed += 1
         frame = self._answer(event.seq, answer)
-        self._replay.remember(event.seq, message, frame)
+        self._replay.remember(event.seq, message, frame, now=self._t)
 
     def _answer(self, seq: int, answer: m.Message) -> bytes:
         if isinstance(answer, m.Nack):

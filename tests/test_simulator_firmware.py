@@ -25,6 +25,7 @@ from firmware_protocol.messages import (
     FaultFlags,
     PenState,
 )
+from firmware_protocol.replay import REPLAY_EXPIRY_S
 from simulator import PROFILES, Cartridge, PenProfile
 from simulator.firmware import NOT_STAGED, calibration_problem
 
@@ -225,7 +226,7 @@ def test_start_is_refused_when_a_shorter_cartridge_was_fitted_since_the_depth_wa
     assert "CRT-SHORT" not in bench.pen.used_cartridges
     bench.ack(m.SetDepth(500))
     bench.ack(m.Start())
-    assert bench.pen.state == PenState.RUNNING
+    assert bench.status().state == PenState.RUNNING
 
 
 def test_the_power_on_depth_deeper_than_the_needles_is_refused_at_start() -> None:
@@ -249,7 +250,7 @@ def test_a_cartridge_swapped_while_running_stops_the_pen_and_start_checks_the_ne
     bench.ack(m.ClearFaults())
     nack = bench.nack(m.Start())
     assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 500)
-    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.status().state == PenState.IDLE and bench.pen.motor.target_hz == 0
 
 
 def test_cartridge_events_are_sent_unasked() -> None:
@@ -499,20 +500,47 @@ def test_a_later_start_clears_the_watchdog_latch() -> None:
 # =============================================================== 4. at most once
 
 
-def test_a_duplicated_start_is_executed_once_and_answered_twice() -> None:
+def test_a_repeated_frame_without_the_retry_flag_is_executed_afresh() -> None:
+    """Only a RETRY is answered from the cache: the same bytes again, unflagged, are a new
+    request (a host reusing a number, or a wrapped counter), so this STOP stops the motor."""
     bench = Bench()
-    sent = bench.host.send(m.Start())
-    bench.pen.receive(sent.data)
-    first = bench.pen.data_to_send()
-    bench.advance(0.05)
-    bench.pen.data_to_send()
-    bench.pen.receive(sent.data)
-    second = bench.pen.data_to_send()
-    assert first == second
-    assert bench.pen.counters.starts_executed == 1
-    assert bench.pen.counters.requests_replayed == 1
-    events = bench.host.receive_data(first + second)
-    assert [type(e.message) for e in events if hasattr(e, "message")] == [m.Ack, m.Ack]
+    bench.ack(m.Start())
+    stop = bench.host.send(m.Stop())
+    bench.deliver(stop.data)
+    bench.ack(m.Start())
+    assert bench.pen.state == PenState.RUNNING
+    bench.deliver(stop.data)  # the very same frame: same number, same content, no RETRY
+    assert bench.received[-1].message == m.Ack(m.Stop.MSG_ID)
+    assert bench.received[-1].seq == stop.seq
+    assert bench.status().state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert (bench.pen.counters.stops_executed, bench.pen.counters.requests_replayed) == (2, 0)
+
+
+def test_a_stop_on_a_wrapped_sequence_number_is_executed() -> None:
+    """Issue 12, item 3, reproduced: a host's heartbeats (4 Hz) use up sequence numbers; after
+    65,536 of them (4.5 h) a fresh STOP lands on the number of the cached STOP. It got the old
+    ACK and the motor kept running while the host was told it stopped."""
+    bench = Bench("six-needle")  # corded: 4.5 h of running does not flatten a battery
+    bench.ack(m.SetTelemetry(0))
+    bench.ack(m.Start())
+    first_stop, _ = bench.exchange(m.Stop())
+    bench.ack(m.Start())
+    heartbeat = m.Heartbeat(state=PenState.IDLE)
+    sent = 0
+    while True:  # heartbeats until the host's counter comes round to the first STOP's number
+        frame = bench.host.send(heartbeat)
+        bench.clock.advance(0.25)
+        bench.pen.receive(frame.data)
+        bench.pen.data_to_send()
+        sent += 1
+        if (frame.seq + 1) & 0xFFFF == first_stop:
+            break
+    assert sent > 65_000 and bench.pen.state == PenState.RUNNING  # 4.5 h, the motor running
+    seq, answer = bench.exchange(m.Stop())
+    assert seq == first_stop
+    assert answer.message == m.Ack(m.Stop.MSG_ID)
+    assert bench.status().state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.pen.counters.stops_executed == 2
 
 
 def test_a_retry_via_resend_is_executed_once() -> None:
@@ -531,6 +559,51 @@ def test_a_retry_via_resend_is_executed_once() -> None:
     assert bench.pen.data_to_send() == original
     assert bench.pen.counters.starts_executed == 1
     assert bench.status().state == PenState.IDLE
+
+
+def keep_alive(bench: Bench, seconds: float) -> None:
+    """Let ``seconds`` pass with the host's heartbeat feeding the watchdog (4 Hz)."""
+    for _ in range(round(seconds / 0.25)):
+        bench.advance(0.25)
+        bench.heartbeat()
+
+
+def test_a_retry_of_start_is_answered_from_the_cache_until_the_expiry_then_refused() -> None:
+    """Within the expiry a RETRY gets the remembered answer. After it, the RETRY may be a late
+    copy of the START that ran (executing it would restart a motor the user stopped) or a new
+    request on a wrapped number: the pen does neither, and says so with its state."""
+    bench = Bench()
+    sent = bench.host.send(m.Start())
+    bench.pen.receive(sent.data)
+    original = bench.pen.data_to_send()
+    keep_alive(bench, REPLAY_EXPIRY_S - 0.5)
+    bench.pen.data_to_send()
+    bench.pen.receive(bench.host.resend(m.Start(), sent.seq))
+    assert bench.pen.data_to_send() == original
+    keep_alive(bench, 1.0)
+    bench.ack(m.Stop())
+    bench.deliver(bench.host.resend(m.Start(), sent.seq))
+    answer = bench.received[-1]
+    assert (answer.seq, answer.message) == (
+        sent.seq,
+        m.Nack(m.Start.MSG_ID, ErrorCode.INVALID_STATE, PenState.IDLE),
+    )
+    assert bench.status().state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.pen.counters.starts_executed == 1
+    assert bench.pen.counters.retries_refused == 1
+
+
+def test_an_expired_retry_of_stop_is_executed() -> None:
+    """STOP only ever makes the pen safer: a RETRY of it is executed when its entry expired."""
+    bench = Bench()
+    stop = bench.host.send(m.Stop())
+    bench.deliver(stop.data)
+    bench.advance(REPLAY_EXPIRY_S + 0.5)
+    bench.ack(m.Start())
+    bench.deliver(bench.host.resend(m.Stop(), stop.seq))
+    assert bench.received[-1].message == m.Ack(m.Stop.MSG_ID)
+    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert (bench.pen.counters.stops_executed, bench.pen.counters.requests_replayed) == (2, 0)
 
 
 def test_a_late_retry_of_an_old_set_point_does_not_undo_a_newer_one() -> None:
@@ -605,7 +678,9 @@ def test_a_schema_mismatch_is_nacked_as_such() -> None:
     assert bench.pen.depth_setpoint_um == 1000
 
 
-@pytest.mark.parametrize(("version", "flags"), [(2, 0), (PROTOCOL_VERSION, 0x02)])
+@pytest.mark.parametrize(
+    ("version", "flags"), [(PROTOCOL_VERSION + 1, 0), (PROTOCOL_VERSION, 0x02)]
+)
 def test_a_frame_the_pen_cannot_read_is_nacked_not_ignored(version: int, flags: int) -> None:
     bench = Bench()
     ours = SCHEMA.message("START").schema_hash
