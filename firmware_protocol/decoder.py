@@ -9,7 +9,6 @@ is allowed and ignored: senders may use a lone 0x00 to flush a receiver's partia
 from __future__ import annotations
 
 import binascii
-import struct
 from dataclasses import dataclass, fields
 
 from .cobs import CobsError, cobs_decode
@@ -77,9 +76,6 @@ class LinkStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_HEADER_REST = struct.Struct("<" + HEADER.format[len(HEADER_PREFIX.format) :])
-"""The version 2 header after the shared prefix: layout hash and length."""
-
 _COUNTER = {
     BadFraming: "bad_framing",
     BadCrc: "bad_crc",
@@ -107,16 +103,20 @@ def decode_frame(encoded: bytes) -> Event:
         return BadCrc(
             size, int.from_bytes(frame[-2:], "big"), binascii.crc_hqx(frame[:-2], CRC_INIT)
         )
-    # Only the prefix every version shares is read before the version is known: a version 1
-    # frame (no length field) is still named and answerable.
-    version, flags, seq, msg_id = HEADER_PREFIX.unpack_from(frame)
+    # Nothing past the prefix every version shares is believed before the version is known,
+    # so a version 1 frame (no length field, perhaps only 9 bytes) is still named and
+    # answerable. One unpack on the common path: the whole header whenever it fits.
+    if size >= MIN_FRAME:
+        version, flags, seq, msg_id, layout_hash, length = HEADER.unpack_from(frame)
+    else:
+        version, flags, seq, msg_id = HEADER_PREFIX.unpack_from(frame)
+        layout_hash = length = -1
     if version != PROTOCOL_VERSION:
         return UnsupportedFrame(
             version, flags, seq, msg_id, f"protocol version {version}, we speak {PROTOCOL_VERSION}"
         )
     if size < MIN_FRAME:
         return BadFraming(size, f"{size} bytes, a version {version} frame has at least {MIN_FRAME}")
-    layout_hash, length = _HEADER_REST.unpack_from(frame, HEADER_PREFIX.size)
     received = size - MIN_FRAME
     if length != received:
         # Before the flags: a piece of a frame must not be answered, not even as unsupported.
