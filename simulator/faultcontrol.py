@@ -105,6 +105,16 @@ class FaultControl:
 
         self.on_pen(fit)
 
+    def nvm_write_failure(self, at: int = 1) -> None:
+        """Make the ``at``-th flash operation from now (1: the next) fail with the power on,
+        as a worn sector does: the request that needed the write is answered NACK NVM_ERROR."""
+        self.on_pen(lambda fw: fw.nvm.flash.fail_at(at))
+
+    def power_cut_at_flash_write(self, at: int = 1) -> None:
+        """Cut the power during the ``at``-th flash operation from now: the pen reboots from
+        what the flash holds (the record before or after the write, never a blend)."""
+        self.on_pen(lambda fw: fw.nvm.flash.cut_power_at(at))
+
     def watchdog_expiry(self) -> None:
         self.on_pen(lambda fw: fw.expire_watchdog())
 

@@ -38,7 +38,7 @@ from firmware_protocol.replay import Verdict
 
 from .cartridge import Cartridge
 from .clock import Clock
-from .nvm import MemoryFlash, NvmImage, NvmStore, PowerCut, SlotState
+from .nvm import MemoryFlash, NvmImage, NvmStore, PowerCut, RecordTooLarge, SlotState
 from .physics import Battery, DepthActuator, Motor, UnitError
 from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 
@@ -149,6 +149,8 @@ class FirmwareCounters:
     watchdog_stops: int = 0
     power_cycles: int = 0
     bytes_lost_booting: int = 0
+    nvm_write_failures: int = 0
+    """Writes of non-volatile memory that failed with the power on (see ``_persist``)."""
 
 
 def _today() -> int:
@@ -182,6 +184,8 @@ class PenFirmware:
         self.calendar_day = _today() if calendar_day is None else calendar_day
         self.trajectory = trajectory
         self.counters = FirmwareCounters()
+        self.last_nvm_error = ""
+        """Why the last failed write of non-volatile memory failed (``""``: none failed)."""
         self._out = bytearray()
         p = self.profile
         self._power_on_telemetry_hz = (
@@ -272,6 +276,12 @@ class PenFirmware:
 
         The pen then boots again from what the flash holds, which the A/B records guarantee
         is either the image before or the image after, never a blend.
+
+        A write that *fails* with the power on (the flash reports an error, the memory file
+        cannot be written, the image outgrew a sector) raises ``_Refused(NVM_ERROR)``: the
+        request that needed it is answered NACK NVM_ERROR and changes nothing, the image in
+        RAM stays the one before, and the A/B records still hold it (a save only ever writes
+        the other slot). The pen keeps serving its link.
         """
         try:
             self.nvm.save(image)
@@ -279,6 +289,10 @@ class PenFirmware:
             self.nvm.flash.power_restored()
             self.power_cycle(brownout=True)  # boots from what the flash now holds
             raise _PowerLost from None
+        except (OSError, RecordTooLarge) as error:
+            self.counters.nvm_write_failures += 1
+            self.last_nvm_error = str(error)
+            raise _Refused(ErrorCode.NVM_ERROR) from None
         self.nvm_image = image
 
     def _power_on(self, *, boot_time_s: float) -> None:
@@ -324,7 +338,7 @@ class PenFirmware:
                 self.cartridge_state = CartridgeState.USED
             else:
                 self.cartridge_state = CartridgeState.NEW
-        with contextlib.suppress(_PowerLost):
+        with contextlib.suppress(_PowerLost, _Refused):  # a failed count is only counted
             self._persist(self.nvm_image.with_added(power_cycles=1))
 
     def _report_memory_loss(self) -> None:
@@ -554,7 +568,9 @@ class PenFirmware:
         if self._run_started is not None:
             started, strokes = self._run_started
             self._run_started = None
-            with contextlib.suppress(_PowerLost):
+            # The motor has stopped whatever the flash does: a failed write of the run's
+            # counters loses them (counted in nvm_write_failures), never the STOP.
+            with contextlib.suppress(_PowerLost, _Refused):
                 self._persist(
                     self.nvm_image.with_added(
                         strokes=self.motor.strokes - strokes,

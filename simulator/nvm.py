@@ -103,11 +103,13 @@ __all__ = [
     "MAX_USED_CARTRIDGES",
     "FileFlash",
     "Flash",
+    "FlashError",
     "MemoryFlash",
     "NvmImage",
     "NvmStatus",
     "NvmStore",
     "PowerCut",
+    "RecordTooLarge",
     "SlotState",
     "SlotStatus",
     "decode_record",
@@ -329,11 +331,26 @@ class PowerCut(Exception):
     """The power failed during a flash operation, or the flash has no power (yet) again."""
 
 
+class FlashError(OSError):
+    """The flash reported that an erase or a write failed (the error bit of a NOR chip's status
+    register: a worn or locked sector). The operation did only part of its work, and the power
+    stayed on: the caller lives to say so. Injected with :meth:`Flash.fail_at`; a
+    :class:`FileFlash` whose file cannot be written raises a plain ``OSError``, which a caller
+    treats the same way."""
+
+
+class RecordTooLarge(ValueError):
+    """The image does not fit one sector: :meth:`NvmStore.save` refuses it before touching the
+    flash."""
+
+
 @dataclass(frozen=True, slots=True)
 class _PendingCut:
     countdown: int
     keep: float
     partial_mask: int | None
+    power_lost: bool = True
+    """``False``: a reported failure (:class:`FlashError`), not a power cut."""
 
 
 class Flash(ABC):
@@ -392,8 +409,21 @@ class Flash(ABC):
             _check_range("partial_mask", partial_mask, _U8)
         self._cut = _PendingCut(n, keep, partial_mask)
 
+    def fail_at(self, n: int, *, keep: float = 0.5) -> None:
+        """Make the ``n``-th operation from now (1: the next) fail and raise :class:`FlashError`.
+
+        Like :meth:`cut_power_at`, ``keep`` of its bytes land first; unlike it, the power stays
+        on and the flash accepts the next operation (which may succeed: the fault is one
+        operation's). A later call, of either kind, replaces a pending one.
+        """
+        if n < 1:
+            raise ValueError(f"n counts operations from 1 (the next), got {n}")
+        if not 0.0 <= keep <= 1.0:
+            raise ValueError(f"keep must be a fraction 0..1, got {keep}")
+        self._cut = _PendingCut(n, keep, None, power_lost=False)
+
     def cancel_power_cut(self) -> None:
-        """Forget a pending :meth:`cut_power_at` that has not fired."""
+        """Forget a pending :meth:`cut_power_at` or :meth:`fail_at` that has not fired."""
         self._cut = None
 
     def power_restored(self) -> None:
@@ -437,7 +467,7 @@ class Flash(ABC):
             self._store(offset, target)
             return
         self._cut = None
-        self._powered = False
+        self._powered = not cut.power_lost
         landed = int(cut.keep * len(target))
         torn = target[:landed]
         if cut.partial_mask is not None and landed < len(target):
@@ -446,6 +476,11 @@ class Flash(ABC):
             torn += bytes([(target[landed] & ~mask & _U8) | (old & mask)])
         if torn:
             self._store(offset, torn)
+        if not cut.power_lost:
+            raise FlashError(
+                f"flash operation {self.operations} failed: "
+                f"{len(torn)} of {len(target)} bytes at {offset} touched"
+            )
         raise PowerCut(
             f"power cut during flash operation {self.operations}: "
             f"{len(torn)} of {len(target)} bytes at {offset} touched"
@@ -677,13 +712,15 @@ class NvmStore:
         The target is the slot that is not the newest valid one; it is erased (unless already
         blank) and written page by page, so the newest record stays intact until the new one is
         complete, and the new one becomes newest only when its last byte (the CRC) lands.
-        Raises ``ValueError`` before any flash operation if the record does not fit a sector,
-        and :class:`PowerCut` if the power fails on the way.
+        Raises :class:`RecordTooLarge` (a ``ValueError``) before any flash operation if the
+        record does not fit a sector, :class:`PowerCut` if the power fails on the way, and
+        ``OSError`` (:class:`FlashError` from the model) if the flash reports a failed
+        operation. In every case the newest valid record is still the one before.
         """
         size = self.flash.sector_size
         probe = encode_record(image, 0)
         if len(probe) > size:
-            raise ValueError(
+            raise RecordTooLarge(
                 f"NVM image needs {len(probe)} bytes, a flash sector holds {size} "
                 f"({len(image.used_cartridges)} cartridge ids)"
             )

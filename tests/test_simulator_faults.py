@@ -21,8 +21,11 @@ from hypothesis import strategies as st
 
 from firmware_protocol import Endpoint, MessageReceived
 from firmware_protocol import messages as m
-from firmware_protocol.messages import CartridgeState, FaultFlags, PenState
+from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
+from pendriver import PenRefused
+from pendriver.testing.virtual import VirtualPen
 from simulator import LoopClock, PenFirmware, PenService, VirtualClock
+from simulator.faultcontrol import FaultControl
 from simulator.linkfaults import DelayLine, FaultyLink, LinkFaultConfig, LinkFaults
 from simulator.scenario import (
     Scenario,
@@ -933,3 +936,59 @@ def test_the_service_with_faults_on_a_real_loop(
         await pen.stop()
 
     run(main())
+
+
+# ------------------------------------------------------------------ NVM write failures, served
+def test_a_failed_flash_write_is_a_refusal_and_the_served_link_stays_up() -> None:
+    """Issue 12, item 5 (part): a flash write that fails at run time, under the service,
+    answers NACK NVM_ERROR to the request that needed it; the pen keeps serving."""
+
+    async def main() -> None:
+        _loop, firmware, pen, host = served_pen()
+        faults = FaultControl(pen)
+        pen.start()
+        await asyncio.sleep(0.5)
+        faults.nvm_write_failure()
+        start = host.endpoint.send(m.Start())
+        pen.feed(start.data)
+        await asyncio.sleep(0.1)
+        [(_, answer)] = host.answers(start.seq)
+        assert isinstance(answer, m.Nack) and answer.code == ErrorCode.NVM_ERROR
+        assert firmware.state is PenState.IDLE
+        status = host.endpoint.send(m.GetStatus())
+        pen.feed(status.data)
+        await asyncio.sleep(0.1)
+        [(_, reply)] = host.answers(status.seq)
+        assert isinstance(reply, m.Status) and reply.state == PenState.IDLE
+        again = host.endpoint.send(m.Start())
+        pen.feed(again.data)
+        await asyncio.sleep(0.1)
+        assert [a for _, a in host.answers(again.seq)] == [m.Ack(m.Start.MSG_ID)]
+        stop = host.endpoint.send(m.Stop())
+        pen.feed(stop.data)
+        await asyncio.sleep(0.1)
+        await pen.stop()
+
+    on_virtual_loop(main)
+
+
+def test_a_disk_that_fails_under_a_served_pen_is_a_refusal_through_the_driver(
+    virtual_pen: VirtualPen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the driver: the refusal is a PenRefused, not a lost link."""
+    vp = virtual_pen
+
+    def broken(*_: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    async def scenario() -> None:
+        async with vp.connect() as pen:
+            monkeypatch.setattr(vp.firmware.nvm.flash, "_store", broken)
+            with pytest.raises(PenRefused, match="NVM_ERROR"):
+                await pen.start()
+            assert (await pen.status()).state == PenState.IDLE
+            monkeypatch.undo()
+            await pen.start()
+            await pen.stop()
+
+    vp.run(scenario())

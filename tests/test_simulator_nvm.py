@@ -26,10 +26,12 @@ from simulator.nvm import (
     MAX_USED_CARTRIDGES,
     FileFlash,
     Flash,
+    FlashError,
     MemoryFlash,
     NvmImage,
     NvmStore,
     PowerCut,
+    RecordTooLarge,
     SlotState,
     decode_record,
     encode_record,
@@ -377,8 +379,9 @@ def test_generation_order() -> None:
 def test_image_too_big_for_a_sector_is_refused_before_touching_flash() -> None:
     flash = MemoryFlash(sector_size=1024, page_size=64)
     store = NvmStore(flash)
-    with pytest.raises(ValueError, match="a flash sector holds 1024"):
+    with pytest.raises(RecordTooLarge, match="a flash sector holds 1024"):
         store.save(full_image())
+    assert issubclass(RecordTooLarge, ValueError)
     assert flash.operations == 0
     assert flash.read(0, flash.size) == b"\xff" * flash.size
 
@@ -654,3 +657,43 @@ def test_unreadable_means_something_was_there_and_none_of_it_passes() -> None:
     status = store.status()
     assert status.unreadable and status.image is None
     assert status.problems() == "slot A: bad magic, slot B: bad CRC"
+
+
+# ------------------------------------------------------------------ a write that fails, powered
+@pytest.mark.parametrize(("at", "keep"), [(1, 0.0), (1, 0.5), (2, 0.0), (2, 0.5), (2, 0.99)])
+def test_a_failed_operation_raises_keeps_the_power_and_leaves_the_old_record(
+    at: int, keep: float
+) -> None:
+    """A flash that reports a failed erase or write (not a power cut): the save raises
+    FlashError, the newest record is still the one before, and the flash works on."""
+    flash = small_flash()
+    store = NvmStore(flash)
+    old = NvmImage("SN-1", calibration_version=1, calibration=((500, 510),))
+    store.save(old)
+    store.save(replace(old, power_cycles=1))
+    before = store.load()
+    flash.fail_at(at, keep=keep)  # 1: the erase of the other slot, 2: its only page
+    with pytest.raises(FlashError, match=f"flash operation {flash.operations + at} failed"):
+        store.save(replace(old, calibration_version=2))
+    assert flash.powered
+    assert store.load() == before
+    assert NvmStore(flash).load() == before  # and after a reboot
+    store.save(replace(old, calibration_version=3))  # the next save works
+    loaded = store.load()
+    assert loaded is not None and loaded.calibration_version == 3
+
+
+def test_fail_at_checks_its_arguments_and_a_later_call_replaces_it() -> None:
+    flash = small_flash()
+    with pytest.raises(ValueError, match="counts operations from 1"):
+        flash.fail_at(0)
+    with pytest.raises(ValueError, match="fraction"):
+        flash.fail_at(1, keep=1.5)
+    flash.fail_at(1)
+    flash.cancel_power_cut()
+    flash.erase(0)  # nothing pending
+    flash.cut_power_at(5)
+    flash.fail_at(1)
+    with pytest.raises(FlashError):
+        flash.erase(0)
+    flash.erase(1)  # the cut was replaced, not added

@@ -331,3 +331,66 @@ def test_a_stored_table_that_fails_its_check_keeps_other_faults_latched() -> Non
     assert status.state == PenState.FAULT
     bench.ack(m.ClearFaults())
     bench.ack(m.Start())
+
+
+# ------------------------------------------------------------------ a write that fails, powered
+def test_a_commit_whose_write_fails_is_nacked_and_changes_nothing() -> None:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    bench.ack(m.CalibrationWrite(1, TABLE_1))
+    bench.ack(m.CalibrationCommit(1))
+    bench.ack(m.CalibrationWrite(2, TABLE_2))
+    flash.fail_at(2)  # the erase of the other slot works, its first page does not
+    nack = bench.nack(m.CalibrationCommit(2))
+    assert (nack.code, nack.detail) == (ErrorCode.NVM_ERROR, 0)
+    assert bench.pen.counters.nvm_write_failures == 1
+    assert "failed" in bench.pen.last_nvm_error
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(1, 1, TABLE_1)
+    assert reboot_from(flash).calibration == TABLE_1  # the A/B record before is intact
+    assert bench.status().state == PenState.IDLE  # alive, and the table still staged:
+    bench.ack(m.CalibrationCommit(2))
+    assert bench.request(m.CalibrationRead()) == m.CalibrationData(2, 1, TABLE_2)
+
+
+def test_a_start_whose_write_fails_is_nacked_and_the_motor_stays_still() -> None:
+    flash = MemoryFlash()
+    bench = Bench(nvm=NvmStore(flash))
+    flash.fail_at(1)
+    nack = bench.nack(m.Start())
+    assert nack.code == ErrorCode.NVM_ERROR
+    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.pen.cartridge_state == CartridgeState.NEW
+    assert bench.pen.used_cartridges == frozenset()
+    bench.ack(m.Start())  # the fault was one operation's: the next START runs
+    assert bench.status().state == PenState.RUNNING
+
+
+def test_a_stop_whose_counter_write_fails_still_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's counters are written at STOP; a disk that is full loses them, not the STOP."""
+    bench = Bench()
+    bench.ack(m.Start())
+    bench.advance(0.5)
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bench.pen.nvm.flash, "_store", full)
+    bench.ack(m.Stop())
+    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.pen.counters.nvm_write_failures == 1
+    nack = bench.nack(m.CalibrationCommit(1))  # still serving requests
+    assert nack.code == ErrorCode.CALIBRATION_INVALID
+    bench.ack(m.CalibrationWrite(1, TABLE_1))
+    assert bench.nack(m.CalibrationCommit(1)).code == ErrorCode.NVM_ERROR
+
+
+def test_an_image_that_outgrew_its_sector_is_an_nvm_error_not_a_crash() -> None:
+    small = MemoryFlash(sector_size=1024, page_size=64)
+    bench = Bench(nvm=NvmStore(small), insert_default_cartridge=False)
+    image = bench.pen.nvm_image
+    for k in range(60):  # more used cartridge ids than a 1 KiB sector holds
+        image = image.with_used_cartridge(f"CRT-{k:012d}")
+    bench.pen.nvm_image = image
+    bench.pen.insert_cartridge(bench.fresh_cartridge("CRT-FRESH"))
+    assert bench.nack(m.Start()).code == ErrorCode.NVM_ERROR
+    assert bench.status().state == PenState.IDLE
