@@ -1,0 +1,106 @@
+"""The replay cache (issue 12, item 3): only a RETRY is answered from it, so a fresh STOP on a
+sequence number the pen has seen before is executed; a RETRY within the expiry is answered
+from it and executed at most once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from firmware_protocol import messages as m
+from firmware_protocol.events import FLAG_RETRY
+from firmware_protocol.framing import encode_raw_frame
+from firmware_protocol.messages import PenState
+
+from ...driver import Pen
+from . import Check, ensure_startable
+
+STOP_SEQ = 0x5A01
+START_SEQ = 0x5A02
+DEPTH_SEQ = 0x5A03
+
+
+async def answer_to_retry(pen: Pen, message: m.Message, seq: int) -> m.Message | None:
+    """Send ``message`` once under ``seq`` with the RETRY flag; its answer, or None.
+
+    :meth:`Pen.request_raw` sends no flags, so the frame is written here and its answer taken
+    from the table of raw answers request_raw waits on (``Pen._raw_waiters``).
+    """
+    from firmware_protocol.codec import CODECS
+
+    codec = CODECS[message.MSG_ID]
+    frame = encode_raw_frame(
+        message.MSG_ID,
+        codec.encode(message),
+        seq=seq,
+        layout_hash=codec.definition.schema_hash,
+        flags=FLAG_RETRY,
+    )
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[m.Message] = loop.create_future()
+    pen._raw_waiters[seq] = future
+    try:
+        await pen.transport.write(frame)
+        try:
+            async with asyncio.timeout(pen.config.request_timeout_s):
+                return await future
+        except TimeoutError:
+            return None
+    finally:
+        pen._raw_waiters.pop(seq, None)
+
+
+async def state(pen: Pen) -> PenState:
+    return PenState((await pen.status()).state)
+
+
+def test_a_fresh_stop_on_the_number_of_a_cached_stop_is_executed(pen_check: Check) -> None:
+    """Sequence numbers wrap (a host's heartbeats use 65,536 in about 4.5 h): a STOP that
+    lands on the number of an earlier, cached STOP must stop the motor, not get the old ACK."""
+
+    async def body(pen: Pen) -> None:
+        await ensure_startable(pen)
+        stop = m.Ack(m.Stop.MSG_ID)
+        assert await pen.request_raw(m.Stop.MSG_ID, b"", seq=STOP_SEQ) == stop
+        await pen.start()
+        try:
+            assert await state(pen) == PenState.RUNNING
+            # The same frame, same number, no RETRY flag: a new request.
+            assert await pen.request_raw(m.Stop.MSG_ID, b"", seq=STOP_SEQ) == stop
+            assert await state(pen) != PenState.RUNNING, "the STOP was answered, not executed"
+        finally:
+            await pen.stop()
+
+    pen_check(body)
+
+
+def test_a_retry_within_the_expiry_is_answered_from_the_cache_not_executed(
+    pen_check: Check,
+) -> None:
+    """A RETRY of an answered request (its answer lost, say) gets the same answer and does
+    nothing: a START retried after the user's STOP does not start the motor again."""
+
+    async def body(pen: Pen) -> None:
+        await ensure_startable(pen)
+        ack = m.Ack(m.Start.MSG_ID)
+        assert await pen.request_raw(m.Start.MSG_ID, b"", seq=START_SEQ) == ack
+        try:
+            assert await state(pen) == PenState.RUNNING
+            await pen.stop()
+            assert await answer_to_retry(pen, m.Start(), START_SEQ) == ack
+            assert await state(pen) != PenState.RUNNING, "the retried START was executed again"
+        finally:
+            await pen.stop()
+        # A set point too: the late retry of an old value does not undo a newer one.
+        raw = pen.device_info.raw
+        first = raw.depth_min_um + raw.depth_step_um
+        second = first + raw.depth_step_um
+        depth = m.Ack(m.SetDepth.MSG_ID)
+        assert (
+            await pen.request_raw(m.SetDepth.MSG_ID, first.to_bytes(2, "little"), seq=DEPTH_SEQ)
+            == depth
+        )
+        await pen.request(m.SetDepth(second), m.Ack)
+        assert await answer_to_retry(pen, m.SetDepth(first), DEPTH_SEQ) == depth
+        assert round((await pen.status()).depth_setpoint_mm * 1000) == second
+
+    pen_check(body)
