@@ -8,7 +8,8 @@ Recording is :class:`pendriver.transports.capture.CaptureTransport`; the line fo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +31,39 @@ class DecodedEntry:
     event: MessageReceived | DecodeError
 
 
-def read_capture(lines: Iterable[str], source: str = "capture") -> Iterator[CaptureRecord]:
-    """The records of a capture's lines; a damaged line is a :class:`PenError` naming it."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+Warn = Callable[[str], None]
+"""Where a reader's warnings go (``pen`` prints them as ``pen: ...`` lines on stderr)."""
+
+
+def _log_warning(text: str) -> None:
+    logging.getLogger("pendriver").warning("%s", text)
+
+
+def read_capture(
+    lines: Iterable[str], source: str = "capture", *, warn: Warn = _log_warning
+) -> Iterator[CaptureRecord]:
+    """The records of a capture's lines; a damaged line is a :class:`PenError` naming it.
+
+    Except the last line when it is cut off (no newline, not a whole record): a recording
+    killed mid-write ends so, and everything before it is good. It is reported to ``warn``
+    and reading stops there.
+    """
+    numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
+    ahead = next(numbered, None)
+    while ahead is not None:
+        number, line = ahead
+        ahead = next(numbered, None)
         try:
-            yield parse_record(line)
+            record = parse_record(line)
         except CaptureFormatError as exc:
+            if ahead is None and not line.endswith("\n"):
+                warn(
+                    f"{source}, line {number}: the last line is cut off (the recording was "
+                    "interrupted while writing it); read up to it"
+                )
+                return
             raise PenError(f"{source}, line {number}: {exc}") from None
+        yield record
 
 
 def decode_capture(records: Iterable[CaptureRecord]) -> Iterator[DecodedEntry]:
@@ -89,11 +114,13 @@ class CaptureTelemetry:
     needles_mm: tuple[tuple[float, float], ...] | None
 
 
-def telemetry_in_capture(lines: Iterable[str], source: str) -> CaptureTelemetry:
+def telemetry_in_capture(
+    lines: Iterable[str], source: str, *, warn: Warn = _log_warning
+) -> CaptureTelemetry:
     """The pen's TELEMETRY and CARTRIDGE messages in a capture (the host's side is skipped)."""
     samples: list[TelemetrySample] = []
     needles: tuple[tuple[float, float], ...] | None = None
-    for entry in decode_capture(read_capture(lines, source)):
+    for entry in decode_capture(read_capture(lines, source, warn=warn)):
         event = entry.event
         if entry.direction != "p2h" or not isinstance(event, MessageReceived):
             continue

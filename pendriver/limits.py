@@ -57,7 +57,13 @@ def rate_mhz(info: DeviceInfo, rate_hz: float) -> int:
     )
 
 
+MAX_TELEMETRY_HZ = 1000
+"""The fastest telemetry any pen streams (SET_TELEMETRY above it is refused OUT_OF_RANGE)."""
+
+
 def telemetry_hz(rate_hz: int) -> int:
-    if not isinstance(rate_hz, int) or not 0 <= rate_hz <= 1000:
-        raise LimitError(f"telemetry rate must be a whole number 0-1000 Hz, got {rate_hz!r}")
+    if not isinstance(rate_hz, int) or not 0 <= rate_hz <= MAX_TELEMETRY_HZ:
+        raise LimitError(
+            f"telemetry rate must be a whole number 0-{MAX_TELEMETRY_HZ} Hz, got {rate_hz!r}"
+        )
     return rate_hz

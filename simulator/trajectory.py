@@ -71,6 +71,22 @@ def _finite(name: str, value: float) -> float:
     return value
 
 
+REACH_MM: Final = 1000.0
+"""How far from the origin (either axis) a tip may be: a metre covers any body, and the wire
+(``tip_x_um`` / ``tip_y_um``, i32 µm) carries ±2147 mm. A track beyond it is a units mistake
+(µm given as mm), refused here rather than failing in the telemetry encoder mid-pass."""
+
+
+def _within_reach(name: str, value: float) -> float:
+    value = _finite(name, value)
+    if abs(value) > REACH_MM:
+        raise ValueError(
+            f"{name} puts the tip {value:g} mm from the origin, beyond the ±{REACH_MM:g} mm a "
+            "pen can be moved over (mm, not µm?)"
+        )
+    return value
+
+
 def _positive(name: str, value: float) -> float:
     value = _finite(name, value)
     if value <= 0:
@@ -82,7 +98,7 @@ def _point(name: str, value: Iterable[float]) -> PointMM:
     items = tuple(value)
     if len(items) != 2:
         raise ValueError(f"{name} must be two numbers (x, y), got {items!r}")
-    return (_finite(name, items[0]), _finite(name, items[1]))
+    return (_within_reach(name, items[0]), _within_reach(name, items[1]))
 
 
 class Trajectory(ABC):
@@ -232,6 +248,8 @@ class Raster(Trajectory):
         if direction not in ("x", "y"):
             raise ValueError(f"direction must be 'x' or 'y', got {direction!r}")
         self.direction = direction
+        _within_reach("origin_mm + width_mm", self.origin_mm[0] + self.width_mm)
+        _within_reach("origin_mm + height_mm", self.origin_mm[1] + self.height_mm)
         if tip > self.width_mm or tip > self.height_mm:
             raise ValueError(
                 f"the tip ({tip} mm) does not fit in a {self.width_mm} × {self.height_mm} mm zone"
@@ -332,6 +350,9 @@ class Circle(Trajectory):
     ) -> None:
         self.center_mm = _point("center_mm", center_mm)
         self.radius_mm = _positive("radius_mm", radius_mm)
+        for axis, centre in zip("xy", self.center_mm, strict=True):
+            for side in (-1, 1):
+                _within_reach(f"center_mm {axis} ± radius_mm", centre + side * self.radius_mm)
         self.speed_mm_s = _positive("speed_mm_s", speed_mm_s)
         self._start_s = _finite("start_s", start_s)
         self.turns = None if turns is None else _positive("turns", turns)
@@ -387,7 +408,7 @@ class Stationary(Trajectory):
     """A tip held still; with ``duration_s`` it is a dwell inside a :class:`Sequence`."""
 
     def __init__(self, x_mm: float, y_mm: float, duration_s: float | None = None) -> None:
-        self.point_mm = (_finite("x_mm", x_mm), _finite("y_mm", y_mm))
+        self.point_mm = (_within_reach("x_mm", x_mm), _within_reach("y_mm", y_mm))
         if duration_s is not None and _finite("duration_s", duration_s) < 0:
             raise ValueError(f"duration_s must be >= 0, got {duration_s}")
         self._duration_s = None if duration_s is None else float(duration_s)
@@ -495,6 +516,11 @@ def _checked_knot(
             raise ValueError(f"{where}: {column} is not a number: {raw!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"{where}: {column} is not finite: {raw!r}")
+        if column != "t_s":
+            try:
+                _within_reach(column, value)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         knot.append(value)
     t, x, y = knot
     if previous_t is not None and not t > previous_t:
@@ -598,6 +624,8 @@ class _Moved(Trajectory):
         if isinstance(inner, _Moved):  # fold chains of offsets and shifts into one
             dt_s, dx_mm, dy_mm = inner.dt_s + dt_s, inner.dx_mm + dx_mm, inner.dy_mm + dy_mm
             inner = inner.inner
+        _within_reach("shift x", dx_mm)
+        _within_reach("shift y", dy_mm)
         self.inner: Trajectory = inner
         self.dt_s: float = dt_s
         self.dx_mm: float = dx_mm

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from firmware_protocol import messages as m
 from simulator.trajectory import (
+    REACH_MM,
     Circle,
     CsvTrack,
     Raster,
@@ -32,6 +33,7 @@ from simulator.trajectory import (
     Stationary,
     TipSensor,
     Trajectory,
+    parse_trajectory,
     trajectory_from_spec,
 )
 
@@ -412,8 +414,8 @@ knot_lists = st.builds(
     ],
     st.floats(-10, 10),
     st.lists(st.floats(1e-6, 100), max_size=30),
-    st.lists(st.floats(-1e6, 1e6), min_size=31, max_size=31),
-    st.lists(st.floats(-1e6, 1e6), min_size=31, max_size=31),
+    st.lists(st.floats(-REACH_MM, REACH_MM), min_size=31, max_size=31),
+    st.lists(st.floats(-REACH_MM, REACH_MM), min_size=31, max_size=31),
 )
 
 
@@ -701,3 +703,36 @@ def test_a_bad_csv_named_by_a_spec_says_which_line(tmp_path: Path) -> None:
         trajectory_from_spec(
             {"kind": "csv", "path": "t.csv"}, base_dir=tmp_path, name="scenario.toml"
         )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "raster:width_mm=1e9,height_mm=10,glide_mm_s=20,tip_width_mm=2,overlap=0.1",
+        "stationary:x_mm=1e9,y_mm=0",
+    ],
+)
+def test_a_track_beyond_a_pens_reach_is_refused_in_one_line(spec: str) -> None:
+    # The x = 1e9 mm: once a traceback from the telemetry encoder, mid-pass.
+    with pytest.raises(ValueError, match="beyond the ±1000 mm a pen can be moved over") as refused:
+        parse_trajectory(spec)
+    assert "\n" not in str(refused.value)
+
+
+def test_every_kind_of_track_is_held_within_reach() -> None:
+    beyond = "beyond the ±1000 mm"
+    with pytest.raises(ValueError, match=beyond):
+        Circle((999.0, 0.0), 5.0, 10.0)
+    with pytest.raises(ValueError, match=beyond):
+        Raster(10, 10, 20, 2, 0.1, origin_mm=(995.0, 0.0))
+    with pytest.raises(ValueError, match=beyond):
+        Stationary(0.0, 0.0).shift(1e9, 0.0)
+
+
+def test_a_csv_knot_beyond_reach_names_its_line(tmp_path: Path) -> None:
+    track = tmp_path / "far.csv"
+    track.write_text("t_s,x_mm,y_mm\n0,0,0\n1,1e9,0\n")
+    with pytest.raises(ValueError, match=r"far.csv:3: x_mm puts the tip 1e\+09 mm"):
+        parse_trajectory(str(track))
+    far = Stationary(REACH_MM, -REACH_MM)  # the edge itself is within reach
+    assert far.position_mm(0.0) == (REACH_MM, -REACH_MM)

@@ -36,7 +36,7 @@ def decode(args: argparse.Namespace, output: Output) -> int:
 
     skip, only = _names(args.skip), _names(args.only)
     with capture_lines(args.file) as lines:
-        for entry in decode_capture(read_capture(lines, args.file)):
+        for entry in decode_capture(read_capture(lines, args.file, warn=output.warning)):
             event = entry.event
             name = event.message.NAME if isinstance(event, MessageReceived) else "ERROR"
             if name in skip or (only and name not in only):

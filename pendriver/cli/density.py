@@ -45,14 +45,15 @@ def _needles_arg(text: str) -> NDArray[np.float64]:
 def density(args: argparse.Namespace, output: Output) -> int:
     from ..captures import telemetry_in_capture
     from ..density import from_cartridge
-    from ..density.picture import write_heatmap_png
+    from ..density.picture import PlotUnavailable, write_heatmap_png
     from ..density.report import map_runs
     from ..density.telemetry import pen_sessions
     from ..errors import PenError
     from .files import capture_lines
 
+    asked_png_error: PenError | None = None
     with capture_lines(args.file) as lines:
-        found = telemetry_in_capture(lines, args.file)
+        found = telemetry_in_capture(lines, args.file, warn=output.warning)
     needles = args.needles
     if needles is None and found.needles_mm:
         needles = from_cartridge(found.needles_mm)
@@ -72,19 +73,25 @@ def density(args: argparse.Namespace, output: Output) -> int:
         )
     except ValueError as exc:
         raise PenError(str(exc)) from None
-    png = args.png or f"{args.file}.png"
     zone = mapped.zone
+    target: str = args.png or f"{args.file}.png"
+    png: str | None = target
+    unavailable = ""
     try:
         write_heatmap_png(
-            png,
+            target,
             mapped.density_per_cm2,
             origin_mm=mapped.grid.origin_mm,
             cell_mm=mapped.grid.cell_mm,
             zone_mm=zone.rect_mm,
             title=f"{args.file}: punctures per cm²",
         )
+    except PlotUnavailable as exc:
+        if args.png:  # asked for: the statistics below, then the error
+            asked_png_error = PenError(f"cannot write {args.png}: {exc}")
+        png, unavailable = None, str(exc)
     except (RuntimeError, OSError) as exc:
-        raise PenError(f"cannot write {png}: {exc}") from None
+        raise PenError(f"cannot write {target}: {exc}") from None
     if output.json:
         output.emit_json(
             {
@@ -101,7 +108,7 @@ def density(args: argparse.Namespace, output: Output) -> int:
                 "heatmap": png,
             }
         )
-        return 0
+        return _png_outcome(args, asked_png_error)
     runs = f" in {mapped.runs} runs of the pen's clock" if mapped.runs > 1 else ""
     output.say(
         f"{args.file}: {mapped.samples} telemetry samples{runs}, {mapped.strokes} strokes, "
@@ -109,5 +116,12 @@ def density(args: argparse.Namespace, output: Output) -> int:
     )
     for line in mapped.stats.lines():
         output.say(line)
-    output.say(f"  heatmap         {png}")
+    output.say(f"  heatmap         {png or f'not drawn ({unavailable})'}")
+    return _png_outcome(args, asked_png_error)
+
+
+def _png_outcome(args: argparse.Namespace, error: Exception | None) -> int:
+    """0, unless a picture was asked for with --png and could not be drawn."""
+    if error is not None:
+        raise error
     return 0

@@ -83,6 +83,10 @@ class Output:
         """A one-line notice on stderr, as ``pen: ...``."""
         print(f"pen: {text}", file=self.err, flush=True)
 
+    def warning(self, text: str) -> None:
+        """A one-line warning on stderr, as ``pen: warning: ...``."""
+        self.notice(f"warning: {text}")
+
     def emit_json(self, data: object) -> None:
         """The command's one JSON document on stdout."""
         print(json.dumps(jsonable(data), indent=2, ensure_ascii=False), file=self.out, flush=True)

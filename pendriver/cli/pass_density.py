@@ -9,6 +9,7 @@ from ..errors import PenError
 from ..models import TelemetrySample
 
 if TYPE_CHECKING:
+    from ..density.grid import Grid
     from ..density.live import LiveDensity, OverTreatment
     from ..density.zone import Zone
 
@@ -26,8 +27,13 @@ class PassDensity:
     ) -> None:
         self.zone = zone
         self.cell_mm = cell_mm
+        self.grid: Grid
         self.target = target_per_cm2
         self.maximum = max_per_cm2
+        try:
+            self.grid = zone.grid(cell_mm)  # checked now: before anything connects or runs
+        except ValueError as exc:
+            raise PenError(str(exc)) from None
         self.live: LiveDensity | None = None
         self.regions = 0
         """Over-treated regions warned of: groups of touching cells above the maximum."""
@@ -42,12 +48,8 @@ class PassDensity:
         cartridge = await pen.cartridge()
         if not cartridge.needles_mm:
             raise PenError("the pen reports no needle positions: fit a cartridge first")
-        try:
-            grid = self.zone.grid(self.cell_mm)
-        except ValueError as exc:
-            raise PenError(str(exc)) from None
         self.live = LiveDensity(
-            grid, from_cartridge(cartridge.needles_mm), max_per_cm2=self.maximum
+            self.grid, from_cartridge(cartridge.needles_mm), max_per_cm2=self.maximum
         )
 
     def add(self, sample: TelemetrySample) -> list[str]:

@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["UM_PER_MM", "Grid", "mm_to_um"]
+__all__ = ["MAX_CELLS", "UM_PER_MM", "Grid", "mm_to_um"]
 
 UM_PER_MM = 1000
 _UM_TOLERANCE = 1e-6
+
+MAX_CELLS = 4_000_000
+"""The most cells a grid may have: a 200 x 200 mm zone at 0.1 mm cells (32 MB of counts).
+Beyond it a typo such as ``--cell 0.001`` would ask for gigabytes and hang the machine."""
 
 
 def mm_to_um(name: str, value_mm: float) -> int:
@@ -28,6 +32,11 @@ def mm_to_um(name: str, value_mm: float) -> int:
     if abs(scaled - q) > _UM_TOLERANCE * max(1.0, abs(scaled)):
         raise ValueError(f"{name} must be a whole number of µm, got {value_mm!r} mm")
     return q
+
+
+def _round_up(mm: float) -> float:
+    """``mm`` rounded up to a whole µm, so the advice it gives is a size that works."""
+    return float(np.ceil(mm * UM_PER_MM) / UM_PER_MM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +65,17 @@ class Grid:
         h = round(float(self.size_mm[1]) * UM_PER_MM)
         if w <= 0 or h <= 0:
             raise ValueError(f"grid size must be positive, got {self.size_mm!r} mm")
+        shape = (-(-h // cell), -(-w // cell))
+        if shape[0] * shape[1] > MAX_CELLS:
+            smallest = ((w * h / MAX_CELLS) ** 0.5) / UM_PER_MM
+            raise ValueError(
+                f"a {w / UM_PER_MM:g} x {h / UM_PER_MM:g} mm zone in {self.cell_mm:g} mm cells "
+                f"is {shape[0] * shape[1]:,} cells, more than {MAX_CELLS:,}: use a cell of at "
+                f"least {_round_up(smallest):g} mm"
+            )
         object.__setattr__(self, "origin_um", (ox, oy))
         object.__setattr__(self, "cell_um", cell)
-        object.__setattr__(self, "shape", (-(-h // cell), -(-w // cell)))
+        object.__setattr__(self, "shape", shape)
 
     @property
     def nx(self) -> int:

@@ -13,6 +13,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 
+class PlotUnavailable(RuntimeError):
+    """matplotlib (the ``plot`` extra) is not installed, so no picture can be drawn."""
+
+
 def write_heatmap_png(
     path: str | Path,
     density: NDArray[np.floating],
@@ -34,7 +38,7 @@ def write_heatmap_png(
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
     except ImportError:
-        raise RuntimeError(
+        raise PlotUnavailable(
             "density pictures need matplotlib: pip install 'pendriver[plot]'"
         ) from None
     ny, nx = density.shape

@@ -30,7 +30,25 @@ def open_transport(url: str) -> Transport:
     if scheme == "":  # a device path, optionally with ?baudrate=N
         path, _, query = url.partition("?")
         return SerialTransport(path, **serial_options(query))
+    if scheme == "socket":
+        _check_socket_url(url)
     return SerialTransport(url)  # socket://, spy://, ...: pyserial's own URL handlers
+
+
+def _check_socket_url(url: str) -> None:
+    """``socket://HOST:PORT`` with both parts: without a port pyserial would try port 0 and
+    report "nothing listening", which sends the user looking for a server that is not lost."""
+    parsed = urllib.parse.urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError("the port must be a number 1-65535 (socket://HOST:PORT)") from None
+    if not parsed.hostname:
+        raise ValueError("no host given (socket://HOST:PORT, e.g. socket://127.0.0.1:7001)")
+    if port is None or port == 0:
+        raise ValueError(
+            f"no port given (socket://HOST:PORT, e.g. socket://{parsed.hostname}:7001)"
+        )
 
 
 __all__ = ["SIMULATOR_URL", "SerialTransport", "Transport", "open_transport"]

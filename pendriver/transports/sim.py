@@ -21,6 +21,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LinkLost, PenConnectionError
+from ..limits import MAX_TELEMETRY_HZ
 from .base import ChunkQueue, Transport
 
 if TYPE_CHECKING:
@@ -33,6 +34,39 @@ if TYPE_CHECKING:
     from .ble import BleTransport
 
 LINKS = ("bytes", "ble")
+OPTIONS = ("serial", "telemetry_hz", "trajectory", "link", "mtu")
+"""The keys a ``sim://`` URL understands; any other is a typo, refused rather than ignored."""
+
+
+def _options(query: str) -> dict[str, str]:
+    """The URL's options, each checked here so that nonsense fails before a pen exists (a
+    negative telemetry rate would otherwise busy-loop the pen, a huge one fail deep inside)."""
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError(f"cannot read the options {query!r} (use key=value&key=value)") from None
+    options: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in OPTIONS:
+            raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
+        if key in options:
+            raise ValueError(f"option {key!r} given twice")
+        options[key] = value
+    link = options.get("link", "bytes")
+    if link not in LINKS:
+        raise ValueError(f"link must be one of {', '.join(LINKS)}, got {link!r}")
+    rate = options.get("telemetry_hz")
+    if rate is not None and not (rate.isdigit() and 0 <= int(rate) <= MAX_TELEMETRY_HZ):
+        raise ValueError(
+            f"telemetry_hz must be a whole number 0-{MAX_TELEMETRY_HZ} (the pen's maximum), "
+            f"got {rate!r}"
+        )
+    mtu = options.get("mtu")
+    if mtu is not None and not (mtu.isdigit() and int(mtu) >= 23):
+        raise ValueError(f"mtu must be a whole number of at least 23 (BLE's minimum), got {mtu!r}")
+    if "serial" in options and not options["serial"].strip():
+        raise ValueError("serial must not be empty")
+    return options
 
 
 class SimTransport(Transport):
@@ -40,10 +74,8 @@ class SimTransport(Transport):
         self.url = url
         parsed = urllib.parse.urlparse(url)
         self.profile = parsed.netloc or parsed.path.strip("/") or None
-        self.options: dict[str, Any] = dict(urllib.parse.parse_qsl(parsed.query))
+        self.options: dict[str, Any] = _options(parsed.query)
         self.link: str = self.options.get("link", "bytes")
-        if self.link not in LINKS:
-            raise ValueError(f"link must be one of {', '.join(LINKS)}, got {self.link!r}")
         self._chunks = ChunkQueue()
         self._service: PenService | None = None
         self.service: PenService | None = None
