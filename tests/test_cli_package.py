@@ -284,3 +284,36 @@ def test_ctrl_c_prints_the_partial_summary_and_says_the_motor_stopped() -> None:
     assert "pass summary" in out and "ended           interrupted" in out
     assert "motor stop      confirmed" in out
     assert err.strip().splitlines()[-1] == "pen: interrupted; the motor was stopped"
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_connection_retries_and_timeout_are_settable_from_the_command_line(
+    retries: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simulator.linkfaults import LinkFaultConfig
+
+    with ServedPen("tcp") as served:
+        lost = LinkFaultConfig(drop=1.0)  # the pen hears every HELLO; its answers are lost
+        served.call(lambda: served.service.set_link_faults(LinkFaultConfig(), to_host=lost))
+        argv = ["--port", served.url, "--timeout", "0.05", "--retries", str(retries), "status"]
+        code, _, err = run_pen(argv, capsys)
+        counters = served.call(lambda: served.firmware.counters)
+    assert code == cli.EXIT_ERROR and "no answer from a pen at" in err
+    # The greeting waits at least its own 1 s; every attempt reached the pen.
+    assert counters.requests_executed + counters.requests_replayed == retries + 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--retries", "-1", "status"], "argument --retries: must be 0-100, got '-1'"),
+        (["status", "--retries", "1e6"], "argument --retries: must be a whole number"),
+        (["status", "--timeout", "0"], "argument --timeout: must be a positive number"),
+        (["monitor", "--link-timeout", "inf"], "argument --link-timeout: must be a finite"),
+    ],
+)
+def test_bad_connection_options_are_usage_errors(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_pen(argv, capsys)
+    assert code == cli.EXIT_USAGE and says in err and len(err.strip().splitlines()) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import Commands, pen_url, positive_float
+from .options import Commands, driver_config, pen_url, positive_float
 from .output import Output
 
 
@@ -33,9 +33,10 @@ def monitor(args: argparse.Namespace, output: Output) -> int:
     import asyncio
 
     from ..monitor import monitor as watch
+    from ..monitor.loop import MONITOR_CONFIG
 
     url = pen_url(args, output)
-    asyncio.run(
-        watch(url, output.out, seconds=args.seconds, capture=getattr(args, "capture", None))
-    )
+    config = driver_config(args, MONITOR_CONFIG)
+    capture = getattr(args, "capture", None)
+    asyncio.run(watch(url, output.out, seconds=args.seconds, config=config, capture=capture))
     return 0

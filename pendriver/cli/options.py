@@ -17,6 +17,7 @@ from .. import __version__
 from ..defaults import SIMULATOR_URL
 
 if TYPE_CHECKING:
+    from ..config import DriverConfig
     from ..density.zone import Zone
     from .output import Output
 
@@ -102,7 +103,64 @@ def _port_options() -> Parser:
         default=argparse.SUPPRESS,
         help="append every byte both ways to FILE (read it with: pen decode FILE)",
     )
+    group.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="wait this long for each answer before resending (0.5 s; the greeting waits at "
+        "least 1 s): longer for a slow or noisy link",
+    )
+    group.add_argument(
+        "--retries",
+        type=_retries,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="resend an unanswered request N times before giving up (3)",
+    )
+    group.add_argument(
+        "--link-timeout",
+        type=positive_float,
+        default=argparse.SUPPRESS,
+        metavar="S",
+        help="silence from the pen that counts as a lost link (2.5 s)",
+    )
     return parent
+
+
+MAX_RETRIES = 100
+"""More resends than any link that is worth using needs; beyond, a typo (``--retries 1e6``)."""
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_RETRIES:
+        raise argparse.ArgumentTypeError(f"must be 0-{MAX_RETRIES}, got {text!r}")
+    return value
+
+
+def driver_config(args: argparse.Namespace, base: DriverConfig | None = None) -> DriverConfig:
+    """The driver's settings with the connection options given on the command line."""
+    from dataclasses import replace
+
+    from ..config import DriverConfig
+
+    config = base or DriverConfig()
+    changes: dict[str, Any] = {}
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        changes["request_timeout_s"] = timeout
+        changes["hello_timeout_s"] = max(config.hello_timeout_s, timeout)
+    retries = getattr(args, "retries", None)
+    if retries is not None:
+        changes["retries"] = retries
+    link_timeout = getattr(args, "link_timeout", None)
+    if link_timeout is not None:
+        changes["link_timeout_s"] = link_timeout
+    return replace(config, **changes) if changes else config
 
 
 def _json_option() -> Parser:

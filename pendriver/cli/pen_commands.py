@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..defaults import SIMULATOR_URL
-from .options import EXIT_INTERRUPTED, Commands, pen_url, positive_float
+from .options import EXIT_INTERRUPTED, Commands, driver_config, pen_url, positive_float
 from .output import Output, fields_table
 
 if TYPE_CHECKING:
@@ -68,8 +68,10 @@ def _with_pen(
 
     from ..driver import connect
 
+    config = driver_config(args)
+
     async def session() -> None:
-        async with connect(url, capture=getattr(args, "capture", None)) as pen:
+        async with connect(url, config=config, capture=getattr(args, "capture", None)) as pen:
             await body(pen)
 
     asyncio.run(session())
