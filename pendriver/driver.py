@@ -371,22 +371,47 @@ class Pen:
         *,
         layout_hash: int | None = None,
         seq: int | None = None,
+        flags: int = 0,
+        version: int = PROTOCOL_VERSION,
+        length: int | None = None,
         timeout: float | None = None,
     ) -> m.Message:
-        """Send a hand-made frame (any id, any payload, any layout hash); return the answer.
+        """Send a hand-made frame (any id, payload, layout hash, flags, version, or a header
+        length that lies); return the answer.
 
         Sent once, without retries: the point is to see how the pen treats exactly these
         bytes (an unknown id, a wrong schema hash, a malformed payload, a repeated sequence
-        number). The answer is returned as it came, a NACK included.
+        number, a RETRY flag, a frame of another protocol version). The answer is returned as
+        it came, a NACK included; silence raises :class:`PenTimeout`.
         """
-        self._check_link()
-        loop = asyncio.get_running_loop()
         if seq is None:
+            self._check_link()
             seq = self._endpoint.allocate_seq()
         if layout_hash is None:
             codec = CODECS.get(msg_id)
             layout_hash = codec.definition.schema_hash if codec else 0
-        frame = encode_raw_frame(msg_id, payload, seq=seq, layout_hash=layout_hash)
+        frame = encode_raw_frame(
+            msg_id,
+            payload,
+            seq=seq,
+            layout_hash=layout_hash,
+            flags=flags,
+            version=version,
+            length=length,
+        )
+        return await self.request_frame(frame, seq, timeout=timeout, what=f"id 0x{msg_id:02X}")
+
+    async def request_frame(
+        self, frame: bytes, seq: int, *, timeout: float | None = None, what: str = "frame"
+    ) -> m.Message:
+        """Write ``frame`` (any bytes) once and return the answer that carries ``seq``.
+
+        For conformance tools that must say what no encoder says (a frame cut short, bytes
+        after the CRC); :class:`PenTimeout` when no answer comes within ``timeout`` (the
+        request timeout by default), which is what a damaged frame must get.
+        """
+        self._check_link()
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[m.Message] = loop.create_future()
         self._raw_waiters[seq] = future
         try:
@@ -396,7 +421,7 @@ class Pen:
                 async with asyncio.timeout(wait):
                     return await future
             except TimeoutError:
-                raise PenTimeout(f"no answer to the raw frame with id 0x{msg_id:02X}") from None
+                raise PenTimeout(f"no answer to the raw {what}") from None
         finally:
             self._raw_waiters.pop(seq, None)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from firmware_protocol import LinkStats
+from firmware_protocol import PROTOCOL_VERSION, LinkStats
 from firmware_protocol import messages as m
 
 from .config import DriverConfig
@@ -174,14 +174,30 @@ class SyncPen:
         *,
         layout_hash: int | None = None,
         seq: int | None = None,
+        flags: int = 0,
+        version: int = PROTOCOL_VERSION,
+        length: int | None = None,
         timeout: float | None = None,
     ) -> m.Message:
         """A hand-made frame, sent once; the answer as it came (see :meth:`Pen.request_raw`)."""
         return self._call(
             self._pen.request_raw(
-                msg_id, payload, layout_hash=layout_hash, seq=seq, timeout=timeout
+                msg_id,
+                payload,
+                layout_hash=layout_hash,
+                seq=seq,
+                flags=flags,
+                version=version,
+                length=length,
+                timeout=timeout,
             )
         )
+
+    def request_frame(
+        self, frame: bytes, seq: int, *, timeout: float | None = None, what: str = "frame"
+    ) -> m.Message:
+        """Any bytes, written once; the answer carrying ``seq`` (:meth:`Pen.request_frame`)."""
+        return self._call(self._pen.request_frame(frame, seq, timeout=timeout, what=what))
 
     @contextlib.contextmanager
     def calibration_mode(self) -> Iterator[None]:

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from firmware_protocol import PROTOCOL_VERSION, SCHEMA_HASH
+from firmware_protocol import FLAG_RETRY, PROTOCOL_VERSION, SCHEMA_HASH
 from firmware_protocol import messages as m
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
 
@@ -129,13 +129,15 @@ def test_a_retried_request_is_answered_again_and_executed_once(pen_check: Check)
         first = raw.depth_min_um + raw.depth_step_um
         second = first + raw.depth_step_um
         # The same SET_DEPTH frame twice (same sequence number), a newer value in between:
-        # the late copy must be answered from memory, not executed over the newer value.
+        # the late copy, flagged RETRY as a host's resend is, must be answered from memory,
+        # not executed over the newer value.
         payload = first.to_bytes(2, "little")
         seq = 0x7A5A
         ack = m.Ack(m.SetDepth.MSG_ID)
         assert await pen.request_raw(m.SetDepth.MSG_ID, payload, seq=seq) == ack
         await pen.request(m.SetDepth(second), m.Ack)
-        assert await pen.request_raw(m.SetDepth.MSG_ID, payload, seq=seq) == ack
+        resent = await pen.request_raw(m.SetDepth.MSG_ID, payload, seq=seq, flags=FLAG_RETRY)
+        assert resent == ack
         assert round((await pen.status()).depth_setpoint_mm * 1000) == second
 
     pen_check(body)

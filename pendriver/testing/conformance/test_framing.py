@@ -10,14 +10,13 @@ only thing wrong with them is what each check is about.
 
 from __future__ import annotations
 
-import asyncio
-
 from firmware_protocol import PROTOCOL_VERSION, SCHEMA, cobs_decode, cobs_encode
 from firmware_protocol import messages as m
 from firmware_protocol.framing import encode_raw_frame
 from firmware_protocol.messages import ErrorCode
 
 from ...driver import Pen
+from ...errors import PenTimeout
 from . import Check
 
 SET_DEPTH_HASH = SCHEMA.message("SET_DEPTH").schema_hash
@@ -25,26 +24,12 @@ GET_STATUS_HASH = SCHEMA.message("GET_STATUS").schema_hash
 
 
 async def answer_to_frame(pen: Pen, frame: bytes, seq: int) -> m.Message | None:
-    """Write one hand-made frame; return the answer carrying ``seq``, or None if none comes
-    within the driver's request timeout.
-
-    :meth:`Pen.request_raw` builds its frame itself, always in this side's version and with a
-    true length; these checks need to say what it cannot, so they write the bytes and wait
-    on the same table of raw answers request_raw waits on (``Pen._raw_waiters``). Sent once:
-    silence is the answer a damaged frame must get.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[m.Message] = loop.create_future()
-    pen._raw_waiters[seq] = future
+    """Write one hand-made frame once; the answer carrying ``seq``, or None when none comes
+    within the driver's request timeout (silence is the answer a damaged frame must get)."""
     try:
-        await pen.transport.write(frame)
-        try:
-            async with asyncio.timeout(pen.config.request_timeout_s):
-                return await future
-        except TimeoutError:
-            return None
-    finally:
-        pen._raw_waiters.pop(seq, None)
+        return await pen.request_frame(frame, seq)
+    except PenTimeout:
+        return None
 
 
 async def depth_um(pen: Pen) -> int:

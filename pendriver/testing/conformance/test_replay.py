@@ -4,14 +4,13 @@ from it and executed at most once."""
 
 from __future__ import annotations
 
-import asyncio
-
 from firmware_protocol import messages as m
+from firmware_protocol.codec import CODECS
 from firmware_protocol.events import FLAG_RETRY
-from firmware_protocol.framing import encode_raw_frame
 from firmware_protocol.messages import PenState
 
 from ...driver import Pen
+from ...errors import PenTimeout
 from . import Check, ensure_startable
 
 STOP_SEQ = 0x5A01
@@ -20,33 +19,13 @@ DEPTH_SEQ = 0x5A03
 
 
 async def answer_to_retry(pen: Pen, message: m.Message, seq: int) -> m.Message | None:
-    """Send ``message`` once under ``seq`` with the RETRY flag; its answer, or None.
-
-    :meth:`Pen.request_raw` sends no flags, so the frame is written here and its answer taken
-    from the table of raw answers request_raw waits on (``Pen._raw_waiters``).
-    """
-    from firmware_protocol.codec import CODECS
-
-    codec = CODECS[message.MSG_ID]
-    frame = encode_raw_frame(
-        message.MSG_ID,
-        codec.encode(message),
-        seq=seq,
-        layout_hash=codec.definition.schema_hash,
-        flags=FLAG_RETRY,
-    )
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[m.Message] = loop.create_future()
-    pen._raw_waiters[seq] = future
+    """Send ``message`` once under ``seq`` with the RETRY flag; its answer, or None."""
     try:
-        await pen.transport.write(frame)
-        try:
-            async with asyncio.timeout(pen.config.request_timeout_s):
-                return await future
-        except TimeoutError:
-            return None
-    finally:
-        pen._raw_waiters.pop(seq, None)
+        return await pen.request_raw(
+            message.MSG_ID, CODECS[message.MSG_ID].encode(message), seq=seq, flags=FLAG_RETRY
+        )
+    except PenTimeout:
+        return None
 
 
 async def state(pen: Pen) -> PenState:
