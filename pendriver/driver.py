@@ -523,6 +523,11 @@ class Pen:
             what = "limit" if code == ErrorCode.OUT_OF_RANGE else "step"
             if isinstance(request, m.SetDepth):
                 why = f"{what} {detail / 1000:g} mm"
+            elif isinstance(request, m.Start) and code == ErrorCode.OUT_OF_RANGE:
+                why = (
+                    f"the depth set is deeper than the fitted needles, {detail / 1000:g} mm: "
+                    "set a depth within them, or fit a longer cartridge"
+                )
             elif isinstance(request, m.SetStrokeRate):
                 why = f"{what} {detail / 1000:g} Hz"
             else:

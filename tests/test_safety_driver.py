@@ -98,3 +98,31 @@ def test_over_lossy_sessions_the_driver_never_believes_a_running_motor_stopped(
 
     vp.run(scenario())
     assert unnoticed == []
+
+
+def test_a_start_deeper_than_the_fitted_needles_is_refused_in_words(
+    virtual_pen: VirtualPen,
+) -> None:
+    import dataclasses
+
+    from simulator.cartridge import Cartridge
+
+    vp = virtual_pen
+
+    async def scenario() -> str:
+        async with vp.connect() as pen:
+            await pen.set_depth(2.5)
+            vp.faults.pull_cartridge()
+            short = Cartridge.for_profile(vp.firmware.profile, "SHORT-0001")
+            vp.faults.fit_cartridge(dataclasses.replace(short, needle_length_um=500))
+            with pytest.raises(PenRefused) as refused:
+                await pen.start()
+            assert not pen.motor_may_run
+            return str(refused.value)
+
+    text = vp.run(scenario())
+    assert text == (
+        "the pen refused START: OUT_OF_RANGE (the depth set is deeper than the fitted needles, "
+        "0.5 mm: set a depth within them, or fit a longer cartridge)"
+    )
+    assert vp.firmware.state is PenState.IDLE
