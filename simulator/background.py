@@ -1,6 +1,6 @@
 """A served pen running in a background thread: for tests and tools that need a real port.
 
-    with ServedPen("pty") as served:          # or "tcp"
+    with ServedPen("pty") as served:          # or "tcp"; ServedPen("pty", pty_link=path)
         ... connect to served.url ...
         served.firmware.remove_cartridge()     # reach into the pen (thread-safe via .call)
 
@@ -11,6 +11,7 @@ through a real pseudo-terminal or TCP socket exactly as it would to a pen on a b
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -34,12 +35,22 @@ class ServedPen:
         return cls._serving.get(url)
 
     def __init__(
-        self, kind: Literal["pty", "tcp"] = "tcp", *, host: str = "127.0.0.1", **firmware: Any
+        self,
+        kind: Literal["pty", "tcp"] = "tcp",
+        *,
+        host: str = "127.0.0.1",
+        pty_link: str | os.PathLike[str] | None = None,
+        **firmware: Any,
     ) -> None:
+        """``pty_link``: with ``"pty"``, also a symbolic link at that path to the pty (as
+        ``pen-sim --pty-link``), for code under test that wants a fixed device name."""
         if kind not in ("pty", "tcp"):
             raise ValueError(f"kind must be 'pty' or 'tcp', got {kind!r}")
+        if pty_link is not None and kind != "pty":
+            raise ValueError("pty_link needs kind 'pty'")
         self.kind = kind
         self.host = host
+        self.pty_link = pty_link
         self._firmware_args = firmware
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -62,7 +73,7 @@ class ServedPen:
         )
         self.service = service = PenService(self.firmware)
         if self.kind == "pty":
-            pty = PtyServer(service)
+            pty = PtyServer(service, link=self.pty_link)
             await pty.start()
             self._server, self.url = pty, pty.path
         else:
