@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from firmware_protocol.messages import FaultFlags, PenState
 
 from .driver import Pen
-from .errors import PenError, PenRefused
+from .errors import LinkLost, PenError, PenRefused
 from .events import Subscription
 from .models import TelemetrySample
 from .naming import fault_names
@@ -194,12 +194,15 @@ class PassRun:
         try:
             await pen.stop()
             confirmed = True
+        except LinkLost:
+            problem = "no link to send STOP over"
         except PenError as exc:
             problem = str(exc)
             try:
                 confirmed = (await pen.status()).state is not PenState.RUNNING
             except PenError as again:
-                problem = f"{problem}; {again}"
+                if str(again) != problem:
+                    problem = f"{problem}; {again}"
         if confirmed and ended is not PassEnd.LINK_LOST:
             await self._tail(stream)
         if not confirmed:

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         print(exc.line(), file=sys.stderr)
         return EXIT_USAGE
     output = Output(out or sys.stdout, sys.stderr, json=getattr(args, "json", False))
+    _log_warnings_as_lines()
     from ..errors import PenError  # here, not at the top: it loads the protocol's schema
 
     try:
@@ -59,6 +60,20 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         _quiet_stdout()
         return 0
     return status
+
+
+def _log_warnings_as_lines() -> None:
+    """The driver's log warnings (a link lost, a schema that differs) as ``pen: warning:``
+    lines, like every other line the command prints, instead of Python's bare fallback."""
+    import logging
+
+    class WarningLines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            print(f"pen: warning: {record.getMessage()}", file=sys.stderr, flush=True)
+
+    logger = logging.getLogger("pendriver")
+    if not any(type(h).__name__ == "WarningLines" for h in logger.handlers):
+        logger.addHandler(WarningLines(logging.WARNING))
 
 
 def _quiet_stdout() -> None:
