@@ -110,6 +110,8 @@ class Pen:
         self._link_state: LinkState = LinkState.CLOSED
         self._down_since: float | None = None
         self._started_motor = False
+        self._before_greeting = bytearray()
+        """What arrived before the pen's first answer (a server may say in text why not)."""
         self._last_rx: float | None = None
         self._held = 0
         self._liveness_wake = asyncio.Event()
@@ -130,12 +132,19 @@ class Pen:
         self._start_reader()
         try:
             await self._handshake()
-        except PenTimeout:
+        except PenError as exc:
             await self._shutdown()
-            raise PenTimeout(
-                f"no answer from a pen at {self.transport.url}: check that it is switched on "
-                "and that this is its port"
-            ) from None
+            said = _text_said(bytes(self._before_greeting))
+            if said:
+                raise PenConnectionError(
+                    f"cannot connect to {self.transport.url}: it said {said!r}"
+                ) from None
+            if isinstance(exc, PenTimeout):
+                raise PenTimeout(
+                    f"no answer from a pen at {self.transport.url}: check that it is switched "
+                    "on and that this is its port"
+                ) from None
+            raise
         except BaseException:
             await self._shutdown()
             raise
@@ -561,6 +570,8 @@ class Pen:
         try:
             while True:
                 data = await self.transport.read()
+                if self._info is None and len(self._before_greeting) < EARLY_TEXT_BYTES:
+                    self._before_greeting += data[: EARLY_TEXT_BYTES - len(self._before_greeting)]
                 for event in self._endpoint.receive_data(data):
                     if isinstance(event, MessageReceived):
                         self._last_rx = loop.time()
@@ -657,7 +668,10 @@ class Pen:
         if silent_s is None:
             silent_s = loop.time() - self._last_rx if self._last_rx is not None else 0.0
         self.counters.link_losses += 1
-        log.warning("link to %s lost: %s", self.transport.url, reason)
+        # Before the greeting was answered there is no connection to lose yet: open() says
+        # what went wrong, in its own error.
+        report = log.warning if self._info is not None else log.debug
+        report("link to %s lost: %s", self.transport.url, reason)
         self._events.publish(LinkDown(reason, silent_s))
         if not self.config.reconnect:
             self._fail(LinkLost(f"link to {self.transport.url} lost: {reason}"))
@@ -757,6 +771,23 @@ class Pen:
         # A connection closed by its user ends subscriptions quietly; a lost one raises.
         self._telemetry.end(None if ended else error)
         self._events.end(None if ended else error)
+
+
+EARLY_TEXT_BYTES = 512
+"""How much of what arrives before the pen's first answer is kept to quote in an error."""
+
+
+def _text_said(data: bytes) -> str:
+    """The first line of printable text in ``data`` (a server's refusal, a modem's banner),
+    or "" when it is protocol bytes or noise: frames always contain a 0x00 delimiter."""
+    if not data or b"\x00" in data:
+        return ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if line.isprintable() and len(line) >= 8 else ""
 
 
 def _no_report(_event: QueueOverflow) -> None:
