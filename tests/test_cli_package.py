@@ -317,3 +317,28 @@ def test_bad_connection_options_are_usage_errors(
 ) -> None:
     code, _, err = run_pen(argv, capsys)
     assert code == cli.EXIT_USAGE and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_before_the_motor_ran_does_not_claim_it_was_stopped() -> None:
+    import os
+    import signal
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # a port that never answers
+        port = silent.getsockname()[1]
+        argv = [sys.executable, "-m", "pendriver.cli", "--port", f"socket://127.0.0.1:{port}"]
+        proc = subprocess.Popen(
+            [*argv, "run", "--depth", "0.5", "--rate", "100", "--seconds", "5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # pen is now waiting for an answer to HELLO
+        with connection:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == cli.EXIT_INTERRUPTED
+    assert err.strip().splitlines()[-1] == "pen: interrupted before the motor started"
+    assert "motor was stopped" not in err + out
