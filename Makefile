@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench docs clean
+.PHONY: demo test lint typecheck postgres unit bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# The logbook's tests run on a real, throwaway PostgreSQL server (pendriver/testing/postgres.py).
+# This finds its binaries, or installs Debian's postgresql package when CI=true or
+# PENDRIVER_INSTALL_POSTGRES=1 (as root), and starts and stops it once: a machine that cannot
+# run it is told so in one line before the suite starts.
+postgres: $(STAMP)
+	$(BIN)/python -m pendriver.testing.postgres
+
+test: lint typecheck postgres unit
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_protocol.py

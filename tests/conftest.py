@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from pendriver import Pen
+from pendriver.testing.postgres import PostgresUnavailable, TemporaryPostgres
 from simulator import PenFirmware
 from simulator.background import ServedPen
 
@@ -71,3 +74,46 @@ def run() -> Callable[[Coroutine[Any, Any, T]], T]:
         return asyncio.run(bounded())
 
     return runner
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[TemporaryPostgres]:
+    """One real PostgreSQL server for the whole run, started on first use and removed after.
+
+    A server that cannot start fails every test that asks for it with the one-line reason
+    (pytest keeps the failure, so it is not retried per test): PostgreSQL is never skipped.
+    """
+    server = TemporaryPostgres()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL test server: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(
+    postgres_server: TemporaryPostgres, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh, empty database of its own for each test (a copy of an empty template), dropped
+    afterwards; its name starts with the test's, to be recognisable in the server's log."""
+    stem = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower())[:40].strip("_")
+    name = f"{stem}_{os.urandom(4).hex()}"
+    if not name[0].isalpha():
+        name = f"t_{name}"
+    url = postgres_server.new_database(name)
+    yield url
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def logbook_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each logbook test runs twice: on a SQLite file in the test's tmp_path, and on a fresh
+    PostgreSQL database (the server starts only if some test takes this param)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/logbook.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
