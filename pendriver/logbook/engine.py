@@ -1,0 +1,83 @@
+"""Engines, one per URL, and the SQLite settings that make a commit durable.
+
+SQLite: WAL journal, ``synchronous=FULL`` (``NORMAL`` can lose committed transactions on power
+loss), a 30 s busy timeout, and transactions opened by us: ``BEGIN IMMEDIATE`` for writes (the
+write lock is taken before anything is read, so a check and the append that depends on it cannot
+interleave with another writer), plain ``BEGIN`` for reads. PostgreSQL: a pooled engine with
+pre-ping; its writes are serialised on the chain-head row (see :mod:`.store`).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+
+WRITE = "logbook_write"
+"""Execution option: this connection's next transaction writes (``BEGIN IMMEDIATE`` on SQLite)."""
+
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def default_url() -> str:
+    """``sqlite:///`` a ``logbook.db`` in the user's data directory (created if missing)."""
+    import platformdirs
+
+    folder = Path(platformdirs.user_data_dir("pendriver"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'logbook.db'}"
+
+
+def shown(url: str) -> str:
+    """The URL as printed in messages: without a password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def engine_for(url: str) -> Engine:
+    """The engine of ``url``, made once per URL per process."""
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = new_engine(url)
+        return engine
+
+
+def new_engine(url: str) -> Engine:
+    """A new engine for ``url`` (tests with several writers in one process want their own)."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        engine = create_engine(u, connect_args={"timeout": 30.0})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(u, pool_pre_ping=True)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get(WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an SQLite URL; ``None`` for memory or another backend."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)

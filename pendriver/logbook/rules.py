@@ -1,0 +1,149 @@
+"""The safety rules, as pure functions: figures in, ``None`` (go ahead) or a :class:`Refusal`.
+
+Each refusal is one line that says what is wrong and what to do. The store runs them before a
+session starts and before a pass's motor would start, inside the transaction that records the
+outcome, so two treatment rooms cannot both pass a check that only one may pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from .densitymap import DensityMap, cumulative_peak_per_cm2
+from .records import Cartridge, Screening, ZoneProfile
+from .screening import blocking
+from .zones import zone_key
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why not, in one line, and which rule said so (a stable name for programs)."""
+
+    rule: str
+    message: str
+
+
+def find_zone(zone: str, profiles: Mapping[str, ZoneProfile]) -> ZoneProfile | Refusal:
+    """The zone's profile, or a refusal listing the known zones."""
+    profile = profiles.get(zone_key(zone))
+    if profile is not None:
+        return profile
+    known = ", ".join(sorted(profiles))
+    return Refusal(
+        "unknown_zone",
+        f"unknown zone {zone!r}: use one of {known}, or add a zone profile for it first",
+    )
+
+
+def check_depth(profile: ZoneProfile, depth_mm: float, override_reason: str = "") -> Refusal | None:
+    """A depth set deeper than the zone allows is refused unless an override reason is given."""
+    if depth_mm <= profile.depth_max_mm or override_reason.strip():
+        return None
+    return Refusal(
+        "depth",
+        f"{depth_mm:g} mm is deeper than {profile.zone} allows ({profile.depth_min_mm:g}-"
+        f"{profile.depth_max_mm:g} mm): set {profile.depth_max_mm:g} mm or less, or give an "
+        "override reason",
+    )
+
+
+def check_cartridge(
+    cartridge: Cartridge, today: date, other_sessions: Collection[str]
+) -> Refusal | None:
+    """A cartridge is single use (no other session may have used it) and refused once expired."""
+    if other_sessions:
+        where = ", ".join(sorted(other_sessions))
+        return Refusal(
+            "cartridge_reused",
+            f"cartridge {cartridge.cartridge_id} was already used in session {where}: "
+            "cartridges are single use, fit a new one",
+        )
+    if cartridge.expiry < today:
+        return Refusal(
+            "cartridge_expired",
+            f"cartridge {cartridge.cartridge_id} (lot {cartridge.lot}) expired on "
+            f"{cartridge.expiry.isoformat()}: fit one within its expiry date",
+        )
+    return None
+
+
+def check_screening(
+    screening: Screening | None,
+    client_id: str,
+    now: datetime,
+    valid_for: timedelta,
+    used_by: str | None = None,
+) -> Refusal | None:
+    """A session needs this client's screening, recent, unused, and no unoverridden yes."""
+    if screening is None:
+        return Refusal(
+            "screening_missing",
+            f"no screening recorded for client {client_id}: record a screening first",
+        )
+    if screening.client_id != client_id:
+        return Refusal(
+            "screening_missing",
+            f"screening {screening.screening_id} is client {screening.client_id}'s, not "
+            f"{client_id}'s: record a screening for this client",
+        )
+    if used_by is not None:
+        return Refusal(
+            "screening_used",
+            f"screening {screening.screening_id} was already used by session {used_by}: "
+            "screen the client again before each session",
+        )
+    if now - screening.taken_at > valid_for:
+        hours = valid_for.total_seconds() / 3600
+        return Refusal(
+            "screening_stale",
+            f"screening {screening.screening_id} is older than {hours:g} hours: screen the "
+            "client again",
+        )
+    yes = blocking(screening)
+    if yes:
+        return Refusal(
+            "screening_positive",
+            f"screening answered yes to {'; '.join(yes)}: the session is blocked unless a "
+            "clinician records an override reason",
+        )
+    return None
+
+
+def next_session_date(last_start: datetime, interval_days: int) -> date:
+    """The earliest date of the next session: the last one's date plus the interval."""
+    return last_start.date() + timedelta(days=interval_days)
+
+
+def check_interval(
+    last_start: datetime | None, interval_days: int, now: datetime, override_reason: str = ""
+) -> Refusal | None:
+    """A session inside the minimum interval since the last one is refused without a reason."""
+    if last_start is None or override_reason.strip():
+        return None
+    earliest = next_session_date(last_start, interval_days)
+    if now.date() >= earliest:
+        return None
+    return Refusal(
+        "interval",
+        f"the last session was on {last_start.date().isoformat()}, inside the minimum interval "
+        f"of {interval_days} days: the earliest allowed date is {earliest.isoformat()}, or give "
+        "an override reason",
+    )
+
+
+def check_zone_density(
+    profile: ZoneProfile, maps: Sequence[DensityMap], override_reason: str = ""
+) -> Refusal | None:
+    """The zone's cumulative density over the session's passes must stay under its maximum."""
+    if override_reason.strip():
+        return None
+    peak = cumulative_peak_per_cm2(maps)
+    if peak < profile.max_density_per_cm2:
+        return None
+    return Refusal(
+        "density",
+        f"{profile.zone} has had {peak:,.0f} punctures/cm² this session, at or above its maximum "
+        f"of {profile.max_density_per_cm2:,.0f}: treat another zone or give an override reason",
+    )
