@@ -81,3 +81,12 @@ def sqlite_path(url: str) -> Path | None:
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
     return Path(u.database)
+
+
+def release(url: str) -> None:
+    """Close the pooled connections of ``url``'s engine and forget it (a later open makes a new
+    one). On SQLite, closing the last connection folds the WAL back into the file."""
+    with _LOCK:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
