@@ -132,7 +132,12 @@ class PassRun:
         faults_before = len(pen.faults)
         ended, reason = PassEnd.COMPLETED, f"ran for {self.seconds:g} s"
         async with pen.telemetry() as stream:
-            self.started_at = asyncio.get_running_loop().time()
+            loop = asyncio.get_running_loop()
+            self.started_at = loop.time()
+            # The pass is timed from START *sent*: the motor starts when START arrives and
+            # stops when STOP arrives, so on a slow link both are late by the same delay and
+            # the motor runs the time asked (timing from the ACK would add a round trip).
+            ends_at = self.started_at + self.seconds
             try:
                 await pen.start()
             except PenRefused:
@@ -141,7 +146,7 @@ class PassRun:
                 ended, reason = PassEnd.LINK_LOST, str(exc)
             try:
                 if ended is PassEnd.COMPLETED:
-                    async with asyncio.timeout(self.seconds):
+                    async with asyncio.timeout_at(ends_at):
                         ended, reason = await self._watch(stream)
             except TimeoutError:
                 pass
@@ -161,6 +166,12 @@ class PassRun:
         """Read samples until the hook asks to stop or the pen stops; the timer is outside."""
         seen_running = False
         async for sample in stream:
+            if self.samples and sample.time_s < self.samples[-1].time_s:
+                # The pen's clock went back: it restarted, and its motor with it stopped.
+                return PassEnd.PEN_STOPPED, (
+                    "the pen restarted during the pass (its clock went back: a power cut or "
+                    "a brown-out)"
+                )
             self.samples.append(sample)
             if self.on_sample is not None:
                 why = self.on_sample(sample)
@@ -217,7 +228,13 @@ class PassRun:
         try:
             async with asyncio.timeout(TAIL_WAIT_S):
                 async for sample in stream:
+                    if self.samples and sample.time_s < self.samples[-1].time_s:
+                        return  # a restarted pen: its samples belong to no pass
                     self.samples.append(sample)
+                    if self.on_sample is not None:
+                        # The strokes made while the motor spun down are punctures too
+                        # (a density map must count them); the hook cannot stop it twice.
+                        self.on_sample(sample)
                     if sample.state != PenState.RUNNING:
                         return
         except (TimeoutError, PenError):
@@ -234,6 +251,8 @@ class PassRun:
     ) -> PassOutcome:
         events = self.pen.faults[faults_before:]
         summary = summarise(self.samples, events) if self.samples else None
+        if ended is PassEnd.COMPLETED and summary is not None:
+            reason = f"ran {summary.duration_s:.2f} s of the {self.seconds:g} s asked"
         faults = summary.fault_flags if summary is not None else FaultFlags(0)
         if ended is PassEnd.LINK_LOST and faults:
             reason = f"{reason} (faults seen before: {fault_names(faults)})"

@@ -77,7 +77,11 @@ def running_time_s(samples: Sequence[TelemetrySample]) -> float:
     """How long the motor ran, from the telemetry: the time from each RUNNING sample to the
     next one. Not the host's timer, which also counts the round trips of START and STOP and
     keeps counting after a fault stopped the motor; its resolution is one telemetry period."""
-    return sum(b.time_s - a.time_s for a, b in pairwise(samples) if a.state == PenState.RUNNING)
+    return sum(
+        b.time_s - a.time_s
+        for a, b in pairwise(samples)
+        if a.state == PenState.RUNNING and b.time_s > a.time_s  # not across a pen restart
+    )
 
 
 def summarise(samples: Sequence[TelemetrySample], faults: Sequence[FaultEvent] = ()) -> PassSummary:
@@ -93,7 +97,7 @@ def summarise(samples: Sequence[TelemetrySample], faults: Sequence[FaultEvent] =
         samples=len(samples),
         duration_s=running_time_s(samples),
         strokes=(samples[-1].stroke_count - samples[0].stroke_count) & 0xFFFFFFFF,
-        depth_setpoint_mm=samples[-1].depth_setpoint_mm,
+        depth_setpoint_mm=running[-1].depth_setpoint_mm,  # not a restarted pen's default
         depth_mean_mm=statistics.fmean(depths),
         depth_min_mm=min(depths),
         depth_max_mm=max(depths),

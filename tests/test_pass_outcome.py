@@ -166,3 +166,28 @@ def test_a_pass_of_no_time_is_refused_before_anything_runs(virtual_pen: VirtualP
                     PassRun(pen, 0.5, 100, seconds)
 
     virtual_pen.run(scenario())
+
+
+def test_a_pen_that_restarts_mid_pass_is_not_summarised_as_negative_time(
+    virtual_pen: VirtualPen,
+) -> None:
+    vp = virtual_pen
+    _, outcome, _ = _pass(vp, 6.0, at=2.0, then=vp.faults.reboot)
+    assert outcome is not None and outcome.ended is PassEnd.PEN_STOPPED
+    assert "the pen restarted during the pass" in outcome.reason
+    assert outcome.summary is not None
+    assert outcome.summary.duration_s == pytest.approx(2.0, abs=0.1)
+    assert outcome.summary.depth_setpoint_mm == 0.5  # the pass's, not the reboot's default
+
+
+def test_on_a_slow_link_the_motor_runs_the_time_asked_not_a_round_trip_more(
+    virtual_pen: VirtualPen,
+) -> None:
+    vp = virtual_pen
+    vp.faults.link(delay_s=0.4)  # each way
+    _, outcome, state = _pass(vp, 3.0, config=DriverConfig(request_timeout_s=2.0))
+    assert outcome is not None and outcome.ok, outcome
+    assert outcome.summary is not None
+    assert outcome.summary.duration_s == pytest.approx(3.0, abs=0.05)
+    assert outcome.reason == f"ran {outcome.summary.duration_s:.2f} s of the 3 s asked"
+    assert state is PenState.IDLE
