@@ -72,7 +72,10 @@ def test_a_very_short_pass_runs_and_is_summarised(capsys: pytest.CaptureFixture[
     ("options", "says"),
     [
         (["--zone", "10x10", "--cell", "0.001"], "100,000,000 cells, more than 4,000,000"),
-        (["--zone", "5000x5000"], "more than 4,000,000: use a cell of at least 2.5 mm"),
+        (
+            ["--zone", "2000x2000@-1000,-1000"],
+            "more than 4,000,000: use a cell of at least 1 mm",
+        ),
     ],
 )
 def test_a_grid_too_fine_to_count_is_refused_before_the_motor_runs(

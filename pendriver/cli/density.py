@@ -74,6 +74,14 @@ def density(args: argparse.Namespace, output: Output) -> int:
     except ValueError as exc:
         raise PenError(str(exc)) from None
     zone = mapped.zone
+    stats = mapped.stats
+    if stats.punctures_outside_zone and not stats.treated_area_cm2:
+        x, y = zone.origin_mm
+        output.warning(
+            f"{args.file}: every puncture ({stats.punctures_outside_zone}) fell outside the "
+            f"zone {zone.width_mm:g} x {zone.height_mm:g} mm at {x:g},{y:g}: is --zone where "
+            "the pass was?"
+        )
     target: str = args.png or f"{args.file}.png"
     png: str | None = target
     unavailable = ""

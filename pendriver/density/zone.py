@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from .grid import Grid
+
+REACH_MM: Final = 1000.0
+"""How far from the origin (either axis) a zone's corners may lie: a metre covers any body.
+The same figure as the simulator's ``simulator.trajectory.REACH_MM`` (not imported: the driver
+does not depend on the simulator). A zone beyond it is a units mistake (µm given as mm), and
+every puncture of a pass would fall outside it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,12 @@ class Zone:
             raise ValueError(f"zone must be finite numbers of mm, got {text!r}")
         if not (w > 0 and h > 0):
             raise ValueError(f"zone must have a positive width and height, got {text!r}")
+        far = max(abs(v) for v in (*origin, origin[0] + w, origin[1] + h))
+        if far > REACH_MM:
+            raise ValueError(
+                f"zone {text!r} has a corner {far:g} mm from the origin, beyond the "
+                f"±{REACH_MM:g} mm a pen can be moved over (mm, not µm?)"
+            )
         return cls(w, h, origin)
 
     def grid(self, cell_mm: float) -> Grid:
