@@ -44,9 +44,10 @@ def read_capture(
 ) -> Iterator[CaptureRecord]:
     """The records of a capture's lines; a damaged line is a :class:`PenError` naming it.
 
-    Except the last line when it is cut off (no newline, not a whole record): a recording
-    killed mid-write ends so, and everything before it is good. It is reported to ``warn``
-    and reading stops there.
+    Except the last line, which is taken for cut off when it is not a whole record: a
+    recording killed mid-write ends so (with or without its newline, which a later append
+    or an editor may add), and everything before it is good. It is reported to ``warn`` and
+    reading stops there.
     """
     numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
     ahead = next(numbered, None)
@@ -56,7 +57,7 @@ def read_capture(
         try:
             record = parse_record(line)
         except CaptureFormatError as exc:
-            if ahead is None and not line.endswith("\n"):
+            if ahead is None:
                 warn(
                     f"{source}, line {number}: the last line is cut off (the recording was "
                     "interrupted while writing it); read up to it"
@@ -66,12 +67,31 @@ def read_capture(
         yield record
 
 
+@dataclass(frozen=True, slots=True)
+class CutOffFrame(DecodeError):
+    """Bytes at the end of one direction of a capture that no delimiter closed: the recording
+    stopped inside a frame, which is lost (not an event of the decoder, which would wait)."""
+
+    length: int
+
+    def describe(self) -> str:
+        return f"the capture ends inside a frame: {self.length} bytes without a delimiter (cut off)"
+
+
 def decode_capture(records: Iterable[CaptureRecord]) -> Iterator[DecodedEntry]:
-    """Every event each direction's decoder produced, stamped with its chunk's time."""
+    """Every event each direction's decoder produced, stamped with its chunk's time; then,
+    for a direction whose last frame has no delimiter, a :class:`CutOffFrame` stamped with
+    that direction's last chunk."""
     decoders = {"h2p": StreamDecoder(), "p2h": StreamDecoder()}
+    last: dict[Direction, float] = {}
     for record in records:
+        last[record.direction] = record.t
         for event in decoders[record.direction].feed(record.data):
             yield DecodedEntry(record.t, record.direction, event)
+    for direction, t in sorted(last.items(), key=lambda item: item[1]):
+        held = decoders[direction].buffered
+        if held:
+            yield DecodedEntry(t, direction, CutOffFrame(held))
 
 
 def describe(entry: DecodedEntry) -> str:

@@ -17,15 +17,37 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("file", metavar="FILE", help="a capture from pen --capture or pen-sim --capture")
     p.add_argument(
-        "--skip", metavar="NAMES", default="", help="comma-separated messages to leave out"
+        "--skip",
+        type=_names,
+        metavar="NAMES",
+        default=frozenset(),
+        help="comma-separated messages to leave out (ERROR: the frames a decoder dropped)",
     )
     p.add_argument(
-        "--only", metavar="NAMES", default="", help="comma-separated messages to show alone"
+        "--only",
+        type=_names,
+        metavar="NAMES",
+        default=frozenset(),
+        help="comma-separated messages to show alone (ERROR: the frames a decoder dropped)",
     )
 
 
-def _names(text: str) -> set[str]:
-    return {n.strip().upper() for n in text.split(",") if n.strip()}
+ERROR = "ERROR"
+"""The name ``--skip`` and ``--only`` give the frames a decoder dropped."""
+
+
+def _names(text: str) -> frozenset[str]:
+    """An argparse type: message names, any case; an unknown one is refused with the list."""
+    from firmware_protocol.messages import MESSAGE_CLASSES
+
+    known = sorted({cls.NAME for cls in MESSAGE_CLASSES.values()} | {ERROR})
+    names = frozenset(n.strip().upper() for n in text.split(",") if n.strip())
+    for name in sorted(names):
+        if name not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown message {name!r} (known: {', '.join(known)})"
+            )
+    return names
 
 
 def decode(args: argparse.Namespace, output: Output) -> int:
@@ -34,11 +56,12 @@ def decode(args: argparse.Namespace, output: Output) -> int:
     from ..captures import as_json, decode_capture, describe, read_capture
     from .files import capture_lines
 
-    skip, only = _names(args.skip), _names(args.only)
+    skip: frozenset[str] = args.skip
+    only: frozenset[str] = args.only
     with capture_lines(args.file) as lines:
         for entry in decode_capture(read_capture(lines, args.file, warn=output.warning)):
             event = entry.event
-            name = event.message.NAME if isinstance(event, MessageReceived) else "ERROR"
+            name = event.message.NAME if isinstance(event, MessageReceived) else ERROR
             if name in skip or (only and name not in only):
                 continue
             if output.json:
