@@ -110,6 +110,7 @@ class Pen:
         self._link_state: LinkState = LinkState.CLOSED
         self._down_since: float | None = None
         self._started_motor = False
+        self._orphan_reported = False
         self._before_greeting = bytearray()
         """What arrived before the pen's first answer (a server may say in text why not)."""
         self._last_rx: float | None = None
@@ -628,6 +629,18 @@ class Pen:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval_s)
             if self._link_state is not LinkState.UP:
+                continue
+            if self._state is PenState.RUNNING and not self._started_motor:
+                # A motor this session never started (its host died mid-pass): heartbeats
+                # would keep it running for ever, so none go out and the pen's watchdog
+                # stops it, as it would have without us.
+                if not self._orphan_reported:
+                    self._orphan_reported = True
+                    log.warning(
+                        "the pen's motor is running and this connection did not start it: "
+                        "no heartbeats, so its watchdog stops it within %g s",
+                        self.device_info.watchdog_s,
+                    )
                 continue
             uptime = int((loop.time() - start) * 1e6)
             with contextlib.suppress(LinkLost):

@@ -342,3 +342,25 @@ def test_ctrl_c_before_the_motor_ran_does_not_claim_it_was_stopped() -> None:
     assert proc.returncode == cli.EXIT_INTERRUPTED
     assert err.strip().splitlines()[-1] == "pen: interrupted before the motor started"
     assert "motor was stopped" not in err + out
+
+
+def test_sigterm_stops_the_pass_prints_its_summary_and_exits_143() -> None:
+    import os
+    import signal
+
+    argv = [sys.executable, "-m", "pendriver.cli", "run", "--depth", "0.5", "--rate", "100"]
+    proc = subprocess.Popen(
+        [*argv, "--seconds", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("running at")
+    proc.stdout.readline()  # the first sample's line: the motor has been started
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "ended           interrupted" in out and "motor stop      confirmed" in out
+    assert err.strip().splitlines()[-1] == "pen: terminated; the motor was stopped"

@@ -126,3 +126,36 @@ def test_a_start_deeper_than_the_fitted_needles_is_refused_in_words(
         "0.5 mm: set a depth within them, or fit a longer cartridge)"
     )
     assert vp.firmware.state is PenState.IDLE
+
+
+def test_a_new_connection_does_not_keep_an_orphaned_motor_running(
+    virtual_pen: VirtualPen, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that died mid-pass leaves the motor running; the next connection (a monitor,
+    a status query) must not feed the watchdog for it, or the motor runs for ever."""
+    vp = virtual_pen
+
+    async def scenario() -> None:
+        async with vp.connect(DriverConfig(stop_on_close=False)) as dead:
+            await dead.start()
+        assert _state(vp) is PenState.RUNNING  # its host is gone; the motor is not
+        async with vp.connect() as pen:
+            await asyncio.sleep(3.0)
+            assert not pen.motor_may_run
+            assert _state(vp) is not PenState.RUNNING
+            assert vp.firmware.counters.watchdog_stops == 1
+
+    vp.run(scenario())
+    assert "this connection did not start it" in caplog.text
+
+
+def test_a_motor_this_session_started_is_kept_fed(virtual_pen: VirtualPen) -> None:
+    vp = virtual_pen
+
+    async def scenario() -> None:
+        async with vp.connect() as pen:
+            await pen.start()
+            await asyncio.sleep(5.0)
+            assert _state(vp) is PenState.RUNNING
+
+    vp.run(scenario())

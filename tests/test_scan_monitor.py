@@ -9,6 +9,7 @@ against the plugin's virtual pen, with a fake terminal where the terminal matter
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import re
@@ -456,9 +457,18 @@ class FakeTerminal(io.StringIO):
         return super().write(text)
 
 
-def start_frame() -> bytes:
-    """START as a host would send it: the test's hand on the pen, not the monitor's."""
-    return Endpoint(first_seq=40_000).send(m.Start()).data
+def other_host(pen: VirtualPen, start_at: float, until: float) -> None:
+    """Another host on the pen's link: START at ``start_at``, then heartbeats every 0.25 s
+    until ``until``. The monitor feeds no watchdog for a motor it did not start (an orphan
+    must stop), so the host that started it keeps it alive, as a real one would."""
+    loop = asyncio.get_running_loop()
+    host = Endpoint(first_seq=40_000)
+    loop.call_later(start_at, pen.service.feed, host.send(m.Start()).data)
+    t = start_at + 0.25
+    while t < until:
+        frame = host.send(m.Heartbeat(0, PenState.IDLE)).data
+        loop.call_later(t, pen.service.feed, frame)
+        t += 0.25
 
 
 @pytest.fixture
@@ -473,7 +483,7 @@ def test_monitor_on_a_terminal_hides_then_restores_the_cursor(pen: VirtualPen) -
 
     async def body() -> MonitorView:
         async with pen.connect(monitor.MONITOR_CONFIG) as driver:
-            asyncio.get_running_loop().call_later(0.5, pen.service.feed, start_frame())
+            other_host(pen, 0.5, 3.0)
             return await run_monitor(driver, term, seconds=2, size=(90, 30), color=True)
 
     view = pen.run(body())
@@ -531,7 +541,7 @@ def test_monitor_survives_a_pulled_cable_and_shows_it(
     async def body() -> MonitorView:
         async with pen.connect(monitor.MONITOR_CONFIG) as driver:
             loop = asyncio.get_running_loop()
-            loop.call_later(0.5, pen.service.feed, start_frame())
+            other_host(pen, 0.5, 9.0)
             loop.call_later(1.0, pen.faults.link_loss, 3.0)
             return await run_monitor(
                 driver, term, seconds=8, size=(100, 30), color=False, on_frame=watch_logs
@@ -557,7 +567,7 @@ def test_monitor_as_plain_lines_reports_faults_as_they_come(pen: VirtualPen) -> 
     async def body() -> None:
         async with pen.connect(monitor.MONITOR_CONFIG) as driver:
             loop = asyncio.get_running_loop()
-            loop.call_later(0.5, pen.service.feed, start_frame())
+            other_host(pen, 0.5, 4.0)
             loop.call_later(1.5, pen.faults.motor_stall)
             await run_monitor(driver, out, seconds=3)
 
@@ -593,13 +603,22 @@ def test_pen_monitor_shows_a_pen_someone_else_started(capsys: pytest.CaptureFixt
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 if served.call(lambda: fw.counters.requests_executed > 0):
-                    served.call(lambda: served.service.feed(start_frame()))
-                    return
+                    break
                 time.sleep(0.01)
+            # START, then heartbeats as the host that started it would send them (the
+            # monitor feeds no watchdog for a motor it did not start).
+            host = Endpoint(first_seq=40_000)
+            served.call(lambda: served.service.feed(host.send(m.Start()).data))
+            while time.monotonic() < deadline and not finished.is_set():
+                beat = host.send(m.Heartbeat(0, PenState.IDLE)).data
+                served.call(functools.partial(served.service.feed, beat))
+                time.sleep(0.2)
 
+        finished = threading.Event()
         helper = threading.Thread(target=press_start_once_the_monitor_is_connected)
         helper.start()
         code, out, _ = run_pen(["--port", served.url, "monitor", "--seconds", "1.5"], capsys)
+        finished.set()
         helper.join()
         counters = served.call(lambda: (fw.counters.starts_executed, fw.counters.stops_executed))
     assert code == 0

@@ -57,6 +57,8 @@ class Output:
         self.json = json
         self.motor_started = False
         """Set once a command has sent START (what a Ctrl-C note must say)."""
+        self.terminated = False
+        """Set when SIGTERM, not Ctrl-C, ended the command (exit status 143)."""
         self.motor_stop: str | None = None
         """After a pass: ``""`` when the pen confirmed its motor stopped, otherwise why that
         could not be confirmed; ``None`` while no pass has ended."""

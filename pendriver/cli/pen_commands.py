@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..defaults import SIMULATOR_URL
 from .options import EXIT_INTERRUPTED, Commands, driver_config, pen_url, positive_float
 from .output import Output, fields_table
+
+EXIT_TERMINATED = 143
+"""SIGTERM (128 + 15), as a shell reports it: the pass was stopped and summarised first."""
 
 if TYPE_CHECKING:
     from ..driver import Pen
@@ -63,28 +67,55 @@ def register(commands: Commands) -> None:
 def _with_pen(
     args: argparse.Namespace, output: Output, body: Callable[[Pen], Awaitable[None]], url: str
 ) -> int:
-    """Connect to ``url``, run ``body`` with the pen, close (stopping a motor we started)."""
+    """Connect to ``url``, run ``body`` with the pen, close (stopping a motor we started).
+
+    SIGTERM (a service manager, ``kill``) is handled as Ctrl-C is: the session is cancelled,
+    so a running pass sends STOP and prints its partial summary before the process ends.
+    """
     import asyncio
+    import signal
 
     from ..driver import connect
 
     config = driver_config(args)
+    terminated = False
 
     async def session() -> None:
+        nonlocal terminated
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, on_terminate)
         async with connect(url, config=config, capture=getattr(args, "capture", None)) as pen:
             await body(pen)
 
-    asyncio.run(session())
+    try:
+        asyncio.run(session())
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        output.terminated = True
+        raise KeyboardInterrupt from None
     return 0
 
 
 def _interrupted_pass(output: Output) -> tuple[str | None, int]:
+    what, status = (
+        ("terminated", EXIT_TERMINATED) if output.terminated else ("interrupted", EXIT_INTERRUPTED)
+    )
     if not output.motor_started:
-        return "interrupted before the motor started", EXIT_INTERRUPTED
+        return f"{what} before the motor started", status
     if output.motor_stop == "":
-        return "interrupted; the motor was stopped", EXIT_INTERRUPTED
+        return f"{what}; the motor was stopped", status
     why = output.motor_stop or "interrupted before STOP was answered"
-    return f"interrupted; could not confirm that the motor stopped ({why})", EXIT_INTERRUPTED
+    return f"{what}; could not confirm that the motor stopped ({why})", status
 
 
 # ---------------------------------------------------------------------- info, status, set-depth
