@@ -15,7 +15,11 @@ and serving the next host whatever the current one does:
   so a frozen host cannot hold the only slot for ever;
 - input is read in small chunks (:data:`READ_CHUNK`), so a host flooding the pen cannot keep
   the loop from its timers (the pen's watchdog, telemetry) or from a signal for long;
-- a host turned away because the slot is taken is told so in one line of text.
+- a host turned away because the slot is taken is told so in one line of text;
+- closing (pen-sim's SIGTERM/SIGINT) with a host attached is clean: the host is cut off, and
+  its connection handler is let finish before the loop ends, never left to be cancelled by
+  ``asyncio.run`` (on Python 3.11 the streams' done-callback logs a cancelled handler as an
+  "Exception in callback" traceback).
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ kernel grows its own buffer to megabytes for a host that does not read, before
 READ_CHUNK = 4096
 """Bytes taken from the host per loop turn: small enough that one turn of the firmware on a
 flood (thousands of tiny frames) stays short, so timers and signals are never held up long."""
+
+CLOSE_WAIT_S = 1.0
+"""How long :meth:`TcpServer.close` waits for connection handlers to finish once their
+hosts are cut off (they finish on the next loop turn; this only bounds a pathological case)."""
 
 REFUSAL_LINGER_S = 2.0
 """How long a refused host's own bytes are read and discarded after its refusal line: closing
@@ -247,6 +255,8 @@ class TcpServer:
         self._peer = ""
         self._drop_reason: str | None = None
         self._refusals: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        """Every connection handler still running (the host's and refusals)."""
         self.peak_buffered_bytes = 0
         """The most output ever held here for a host: never above ``output_limit``."""
         self.hosts_dropped = 0
@@ -291,9 +301,25 @@ class TcpServer:
         self._transport.abort()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        # Only a closing server or loop cancels a handler (close() cancels refusals, and cuts
+        # the host off and waits, so for it this is a last resort); the cleanup runs in
+        # _serve_client. Ended quietly: asyncio's streams (3.11) log a cancelled handler as
+        # an "Exception in callback" traceback.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve_client(reader, writer, task)
+
+    async def _serve_client(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[None] | None,
+    ) -> None:
         peer = _describe(writer.get_extra_info("peername"))
         if self._transport is not None:
-            task = asyncio.current_task()
             if task is not None:
                 self._refusals.add(task)
                 task.add_done_callback(self._refusals.discard)
@@ -358,6 +384,10 @@ class TcpServer:
             self._transport.abort()  # close() would wait for a host that never reads
         for task in list(self._refusals):
             task.cancel()
+        # The aborted host's handler sees its end of stream on the next loop turn and logs
+        # the disconnection; let it (and the refusals) finish rather than be cancelled later.
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=CLOSE_WAIT_S)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

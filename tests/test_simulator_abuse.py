@@ -557,3 +557,47 @@ def test_a_background_pen_on_a_pty_can_have_a_link_too(tmp_path: Path) -> None:
     assert not os.path.lexists(link)
     with pytest.raises(ValueError, match="pty_link needs kind 'pty'"):
         ServedPen("tcp", pty_link=link)
+
+
+# ------------------------------------------------------------------ shutdown with a host
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_pen_sim_stops_cleanly_and_promptly_with_a_host_connected(
+    pen_sims: list[PenSim], sig: signal.Signals
+) -> None:
+    """A signal while a host is attached (a driver mid-pass, ``pen monitor``) ends pen-sim
+    with its own log lines and status 0: the host's connection handler was left waiting in
+    ``reader.read`` and, cancelled by ``asyncio.run``, printed an asyncio traceback."""
+    sim, port = tcp_pen_sim(pen_sims)
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+        host = Endpoint()
+        sock.sendall(host.send(m.Hello(host_name="test")).data)
+        sock.sendall(host.send(m.Start()).data)  # a pass running
+        sim.wait_for(r"host connected from")
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(0.25):
+                with contextlib.suppress(OSError):
+                    sock.sendall(host.send(m.Heartbeat(0, PenState.IDLE)).data)
+
+        beater = threading.Thread(target=beat, daemon=True)
+        beater.start()
+        try:
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert sim.end(sig, within=5.0) == 0
+            assert time.monotonic() - started < 5.0
+        finally:
+            stop.set()
+            beater.join(WAIT_S)
+    assert sim.proc.stderr is not None
+    stderr = sim.proc.stderr.read()
+    assert "Traceback" not in stderr and "Exception in callback" not in stderr, stderr
+    assert stderr == ""
+    rest = []
+    while (line := sim.lines.get(timeout=WAIT_S)) is not None:
+        rest.append(line)
+    assert rest[-1] == "pen-sim: stopped", rest
+    assert all(line.startswith("pen-sim: ") for line in rest), rest
