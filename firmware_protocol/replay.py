@@ -28,6 +28,12 @@ answers (docs/PROTOCOL.md, "Sequence numbers, retries and at-most-once execution
   safer, and requests that change nothing or only the telemetry rate), and otherwise refused
   (:attr:`Verdict.REFUSE`; the pen answers NACK INVALID_STATE with its state): the host learns
   that the pen cannot vouch for the request and asks again under a new number.
+* **STOP is always executed** (:data:`ALWAYS_EXECUTED`), also when its answer comes from the
+  cache: a RETRY of a remembered STOP within the expiry is answered with the remembered ACK
+  *and* stops the motor (:attr:`Lookup.execute`). Stopping is idempotent, so executing a
+  duplicate costs nothing, while replaying without executing can leave a motor running that
+  a START *after* the first STOP set going: the first STOP's ACK lost, the host's START
+  interleaved, the STOP's retry then only got the old ACK.
 * **Size** (``capacity``, 64 entries; the oldest goes first). A retry of a request that is no
   longer remembered (or never arrived) cannot be told from a first copy and is executed.
 * **HELLO clears it**: a new session never gets an earlier session's answers.
@@ -66,12 +72,18 @@ SAFE_TO_REPEAT: frozenset[int] = frozenset(
 (stopping is always the safe direction) and requests that actuate nothing. START, set points,
 CLEAR_FAULTS (which could clear a newer fault) and the calibration requests are not."""
 
+ALWAYS_EXECUTED: frozenset[int] = frozenset({m.Stop.MSG_ID})
+"""Ids of requests executed even when their answer is replayed from the cache: STOP, which is
+idempotent and only ever makes the pen safer. Replaying its ACK without stopping would tell
+the host a motor is stopped that a START since the first copy set going."""
+
 
 class Verdict(enum.Enum):
     EXECUTE = "execute"
     """A new request, or a retry of one not remembered: execute it (and remember the answer)."""
     REPLAY = "replay"
-    """A retry of a remembered request within the expiry: resend ``answer``, nothing else."""
+    """A retry of a remembered request within the expiry: resend ``answer``, nothing else
+    (but for a request in :data:`ALWAYS_EXECUTED`, see :attr:`Lookup.execute`)."""
     REFUSE = "refuse"
     """A retry of a remembered request whose entry expired, not safe to repeat: execute
     nothing and refuse it."""
@@ -85,6 +97,9 @@ class Lookup:
     answer: bytes = b""
     age_s: float | None = None
     """How long ago the matching entry was remembered; ``None`` when there is none."""
+    execute: bool = False
+    """For REPLAY of a request in :data:`ALWAYS_EXECUTED` (STOP): execute it as well, then
+    resend ``answer``. (EXECUTE always means executing; REFUSE never.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +133,9 @@ class ReplayCache:
             return Lookup(Verdict.EXECUTE)
         age = now - entry.at
         if age <= self.expiry_s:
-            return Lookup(Verdict.REPLAY, entry.answer, age)
+            return Lookup(
+                Verdict.REPLAY, entry.answer, age, execute=request.MSG_ID in ALWAYS_EXECUTED
+            )
         if request.MSG_ID in SAFE_TO_REPEAT:
             return Lookup(Verdict.EXECUTE, age_s=age)
         return Lookup(Verdict.REFUSE, age_s=age)

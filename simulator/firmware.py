@@ -643,6 +643,16 @@ class PenFirmware:
         # a number the cache holds (sequence numbers wrap) is executed. See ReplayCache.
         found = self._replay.consult(event.seq, message, retry=event.is_retry, now=self._t)
         if found.verdict is Verdict.REPLAY:
+            if found.execute:
+                # STOP: executed whether or not its answer comes from the cache (it is
+                # idempotent), so a START that came between its first copy and this retry
+                # is stopped, and the host is told the truth. See ALWAYS_EXECUTED.
+                try:
+                    handler(self, message)
+                except _PowerLost:
+                    return
+                except _Refused:
+                    pass
             self.counters.requests_replayed += 1
             self._out += found.answer
             return

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from firmware_protocol import messages as m
 from firmware_protocol.replay import (
+    ALWAYS_EXECUTED,
     REPLAY_EXPIRY_S,
     SAFE_TO_REPEAT,
     ReplayCache,
@@ -91,6 +92,18 @@ def test_the_cache_is_bounded_and_forgets_the_oldest() -> None:
         assert len(cache) <= 4
     found = [cache.consult(seq, START, retry=True, now=1.0) for seq in range(10)]
     assert [f.verdict for f in found] == [Verdict.EXECUTE] * 6 + [Verdict.REPLAY] * 4
+
+
+def test_a_replayed_stop_is_executed_too_and_nothing_else_is() -> None:
+    """STOP is idempotent: a RETRY of a remembered STOP gets the remembered answer and is
+    executed as well (a START may have come between the two copies)."""
+    assert {m.Stop.MSG_ID} == ALWAYS_EXECUTED
+    cache = ReplayCache()
+    for seq, request in enumerate([STOP, START, m.SetDepth(500), m.GetStatus()]):
+        cache.remember(seq, request, b"answer", now=0.0)
+        found = cache.consult(seq, request, retry=True, now=1.0)
+        assert (found.verdict, found.answer) == (Verdict.REPLAY, b"answer")
+        assert found.execute is (request == STOP)
 
 
 def test_a_fresh_execution_replaces_the_entry_and_its_time() -> None:

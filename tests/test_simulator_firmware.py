@@ -606,6 +606,27 @@ def test_an_expired_retry_of_stop_is_executed() -> None:
     assert (bench.pen.counters.stops_executed, bench.pen.counters.requests_replayed) == (2, 0)
 
 
+def test_a_retry_of_a_cached_stop_stops_a_motor_started_since() -> None:
+    """Reproduction: the first STOP's ACK lost, the host's START interleaved, then the STOP's
+    RETRY (same number, within the expiry) was answered from the cache and not executed: ACK,
+    and the motor ran on. STOP is always executed; the answer is the remembered one."""
+    bench = Bench()
+    stop = bench.host.send(m.Stop())
+    bench.pen.receive(stop.data)
+    first_answer = bench.pen.data_to_send()  # lost on its way to the host
+    bench.ack(m.Start())
+    bench.advance(0.5)
+    assert bench.status().state == PenState.RUNNING
+    bench.pen.receive(bench.host.resend(m.Stop(), stop.seq))
+    assert bench.pen.data_to_send() == first_answer  # the cached ACK, byte for byte
+    assert bench.pen.state == PenState.IDLE and bench.pen.motor.target_hz == 0
+    assert bench.status().state == PenState.IDLE
+    assert (bench.pen.counters.stops_executed, bench.pen.counters.requests_replayed) == (2, 1)
+    strokes = bench.pen.motor.strokes
+    bench.advance(1.0)
+    assert bench.pen.motor.strokes - strokes < 10  # spin-down only, then still
+
+
 def test_a_late_retry_of_an_old_set_point_does_not_undo_a_newer_one() -> None:
     bench = Bench()
     old_seq, _ = bench.exchange(m.SetDepth(500))

@@ -1,6 +1,7 @@
 """The replay cache (issue 12, item 3): only a RETRY is answered from it, so a fresh STOP on a
 sequence number the pen has seen before is executed; a RETRY within the expiry is answered
-from it and executed at most once."""
+from it and executed at most once, except STOP, which is always executed (a RETRY of a cached
+STOP stops a motor started since)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ async def state(pen: Pen) -> PenState:
 
 def test_a_fresh_stop_on_the_number_of_a_cached_stop_is_executed(pen_check: Check) -> None:
     """Sequence numbers wrap (a host's heartbeats use 65,536 in about 4.5 h): a STOP that
-    lands on the number of an earlier, cached STOP must stop the motor, not get the old ACK."""
+    lands on the number of an earlier, cached STOP must stop the motor, not get the old ACK.
+    And a RETRY of a cached STOP (its ACK lost, a START sent meanwhile) stops it too."""
 
     async def body(pen: Pen) -> None:
         await ensure_startable(pen)
@@ -46,6 +48,12 @@ def test_a_fresh_stop_on_the_number_of_a_cached_stop_is_executed(pen_check: Chec
             # The same frame, same number, no RETRY flag: a new request.
             assert await pen.request_raw(m.Stop.MSG_ID, b"", seq=STOP_SEQ) == stop
             assert await state(pen) != PenState.RUNNING, "the STOP was answered, not executed"
+            # A RETRY on that cached STOP's number (its ACK lost, a START interleaved) may get
+            # the cached ACK, but STOP is always executed: the motor stops.
+            await pen.start()
+            assert await state(pen) == PenState.RUNNING
+            assert await answer_to_retry(pen, m.Stop(), STOP_SEQ) == stop
+            assert await state(pen) != PenState.RUNNING, "the retried STOP was not executed"
         finally:
             await pen.stop()
 
