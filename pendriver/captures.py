@@ -8,6 +8,7 @@ Recording is :class:`pendriver.transports.capture.CaptureTransport`; the line fo
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -44,10 +45,9 @@ def read_capture(
 ) -> Iterator[CaptureRecord]:
     """The records of a capture's lines; a damaged line is a :class:`PenError` naming it.
 
-    Except the last line, which is taken for cut off when it is not a whole record: a
-    recording killed mid-write ends so (with or without its newline, which a later append
-    or an editor may add), and everything before it is good. It is reported to ``warn`` and
-    reading stops there.
+    Except the last line when it is cut off (not JSON at all): a recording killed mid-write
+    ends so, with or without its newline (a later append or an editor may add one), and
+    everything before it is good. It is reported to ``warn`` and reading stops there.
     """
     numbered = ((n, line) for n, line in enumerate(lines, 1) if line.strip())
     ahead = next(numbered, None)
@@ -57,7 +57,7 @@ def read_capture(
         try:
             record = parse_record(line)
         except CaptureFormatError as exc:
-            if ahead is None:
+            if ahead is None and _cut_off(line):
                 warn(
                     f"{source}, line {number}: the last line is cut off (the recording was "
                     "interrupted while writing it); read up to it"
@@ -76,6 +76,17 @@ class CutOffFrame(DecodeError):
 
     def describe(self) -> str:
         return f"the capture ends inside a frame: {self.length} bytes without a delimiter (cut off)"
+
+
+def _cut_off(line: str) -> bool:
+    """Whether ``line`` looks like a record whose writing stopped: not JSON at all (a cut
+    record never is, its closing brace is its last character). Whole JSON that is not a record
+    is damage of another kind, an error wherever it is."""
+    try:
+        json.loads(line)
+    except ValueError:
+        return True
+    return False
 
 
 def decode_capture(records: Iterable[CaptureRecord]) -> Iterator[DecodedEntry]:

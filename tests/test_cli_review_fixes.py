@@ -196,10 +196,10 @@ def test_finite_float_takes_any_finite_number(text: str, value: float) -> None:
 def test_finite_float_refuses_what_is_not_a_finite_number(text: str, says: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=says):
         options.finite_float(text)
-    parser = options.Parser(prog="pen set-depth")
-    parser.add_argument("depth", type=options.finite_float)
-    with pytest.raises(options.UsageError, match=f"argument depth: {says}"):
-        parser.parse_args([text])
+    parser = options.Parser(prog="pen run")
+    parser.add_argument("--depth", type=options.finite_float)
+    with pytest.raises(options.UsageError, match=f"argument --depth: {says}"):
+        parser.parse_args([f"--depth={text}"])
 
 
 # ------------------------------------------------------------------ 5. a damaged last line
@@ -232,6 +232,9 @@ def test_read_capture_reads_up_to_a_damaged_last_line_and_refuses_one_before() -
     assert len(records) == 2 and len(warnings) == 1 and "c, line 3: the last line" in warnings[0]
     with pytest.raises(PenError, match="c, line 2: not JSON"):
         list(read_capture([good, '{"t": 0.1, "di\n', good], "c", warn=warnings.append))
+    # Whole JSON that is not a record was not cut off: an error, even last.
+    with pytest.raises(PenError, match="c, line 2: dir must be one of"):
+        list(read_capture([good, '{"t": 0.1, "dir": "up"}\n'], "c", warn=warnings.append))
 
 
 # ------------------------------------------------------------------ 6. cosmetics

@@ -67,6 +67,43 @@ def positive_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number, any sign (``--depth``, ``--rate``, ``set-depth MM``:
+    the pen's limits are checked where they are known; ``nan``, ``inf`` and ``1e400`` are
+    refused here as usage errors, as every other malformed number is)."""
+    return _finite(text)
+
+
+PEN_IDLE_HEARTBEAT_S = 1.0
+"""How often an idle pen sends a heartbeat (see :mod:`pendriver.config`): a silence up to it
+is a healthy link, so a ``--link-timeout`` at or below it would report a loss that is not."""
+MIN_REQUEST_TIMEOUT_S = 0.01
+"""The shortest ``--timeout``: no link answers in less than 10 ms (a USB serial adapter holds
+bytes for milliseconds, a Bluetooth LE connection event is 7.5 ms at the least), so a shorter
+wait only resends every request and then gives up on a pen that was answering."""
+
+
+def _link_timeout(text: str) -> float:
+    value = positive_float(text)
+    if not value > PEN_IDLE_HEARTBEAT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be more than {PEN_IDLE_HEARTBEAT_S:g} s, got {text!r}: the pen's idle heartbeat "
+            f"comes only every {PEN_IDLE_HEARTBEAT_S:g} s, so a shorter silence is a healthy "
+            "link (default 2.5 s)"
+        )
+    return value
+
+
+def _request_timeout(text: str) -> float:
+    value = positive_float(text)
+    if value < MIN_REQUEST_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_REQUEST_TIMEOUT_S:g} s, got {text!r}: no link answers "
+            "sooner, so every request would be resent and then given up (default 0.5 s)"
+        )
+    return value
+
+
 def zone_arg(text: str) -> Zone:
     """An argparse type for ``--zone WxH[@X,Y]``."""
     from ..density.zone import Zone
@@ -105,7 +142,7 @@ def _port_options() -> Parser:
     )
     group.add_argument(
         "--timeout",
-        type=positive_float,
+        type=_request_timeout,
         default=argparse.SUPPRESS,
         metavar="S",
         help="wait this long for each answer before resending (0.5 s; the greeting waits at "
@@ -120,10 +157,11 @@ def _port_options() -> Parser:
     )
     group.add_argument(
         "--link-timeout",
-        type=positive_float,
+        type=_link_timeout,
         default=argparse.SUPPRESS,
         metavar="S",
-        help="silence from the pen that counts as a lost link (2.5 s)",
+        help="silence from the pen that counts as a lost link (2.5 s; more than the idle "
+        "pen's 1 s heartbeat period)",
     )
     return parent
 
