@@ -211,8 +211,11 @@ def test_over_treatment_is_warned_once_per_region_with_a_running_count(
     run = ["run", "--depth", "0.5", "--rate", "100", "--seconds", "2.5", "--zone", "10x10"]
     code, out, err = run_pen([*run, "--max", "500"], capsys)
     assert code == 0, err
-    warnings = [line for line in out.splitlines() if line.startswith("!!")]
+    warnings = [line for line in out.splitlines() if line.startswith("!! over-treatment, region")]
     assert 1 <= len(warnings) <= 3, warnings  # the raster is one region growing, not 30 lines
+    # A region that keeps growing is news at each doubling of the limit, and only then.
+    rising = [line for line in out.splitlines() if line.startswith("!! over-treatment rising")]
+    assert len(rising) <= 10, rising
     assert warnings[0].startswith("!! over-treatment, region 1, at x=")
     assert re.search(r"over the limit of 500/cm²: \d+ cells in \d region\(s\)", out)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..driver import Pen
 from ..errors import PenError
 from ..models import TelemetrySample
@@ -38,6 +40,8 @@ class PassDensity:
         self.regions = 0
         """Over-treated regions warned of: groups of touching cells above the maximum."""
         self.first_over: OverTreatment | None = None
+        self._escalation = 2.0
+        """The multiple of the maximum whose crossing is warned of next."""
         self._over: set[tuple[int, int]] = set()
 
     async def prepare(self, pen: Pen) -> None:
@@ -63,7 +67,7 @@ class PassDensity:
             [sample.time_s], [sample.stroke_count], [sample.tip_x_mm], [sample.tip_y_mm]
         )
         if not alarms:
-            return []
+            return self._rising(live, sample.time_s)
         grid = live.grid
         cells = {
             (
@@ -84,7 +88,31 @@ class PassDensity:
                 f"y={worst.y_mm:.1f} mm: {worst.density_per_cm2:.0f}/cm² (limit "
                 f"{self.maximum:g}); {len(self._over)} cells over in all"
             )
-        return warnings
+        return warnings + self._rising(live, sample.time_s)
+
+    def _rising(self, live: LiveDensity, time_s: float) -> list[str]:
+        """A warning each time the worst cell reaches a further doubling of the limit (2×,
+        4×, 8×...): a region warned of once can go on growing (a tip resting on one spot),
+        and the operator must hear of it again, not once per cell."""
+        if self.maximum is None or not self._over:
+            return []
+        area = live.grid.cell_area_cm2
+        iy, ix = live.kernel.cells_over(int(self.maximum * self._escalation * area))
+        if not iy.size:
+            return []
+        counts = live.counts[iy, ix]
+        k = int(np.argmax(counts))
+        density = float(counts[k]) / area
+        factor = self._escalation
+        while density > self.maximum * self._escalation:
+            self._escalation *= 2
+        cell = live.grid.cell_mm
+        x = live.grid.origin_mm[0] + (int(ix[k]) + 0.5) * cell
+        y = live.grid.origin_mm[1] + (int(iy[k]) + 0.5) * cell
+        return [
+            f"!! over-treatment rising, at x={x:.1f} y={y:.1f} mm: {density:.0f}/cm², "
+            f"over {factor:g}× the limit of {self.maximum:g} ({time_s:.1f} s of pen time)"
+        ]
 
     @property
     def cells_over(self) -> int:
