@@ -29,6 +29,7 @@ class PassProgress:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._last_plain: float | None = None
+        self._first_count: int | None = None
 
     def __enter__(self) -> PassProgress:
         if is_terminal(self.output.human):
@@ -60,7 +61,13 @@ class PassProgress:
         return self
 
     def update(self, elapsed_s: float, sample: TelemetrySample) -> None:
-        """The pass is ``elapsed_s`` in and the pen reported ``sample``."""
+        """The pass is ``elapsed_s`` in and the pen reported ``sample``.
+
+        Strokes are this pass's (the pen's counter holds every stroke it ever made), as the
+        summary counts them."""
+        if self._first_count is None:
+            self._first_count = sample.stroke_count
+        strokes = (sample.stroke_count - self._first_count) & 0xFFFFFFFF
         depth = f"{sample.depth_measured_mm:.2f}"
         rate = f"{sample.stroke_rate_hz:5.1f}"
         state = sample.state.name
@@ -70,7 +77,7 @@ class PassProgress:
                 completed=min(elapsed_s, self.total_s),
                 depth=depth,
                 rate=rate,
-                strokes=f"{sample.stroke_count:6d}",
+                strokes=f"{strokes:6d}",
                 current=f"{sample.motor_current_ma:3d}",
                 state=state,
             )
@@ -80,7 +87,7 @@ class PassProgress:
         self._last_plain = elapsed_s
         self.output.say(
             f"{elapsed_s:5.1f}/{self.total_s:g} s  depth {depth} mm  rate {rate} Hz  "
-            f"strokes {sample.stroke_count:6d}  {sample.motor_current_ma:3d} mA  {state}"
+            f"strokes {strokes:6d}  {sample.motor_current_ma:3d} mA  {state}"
         )
 
     def warn(self, text: str) -> None:
