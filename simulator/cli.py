@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -423,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pen-sim: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"pen-sim: error: cannot serve: {exc.strerror or exc}", file=sys.stderr)
+        reason = exc.strerror or exc
+        if isinstance(exc, socket.gaierror) and args.tcp:  # a --tcp HOST that does not resolve
+            host, port = args.tcp
+            reason = f"cannot resolve host {host!r} ({reason})"
+            print(f"pen-sim: error: cannot serve on {host}:{port}: {reason}", file=sys.stderr)
+        else:
+            print(f"pen-sim: error: cannot serve: {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

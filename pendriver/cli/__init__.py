@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         note, status = args.interrupted(output)
         if note:
-            print(f"\npen: {note}", file=sys.stderr)
+            # A new line first only on a terminal, where a progress line may be open.
+            start = "\n" if _is_terminal(sys.stderr) else ""
+            print(f"{start}pen: {note}", file=sys.stderr)
         return status
     except BrokenPipeError:  # `pen decode big.jsonl | head`: the reader has gone
         _quiet_stdout()
@@ -74,6 +76,13 @@ def _log_warnings_as_lines() -> None:
     logger = logging.getLogger("pendriver")
     if not any(type(h).__name__ == "WarningLines" for h in logger.handlers):
         logger.addHandler(WarningLines(logging.WARNING))
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced by something without one, or closed
+        return False
 
 
 def _quiet_stdout() -> None:
