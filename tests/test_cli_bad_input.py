@@ -225,3 +225,19 @@ def test_generated_junk_arguments_never_give_a_traceback(
     if code:
         error = [line for line in err.splitlines() if line.startswith("pen: error:")]
         assert len(error) == 1 and "Traceback" not in err, (command, words, err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [*RUN[:1], "--depth", "nan", "--rate", "100", "--seconds", "1"],
+        [*RUN[:1], "--depth", "0.5", "--rate", "inf", "--seconds", "1"],
+        ["set-depth", "1e400"],
+    ],
+)
+def test_a_number_that_is_not_finite_is_a_usage_error_everywhere(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_pen(argv, capsys)
+    assert code == cli.EXIT_USAGE
+    assert "must be a finite number" in one_error_line(err)

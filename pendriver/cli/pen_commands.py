@@ -8,7 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..defaults import SIMULATOR_URL
-from .options import EXIT_INTERRUPTED, Commands, driver_config, pen_url, positive_float
+from .options import (
+    EXIT_INTERRUPTED,
+    Commands,
+    driver_config,
+    finite_float,
+    pen_url,
+    positive_float,
+)
 from .output import Output, fields_table
 
 EXIT_TERMINATED = 143
@@ -33,7 +40,7 @@ def register(commands: Commands) -> None:
         help="clear the pen's latched faults (after the cause is dealt with)",
     )
     p = commands.add("set-depth", set_depth, parents=[port, json], help="set the needle depth")
-    p.add_argument("depth", type=float, metavar="MM", help="depth in millimetres")
+    p.add_argument("depth", type=finite_float, metavar="MM", help="depth in millimetres")
     p = commands.add(
         "run",
         run,
@@ -45,8 +52,10 @@ def register(commands: Commands) -> None:
         "built-in simulator the tip then glides a raster over the zone.",
         interrupted=_interrupted_pass,
     )
-    p.add_argument("--depth", type=float, required=True, metavar="MM", help="needle depth, mm")
-    p.add_argument("--rate", type=float, required=True, metavar="HZ", help="stroke rate, Hz")
+    p.add_argument(
+        "--depth", type=finite_float, required=True, metavar="MM", help="needle depth, mm"
+    )
+    p.add_argument("--rate", type=finite_float, required=True, metavar="HZ", help="stroke rate, Hz")
     p.add_argument(
         "--seconds", type=positive_float, required=True, metavar="S", help="how long to run"
     )
