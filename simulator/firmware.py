@@ -205,6 +205,8 @@ class PenFirmware:
         self._t = clock.now()
         self._brownout_pending = False
         self._run_started: tuple[float, int] | None = None  # (time, strokes) at START
+        self._stroke_hold = False
+        self._hold_reach = False
         self._power_on(boot_time_s=0.0)
 
         if cartridge is not None:
@@ -310,6 +312,7 @@ class PenFirmware:
         p = self.profile
         now = self._t
         self._run_started = None
+        self._stroke_hold = self._hold_reach = False
         self.endpoint = Endpoint()
         self._replay = ReplayCache()
         self._staged: tuple[int, tuple[m.CalibrationPoint, ...]] | None = None
@@ -452,8 +455,21 @@ class PenFirmware:
 
     @property
     def true_depth_um(self) -> float:
-        """Where the needle tips really reach: what a depth gauge on the bench would read."""
-        return self.unit_error.true_depth_um(self.actuator.stop_um)
+        """Where the needle tips really reach: what a depth gauge on the bench would read.
+
+        Never deeper than the fitted needles are long: the stop only limits how far the
+        needles come out of the cartridge's face, and a stop set beyond their length (left
+        deep by an earlier pass, before the actuator has come back) lets them out no further
+        than they are long. Without a cartridge it is where the stop puts a tip."""
+        depth = self.unit_error.true_depth_um(self.actuator.stop_um)
+        if self.cartridge is not None:
+            depth = min(depth, float(self.cartridge.needle_length_um))
+        return depth
+
+    @property
+    def strokes_held(self) -> bool:
+        """RUNNING, but the motor waits for the depth actuator (see :meth:`_needles_clear`)."""
+        return self._stroke_hold
 
     # ---------------------------------------------------------------- injected faults
     def stall_motor(self) -> None:
@@ -504,17 +520,82 @@ class PenFirmware:
         return min(self._next_telemetry, self._next_heartbeat, self._watchdog_deadline(), boot)
 
     def _step_to(self, t: float) -> None:
-        dt = t - self._t
-        if dt <= 0:
-            return
-        self.actuator.advance(dt)
-        self.motor.load_mm = (
-            max(0.0, self.true_depth_um) / 1000 if self.state is PenState.RUNNING else 0.0
-        )
-        self.motor.advance(dt)
-        self.battery.advance(dt, self.motor.current_ma)
+        while self._t < t:
+            end = t
+            if self._stroke_hold:
+                # Cut the step where the actuator comes within the tolerance, so the motor
+                # starts then, not at the end of a long step of a virtual clock.
+                clear_at = self._t + self._time_until_clear()
+                if clear_at < t:
+                    end = clear_at
+            self._advance(end - self._t, end)
+            if self._stroke_hold and (end < t or self._needles_clear()):
+                self._release_strokes()
+            if end >= t:
+                return
+
+    def _advance(self, dt: float, t: float) -> None:
+        if dt > 0:
+            self.actuator.advance(dt)
+            stroking = self.state is PenState.RUNNING and not self._stroke_hold
+            self.motor.load_mm = max(0.0, self.true_depth_um) / 1000 if stroking else 0.0
+            self.motor.advance(dt)
+            self.battery.advance(dt, self.motor.current_ma)
         self._t = t
         self._check_battery()
+
+    # ---------------------------------------------------------------- the depth gate
+    _CLEAR_EPS_UM = 1e-6
+    """Rounding allowance of the gate's comparisons (the actuator model lands exactly)."""
+
+    def _needles_clear(self) -> bool:
+        """Whether the motor may stroke with the needle stop where the encoder has it.
+
+        The stop is within half the backlash of the encoder, on a side the pen does not
+        track, so it is counted against the needles: clear when the stop cannot be deeper
+        than the target plus ``profile.depth_tolerance_um`` and, while the hold of a START is
+        on (:attr:`_hold_reach`), cannot be shallower than the target minus it.
+        """
+        a = self.actuator
+        slack = a.params.backlash_um / 2 - self._CLEAR_EPS_UM
+        tolerance = self.profile.depth_tolerance_um
+        if a.position_um + slack > a.target_um + tolerance:
+            return False
+        return not (self._hold_reach and a.position_um - slack < a.target_um - tolerance)
+
+    def _time_until_clear(self) -> float:
+        """Seconds until :meth:`_needles_clear` holds, the actuator slewing to its target."""
+        a = self.actuator
+        slack = a.params.backlash_um / 2
+        tolerance = self.profile.depth_tolerance_um
+        if a.position_um + slack > a.target_um + tolerance:
+            gap = a.position_um + slack - (a.target_um + tolerance)
+        elif self._hold_reach and a.position_um - slack < a.target_um - tolerance:
+            gap = a.target_um - tolerance - (a.position_um - slack)
+        else:
+            return 0.0
+        speed = a.params.slew_um_per_s
+        return gap / speed if speed > 0 else float("inf")
+
+    def _hold_strokes(self, *, reach: bool) -> None:
+        """Stroke only once the needles are clear (see :meth:`_needles_clear`); ``reach``
+        (START): also not before the actuator is within the tolerance on the shallow side of
+        its target. A hold already on keeps waiting for what it waited for."""
+        self._hold_reach = reach or (self._stroke_hold and self._hold_reach)
+        self._stroke_hold = True
+        if self._needles_clear():
+            self._release_strokes()
+        else:
+            self.motor.brake()
+
+    def _release_strokes(self) -> None:
+        self._stroke_hold = self._hold_reach = False
+        self._drive_motor()
+
+    def _drive_motor(self) -> None:
+        """The motor's set point: the stroke rate while RUNNING and not held, else 0."""
+        running = self.state is PenState.RUNNING and not self._stroke_hold
+        self.motor.target_hz = self.rate_setpoint_mhz / 1000.0 if running else 0.0
 
     def _fire_due(self, t: float) -> None:
         if self.state is PenState.BOOTING:
@@ -563,6 +644,7 @@ class PenFirmware:
 
     def _stop_motor(self) -> None:
         self.motor.target_hz = 0.0
+        self._stroke_hold = self._hold_reach = False
         if self.state is PenState.RUNNING:
             self.state = PenState.IDLE
         if self._run_started is not None:
@@ -751,6 +833,12 @@ class PenFirmware:
             raise _Refused(ErrorCode.OUT_OF_RANGE, self.cartridge.needle_length_um)
         self.depth_setpoint_um = msg.depth_um
         self.actuator.target_um = self._actuator_target(msg.depth_um)
+        if self.state is PenState.RUNNING:
+            # Shallower: no stroke until the needles are no deeper than the new set point
+            # plus the tolerance (the motor brakes meanwhile). Deeper: approached stroking.
+            self._hold_strokes(reach=False)
+        elif self.motor.rate_hz > 0 and not self._needles_clear():
+            self.motor.brake()  # still spinning down from a STOP: not one stroke too deep
         return m.Ack(msg.MSG_ID)
 
     def _set_stroke_rate(self, msg: m.SetStrokeRate) -> m.Message:
@@ -759,7 +847,7 @@ class PenFirmware:
         self._check_grid(msg.rate_mhz, p.rate_min_mhz, p.rate_max_mhz, p.rate_step_mhz)
         self.rate_setpoint_mhz = msg.rate_mhz
         if self.state is PenState.RUNNING:
-            self.motor.target_hz = msg.rate_mhz / 1000.0
+            self._drive_motor()
         return m.Ack(msg.MSG_ID)
 
     def _start(self, msg: m.Start) -> m.Message:
@@ -785,7 +873,8 @@ class PenFirmware:
             raise _Refused(ErrorCode.OUT_OF_RANGE, needles)
         # The cartridge is marked used in flash before the motor turns: a pen that dies now
         # must not find it fresh afterwards. If the write dies, so does the START.
-        if self.state is not PenState.RUNNING:
+        was_running = self.state is PenState.RUNNING
+        if not was_running:
             image = self.nvm_image.with_added(starts=1)
             if not self.nvm_image.used_cartridges or (
                 self.nvm_image.used_cartridges[-1] != self.cartridge.cartridge_id
@@ -796,7 +885,12 @@ class PenFirmware:
         # An explicit START is the user's acknowledgement of a watchdog stop or a brown-out.
         self.fault_flags &= ~self._ACKNOWLEDGED_BY_START
         self.state = PenState.RUNNING
-        self.motor.target_hz = self.rate_setpoint_mhz / 1000.0
+        if was_running:
+            self._drive_motor()
+        else:
+            # No stroke before the actuator has settled within the tolerance of the set
+            # point (docs/PROTOCOL.md, "Depth limits"): RUNNING, stroke rate 0 meanwhile.
+            self._hold_strokes(reach=True)
         self.cartridge_state = CartridgeState.IN_USE
         self.counters.starts_executed += 1
         return m.Ack(msg.MSG_ID)

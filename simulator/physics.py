@@ -171,6 +171,16 @@ class Motor:
         if goal == 0 and self.rate_hz < 0.01:
             self.rate_hz = 0.0
 
+    def brake(self) -> None:
+        """Stop the rotor at once (the drive shorts its windings): no further stroke.
+
+        What the firmware does when the needles must not stroke where they are (a shallower
+        depth set while running). A real brake stops a light rotor within a fraction of a
+        stroke; the model makes it instant, so no stroke is ever counted after it."""
+        self.rate_hz = 0.0
+        self.target_hz = 0.0
+        self._phase = 0.0
+
     def stall(self) -> None:
         self.rate_hz = 0.0
         self.target_hz = 0.0

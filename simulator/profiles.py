@@ -56,6 +56,19 @@ class PenProfile:
     )
 
     @property
+    def depth_tolerance_um(self) -> int:
+        """How near its target the needle stop must be before the motor strokes: a quarter
+        of a depth step, at most 25 µm (fine-step and fixed-rate 25 µm, six-needle 12 µm).
+
+        The motor does not stroke after START until the actuator is within this of its
+        target, nor, after a shallower set point while running, until the needles are no
+        deeper than the new set point plus this (docs/PROTOCOL.md, "Depth limits"). The pen
+        judges it from its encoder with the backlash counted against it, so the needle stop
+        itself is within the tolerance; it is never below half the backlash (else the stop
+        could never be judged there)."""
+        return max(min(25, self.depth_step_um // 4), math.ceil(self.actuator.backlash_um / 2))
+
+    @property
     def fixed_rate(self) -> bool:
         return self.rate_min_mhz == self.rate_max_mhz
 

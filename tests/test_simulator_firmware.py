@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import struct
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from helpers_sim import Bench, of_type, raw_frame
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_protocol import PROTOCOL_VERSION, SCHEMA
@@ -28,6 +29,7 @@ from firmware_protocol.messages import (
 from firmware_protocol.replay import REPLAY_EXPIRY_S
 from simulator import PROFILES, Cartridge, PenProfile
 from simulator.firmware import NOT_STAGED, calibration_problem
+from simulator.physics import UnitError
 
 PROFILE_NAMES = sorted(PROFILES)
 CAL = m.CalibrationPoint
@@ -1059,3 +1061,191 @@ def test_motor_current_is_zero_when_stopped_and_rises_with_rate() -> None:
     bench.ack(m.Start())
     spin_up = of_type(bench.advance(0.3), m.Telemetry)
     assert [t.motor_current_ma for t in spin_up] == sorted(t.motor_current_ma for t in spin_up)
+
+
+# =============================================================== 9. no stroke before the depth
+
+
+def exact_bench(profile: str = "fine-step", **pen: Any) -> Bench:
+    """A pen whose needles go exactly where its actuator puts them (no unit error, no
+    table): the true depth is the needle stop, so it can be held to the set point."""
+    return Bench(profile, unit_error=UnitError(), **pen)
+
+
+class StrokeWatch:
+    """Steps a pen's clock finely and records, for each step in which a stroke happened,
+    how deep the needles were (at its end, and at its start if the motor was already
+    stroking then) and what was set."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.deepest_stroke: list[tuple[float, float, int, int]] = []
+        """(true depth µm, needle stop µm, set point µm, needle length µm) per stroking step."""
+
+    def run(self, seconds: float, step: float = 0.001) -> None:
+        pen = self.bench.pen
+        for _ in range(max(1, round(seconds / step))):
+            strokes, stroking = pen.motor.strokes, pen.motor.rate_hz > 0
+            before = (pen.true_depth_um, pen.actuator.stop_um)
+            self.bench.clock.advance(step)
+            pen.poll()
+            if pen.motor.strokes == strokes:
+                continue
+            needles = pen.cartridge.needle_length_um if pen.cartridge else 1 << 30
+            after = (pen.true_depth_um, pen.actuator.stop_um)
+            for depth, stop in [before, after] if stroking else [after]:
+                self.deepest_stroke.append((depth, stop, pen.depth_setpoint_um, needles))
+        self.bench.collect()
+
+    def assert_never_too_deep(self) -> None:
+        tolerance = self.bench.pen.profile.depth_tolerance_um
+        for depth, stop, setpoint, needles in self.deepest_stroke:
+            assert stop <= setpoint + tolerance + 1e-6, (stop, setpoint)
+            assert depth <= setpoint + tolerance + 1e-6, (depth, setpoint)
+            assert depth <= needles, (depth, needles)
+
+
+def test_the_depth_tolerance_of_each_profile() -> None:
+    assert {name: p.depth_tolerance_um for name, p in PROFILES.items()} == {
+        "fine-step": 25,  # step 100 µm / 4
+        "six-needle": 12,  # step 50 µm / 4
+        "fixed-rate": 25,  # step 250 µm / 4 = 62, at most 25
+    }
+    for p in PROFILES.values():
+        assert p.actuator.backlash_um / 2 <= p.depth_tolerance_um <= p.depth_step_um / 4
+
+
+def test_no_stroke_before_the_actuator_has_come_up_from_a_deeper_pass() -> None:
+    """Reproduction: ``set-depth 2.5``, then ``run --depth 0.3``: the first ~30 strokes went
+    in at 2.3 to 0.6 mm while 0.3 mm was set. Now the pen reports RUNNING with stroke rate 0,
+    the motor at rest, while telemetry shows the actuator coming up; then it strokes."""
+    bench = exact_bench()
+    bench.ack(m.SetDepth(2500))
+    keep_alive(bench, 1.0)
+    bench.ack(m.SetTelemetry(1000))
+    bench.ack(m.SetDepth(300))
+    bench.ack(m.Start())
+    first = len(bench.received)
+    watch = StrokeWatch(bench)
+    for _ in range(4):  # 0.4 s, fed like a host
+        watch.run(0.1)
+        bench.heartbeat()
+    watch.assert_never_too_deep()
+    assert watch.deepest_stroke, "it never stroked"
+    frames = [e.message for e in bench.received[first:] if isinstance(e.message, m.Telemetry)]
+    assert all(t.state == PenState.RUNNING for t in frames)
+    held = [t for t in frames if t.depth_measured_um > 300 + 25]
+    assert len(held) > 200  # 2.2 mm at 8 mm/s: 275 ms of the actuator moving
+    assert [t.depth_measured_um for t in held] == sorted(
+        (t.depth_measured_um for t in held), reverse=True
+    )
+    assert all(t.stroke_rate_mhz == 0 and t.motor_current_ma == 0 for t in held)
+    assert len({t.stroke_count for t in held}) == 1
+    assert frames[-1].stroke_rate_mhz > 0 and frames[-1].depth_measured_um == 300
+
+
+def test_a_shorter_cartridge_after_a_deep_pass_is_never_stroked_beyond_its_needles() -> None:
+    """Reproduction: after a pass at 2.5 mm, a 500 µm cartridge, ``set_depth(0.5)``,
+    ``start()``: the true depth while RUNNING went 2422 ... 942 µm. Now the motor waits for
+    the actuator, and the true depth never exceeds the needles' length anyway."""
+    bench = exact_bench()
+    bench.ack(m.SetDepth(2500))
+    bench.ack(m.Start())
+    keep_alive(bench, 1.0)
+    bench.ack(m.Stop())
+    bench.pen.remove_cartridge()
+    p = bench.pen.profile
+    short = Cartridge("CRT-SHORT-500", "LOT", 500, p.needle_layout, p.needle_positions_um())
+    bench.pen.insert_cartridge(short)
+    assert bench.pen.true_depth_um == 500  # the stop still at 2.5 mm: the needles' length
+    bench.ack(m.SetDepth(500))
+    bench.ack(m.Start())
+    assert bench.pen.state == PenState.RUNNING and bench.pen.strokes_held
+    strokes = bench.pen.motor.strokes
+    watch = StrokeWatch(bench)
+    watch.run(0.2)
+    assert bench.pen.motor.strokes == strokes and bench.pen.motor.current_ma == 0
+    assert bench.pen.state == PenState.RUNNING
+    bench.heartbeat()
+    watch.run(0.3)
+    watch.assert_never_too_deep()
+    assert bench.pen.motor.strokes > strokes and not bench.pen.strokes_held
+    assert all(stop <= 500 + 25 for _, stop, _, _ in watch.deepest_stroke)
+
+
+def test_a_shallower_set_point_while_running_pauses_the_strokes_a_deeper_one_does_not() -> None:
+    bench = exact_bench()
+    bench.ack(m.SetDepth(1500))
+    bench.ack(m.Start())
+    watch = StrokeWatch(bench)
+    watch.run(0.5)
+    bench.heartbeat()
+    running = bench.pen.motor.strokes
+    bench.ack(m.SetDepth(2500))  # deeper: approached while stroking
+    watch.run(0.05)
+    assert bench.pen.motor.strokes > running and not bench.pen.strokes_held
+    assert bench.pen.actuator.position_um < 2500
+    watch.run(0.2)
+    bench.heartbeat()
+    bench.ack(m.SetDepth(500))  # shallower: the motor brakes until the needles are up
+    assert bench.pen.strokes_held and bench.pen.motor.rate_hz == 0
+    held = bench.pen.motor.strokes
+    watch.run(0.1)
+    assert bench.pen.motor.strokes == held and bench.status().state == PenState.RUNNING
+    watch.run(0.2)
+    bench.heartbeat()
+    watch.run(0.2)
+    assert bench.pen.motor.strokes > held and not bench.pen.strokes_held
+    watch.assert_never_too_deep()
+
+
+DEPTH_OPS = st.one_of(
+    st.tuples(st.just("depth"), st.integers(0, 40)),
+    st.tuples(st.just("start"), st.just(0)),
+    st.tuples(st.just("stop"), st.just(0)),
+    st.tuples(st.just("rate"), st.integers(0, 40)),
+    st.tuples(st.just("swap"), st.integers(0, 40)),
+    st.tuples(st.just("wait"), st.integers(1, 300)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(PROFILE_NAMES), st.lists(DEPTH_OPS, max_size=14))
+def test_no_stroke_ever_deeper_than_the_set_point_or_the_needles(
+    name: str, ops: list[tuple[str, int]]
+) -> None:
+    """Across random SET_DEPTH / SET_STROKE_RATE / START / STOP / cartridge swaps and waits,
+    no stroke happens with the needles deeper than the set point plus the tolerance, nor
+    deeper than the fitted needles are long."""
+    bench = exact_bench(name)
+    bench.ack(m.SetTelemetry(0))
+    p = bench.pen.profile
+    grid = depth_grid(p)
+    watch = StrokeWatch(bench)
+    swaps = 0
+    for op, arg in ops:
+        if op == "depth":
+            bench.request(m.SetDepth(grid[arg % len(grid)]))
+        elif op == "start":
+            bench.request(m.Start())
+        elif op == "stop":
+            bench.request(m.Stop())
+        elif op == "rate":
+            span = (p.rate_max_mhz - p.rate_min_mhz) // max(p.rate_step_mhz, 1)
+            rate = p.rate_min_mhz + (arg % (span + 1)) * p.rate_step_mhz
+            bench.request(m.SetStrokeRate(rate))
+        elif op == "swap":
+            bench.request(m.Stop())
+            bench.pen.remove_cartridge()
+            swaps += 1
+            length = max(grid[arg % len(grid)], 100)
+            bench.pen.insert_cartridge(
+                Cartridge(f"CRT-H-{swaps}", "LOT", length, p.needle_layout, p.needle_positions_um())
+            )
+            bench.request(m.ClearFaults())
+        else:
+            watch.run(arg / 1000)
+            bench.heartbeat()
+        bench.pen.data_to_send()
+    watch.run(0.4)
+    watch.assert_never_too_deep()
