@@ -64,10 +64,12 @@ def register(commands: Commands) -> None:
         action="store_true",
         help="stop the motor the moment any cell goes above --max (needs --zone and --max)",
     )
+    from .logbook import db_option
+
     commands.add(
         "demo",
         demo,
-        parents=[port],
+        parents=[port, db_option()],
         help="a short guided pass on the built-in simulator",
         interrupted=_interrupted_pass,
     )
@@ -243,6 +245,11 @@ def run(args: argparse.Namespace, output: Output) -> int:
 
 
 def demo(args: argparse.Namespace, output: Output) -> int:
+    from .logbook import demo_pass, demo_simulator_url, open_logbook
+
+    logbook = open_logbook(args, output)
+    builtin = getattr(args, "port", None) is None
+
     async def body(pen: Pen) -> None:
         output.say("pen demo: connect, show the pen, set depth and rate, run a short pass")
         output.table(fields_table(pen.device_info.describe()))
@@ -253,9 +260,9 @@ def demo(args: argparse.Namespace, output: Output) -> int:
             if info.fixed_rate
             else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
         )
-        await run_pass(pen, depth, rate, 3.0, output)
+        await demo_pass(pen, logbook, depth, rate, 3.0, output, builtin=builtin)
 
-    return _with_pen(args, output, body, pen_url(args, output))
+    return _with_pen(args, output, body, pen_url(args, output, demo_simulator_url()))
 
 
 async def run_pass(
@@ -308,12 +315,12 @@ async def run_pass(
     except asyncio.CancelledError:
         if passing.outcome is not None:  # Ctrl-C: the partial pass, then the interruption
             output.motor_stop = passing.outcome.stop_problem
-            _print_pass(pen, passing.outcome, output, depth_mm, rate_hz, seconds, density)
+            print_pass(pen, passing.outcome, output, depth_mm, rate_hz, seconds, density)
         raise
     outcome = passing.outcome
     assert outcome is not None
     output.motor_stop = outcome.stop_problem
-    _print_pass(pen, outcome, output, depth_mm, rate_hz, seconds, density)
+    print_pass(pen, outcome, output, depth_mm, rate_hz, seconds, density)
     if outcome.summary is None and outcome.ok:
         raise PenError("no telemetry arrived during the pass: nothing to summarise")
     if not outcome.ok:
@@ -329,7 +336,7 @@ def _over_limit(density: PassDensity) -> str:
     )
 
 
-def _print_pass(
+def print_pass(
     pen: Pen,
     outcome: PassOutcome,
     output: Output,
