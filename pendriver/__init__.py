@@ -59,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     "TelemetrySample": "pendriver.models",
     "SyncPen": "pendriver.sync",
     "connect_sync": "pendriver.sync",
+    "Logbook": "pendriver.logbook",
+    "LogbookError": "pendriver.logbook",
+    "run_logged_pass": "pendriver.logged_pass",
 }
 
 if TYPE_CHECKING:
@@ -92,6 +95,8 @@ if TYPE_CHECKING:
         StateChanged,
         Subscription,
     )
+    from .logbook import Logbook, LogbookError
+    from .logged_pass import run_logged_pass
     from .models import (
         CartridgeInfo,
         DeviceInfo,
@@ -136,6 +141,8 @@ __all__ = [
     "LinkQuality",
     "LinkState",
     "LinkUp",
+    "Logbook",
+    "LogbookError",
     "Pen",
     "PenConnectionError",
     "PenError",
@@ -156,4 +163,5 @@ __all__ = [
     "__version__",
     "connect",
     "connect_sync",
+    "run_logged_pass",
 ]
