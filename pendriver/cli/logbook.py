@@ -642,9 +642,8 @@ async def pass_with_display(
 
     def on_begin(handle: Any) -> None:
         output.say(
-            f"running {handle.zone} at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s "
-            f"(the zone may take {handle.density_left_per_cm2:.0f} more punctures/cm² this "
-            "session)"
+            f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s on the "
+            f"{handle.zone} ({handle.density_left_per_cm2:.0f} punctures/cm² left this session)"
         )
         started.append(loop.time())
         output.motor_started = True
