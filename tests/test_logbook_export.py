@@ -416,13 +416,14 @@ def test_the_report_shows_every_pass_flags_escapes_and_anchors(tmp_path: Any) ->
     for e in lb.passes_of(sid):
         p = e.record
         assert f'<td class="n"><strong>{e.seq}</strong></td>' in html
-        assert f"{p.started_at:%H:%M:%S} – {p.ended_at:%H:%M:%S}" in html
+        assert f"{p.started_at:%H:%M:%S}–<br>{p.ended_at:%H:%M:%S}" in html
         assert f'<td class="n">{p.figures.strokes}</td>' in html
         assert f"calibration {p.calibration_version}" in html
     assert "Clinic One" in html and "K-001" in html
     assert html.count("<svg") == 2  # one cumulative heatmap per zone
     assert "cumulative over 2 passes" in html and "cumulative over 1 pass;" in html
-    assert "INCOMPLETE" in html and "STOP not confirmed" in html
+    assert "INCOMPLETE" in html and "STOP UNCONFIRMED" in html
+    assert "Incomplete: the figures stop at the last checkpoint; ended: link lost" in html
     assert "depth override: thick skin over the brow; Dr Bea&#39;s call" in html
     assert "the pen had been recalibrated that morning" in html
     seq, digest = lb.head()

@@ -29,8 +29,8 @@ from .zones import zone_key
 
 MAX_CELLS = 6400
 """More cells than this are drawn in blocks (their mean), to keep the file small to print."""
-MAP_WIDTH_PX = 420
-MAP_HEIGHT_PX = 320
+MAP_WIDTH_PX = 360
+MAP_HEIGHT_PX = 300
 
 _RAMP = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 """Viridis's five stops: perceptually even, readable in grey print and by most colour-blind
@@ -203,6 +203,7 @@ class PassRow:
     overrides: list[str]
     corrected_by: list[int]
     flags: list[str]
+    explain: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,13 +228,18 @@ def _row(e: Entry[Pass], operator: str) -> PassRow:
         for label, text in (("depth", p.depth_override), ("density", p.density_override))
         if text
     ]
+    # short badges in the status column (it must fit an A4 page), the words in the detail line
     flags: list[str] = []
+    why: list[str] = []
     if not p.complete:
-        flags.append("INCOMPLETE: figures up to the last checkpoint")
+        flags.append("INCOMPLETE")
+        why.append("incomplete: the figures stop at the last checkpoint")
     if p.ended_how != "completed":
-        flags.append(f"ended: {p.ended_how}")
+        flags.append(p.ended_how.upper())
+        why.append(f"ended: {p.ended_how}")
     if not p.stop_confirmed:
-        flags.append("STOP not confirmed by the pen")
+        flags.append("STOP UNCONFIRMED")
+        why.append("the pen did not confirm STOP")
     return PassRow(
         seq=e.seq,
         hash=e.hash,
@@ -246,7 +252,7 @@ def _row(e: Entry[Pass], operator: str) -> PassRow:
         duration=f"{f.duration_s:.1f}",
         strokes=f.strokes,
         punctures=f.punctures,
-        density=" / ".join(_num(v, ".0f") for v in (mean, p95, peak)),
+        density="/".join(_num(v, ".0f") for v in (mean, p95, peak)),
         cartridge=f"{p.cartridge.cartridge_id} (lot {p.cartridge.lot}, exp. "
         f"{p.cartridge.expiry.isoformat()})",
         pen=" ".join(
@@ -260,6 +266,7 @@ def _row(e: Entry[Pass], operator: str) -> PassRow:
         overrides=overrides,
         corrected_by=list(e.corrections),
         flags=flags,
+        explain="; ".join(why)[:1].upper() + "; ".join(why)[1:],
     )
 
 
