@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-GENESIS = "0" * 64
-
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
+_encode_basestring = json.encoder.encode_basestring  # what _dumps does for a str
+
+GENESIS = "0" * 64
 """The ``prev_hash`` of record 1."""
 
 
@@ -132,12 +133,23 @@ class VerifyResult:
         return f"record {self.first_bad}: {self.problem}"
 
 
+Row = tuple[Any, ...]
+"""A stored record as a plain row: ``seq, kind, ref_seq, created_at, author, body, prev_hash,
+hash`` and then the search columns (what :func:`verify_rows` reads, straight from a cursor)."""
+
+SearchOfText = Callable[[str, str], tuple[str | None, ...]]
+"""What a record's search columns should hold, from its kind and the JSON text of its data
+(a verifier that can read them without parsing the whole text; raises ``ValueError`` when the
+text is not JSON)."""
+
+
 def verify(
     records: Iterable[StoredRecord],
     *,
     head: tuple[int, str] | None = None,
     check_headers: bool = True,
     search_of: SearchOf | None = None,
+    search_of_text: SearchOfText | None = None,
 ) -> VerifyResult:
     """Check a chain given in storage order (by sequence number).
 
@@ -145,20 +157,85 @@ def verify(
     the body), a deleted, inserted or reordered record (the numbering or the ``prev_hash`` links
     break), and, given the stored chain ``head`` ``(seq, hash)``, records deleted at the end.
     Deleting the tail *and* rewriting the head is only caught against a head kept outside the
-    database (docs/LOGBOOK.md, anchoring).
+    database (docs/LOGBOOK.md, anchoring). The search columns are checked with
+    ``search_of_text`` if given (it reads the data's text), else with ``search_of`` (on the
+    parsed data).
     """
+    rows = (
+        (r.seq, r.kind, r.ref_seq, r.created_at, r.author, r.body, r.prev_hash, r.hash, *r.search)
+        for r in records
+    )
+    return verify_rows(
+        rows,
+        head=head,
+        check_headers=check_headers,
+        search_of=search_of,
+        search_of_text=search_of_text,
+    )
+
+
+def verify_rows(
+    rows: Iterable[Row],
+    *,
+    head: tuple[int, str] | None = None,
+    check_headers: bool = True,
+    search_of: SearchOf | None = None,
+    search_of_text: SearchOfText | None = None,
+) -> VerifyResult:
+    """:func:`verify` on plain rows (see :data:`Row`): what a store streams from its cursor,
+    without making a :class:`StoredRecord` of each."""
     prev_hash = GENESIS
     expected = 1
     count = 0
-    loads = json.loads
-    for r in records:
-        bad = _check(r, expected, prev_hash, check_headers, search_of, loads)
-        if bad is not None:
-            first, problem = bad
-            return VerifyResult(False, count, expected - 1, prev_hash, first, problem)
-        prev_hash = r.hash
+    if search_of_text is None and search_of is not None:
+        search_of_text = _parsing(search_of)
+    sha256 = hashlib.sha256
+    quote = _quote
+    bad: tuple[int, str] | None = None
+    for r in rows:
+        seq = r[0]
+        body = r[5]
+        if seq != expected:
+            if seq > expected:
+                bad = expected, f"missing (the next stored record is {seq})"
+            else:
+                bad = seq, f"out of order or inserted (expected record {expected})"
+            break
+        if r[6] != prev_hash:
+            bad = seq, "its link to the previous record is broken (deleted, inserted or reordered)"
+            break
+        # prev_hash is hex here (GENESIS, or a hash that just passed this check)
+        if sha256((prev_hash + body).encode("utf-8", "surrogateescape")).hexdigest() != r[7]:
+            bad = seq, "its content does not match its hash (edited)"
+            break
+        if check_headers:
+            # The body is canonical, so its header is fixed text around "data": compare
+            # strings instead of parsing (the hash already proved the body is the one written).
+            try:
+                prefix = f'{{"author":{quote(r[4])},"created_at":{quote(r[3])},"data":'
+                ref = r[2]
+                suffix = (
+                    f',"kind":{quote(r[1])},"ref_seq":'
+                    f'{"null" if ref is None else str(ref)},"seq":{seq}}}'
+                )
+            except TypeError:
+                prefix = suffix = "\x00"  # a column of the wrong type cannot match
+            same = body.startswith(prefix) and body.endswith(suffix)
+            if same and search_of_text is not None:
+                try:
+                    same = (
+                        search_of_text(r[1], body[len(prefix) : len(body) - len(suffix)]) == r[8:]
+                    )
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    same = False
+            if not same:
+                bad = seq, "its columns disagree with its hashed body (edited)"
+                break
+        prev_hash = r[7]
         expected += 1
         count += 1
+    if bad is not None:
+        return VerifyResult(False, count, expected - 1, prev_hash, bad[0], bad[1])
     last = expected - 1
     if head is not None:
         head_seq, head_hash = head
@@ -187,36 +264,17 @@ def verify(
     return VerifyResult(True, count, last, prev_hash)
 
 
-def _check(
-    r: StoredRecord,
-    expected: int,
-    prev_hash: str,
-    check_headers: bool,
-    search_of: SearchOf | None,
-    loads: Any,
-) -> tuple[int, str] | None:
-    if r.seq != expected:
-        if r.seq > expected:
-            return expected, f"missing (the next stored record is {r.seq})"
-        return r.seq, f"out of order or inserted (expected record {expected})"
-    if r.prev_hash != prev_hash:
-        return r.seq, "its link to the previous record is broken (deleted, inserted or reordered)"
-    if link(prev_hash, r.body) != r.hash:
-        return r.seq, "its content does not match its hash (edited)"
-    if check_headers:
-        # The body is canonical, so its header is fixed text around "data": compare strings
-        # instead of parsing (the hash already proved the body is the one written).
-        dumps = _dumps
-        prefix = f'{{"author":{dumps(r.author)},"created_at":{dumps(r.created_at)},"data":'
-        ref = "null" if r.ref_seq is None else str(r.ref_seq)
-        suffix = f',"kind":{dumps(r.kind)},"ref_seq":{ref},"seq":{r.seq}}}'
-        same = r.body.startswith(prefix) and r.body.endswith(suffix)
-        if same and search_of is not None:
-            try:
-                data = loads(r.body[len(prefix) : len(r.body) - len(suffix)])
-                same = search_of(r.kind, data) == r.search
-            except (ValueError, KeyError, TypeError, AttributeError):
-                same = False
-        if not same:
-            return r.seq, "its columns disagree with its hashed body (edited)"
-    return None
+def _quote(value: Any) -> str:
+    """``value`` as the canonical JSON text (a string column: C-speed ``encode_basestring``)."""
+    if type(value) is str:
+        return _encode_basestring(value)
+    return _dumps(value)
+
+
+def _parsing(search_of: SearchOf) -> SearchOfText:
+    loads = json.loads
+
+    def of_text(kind: str, text: str) -> tuple[str | None, ...]:
+        return search_of(kind, loads(text))
+
+    return of_text
