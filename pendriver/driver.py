@@ -194,12 +194,16 @@ class Pen:
                 f"{before.serial_number}): refused; connect again to use it"
             )
 
-    async def _drop_transport(self) -> None:
+    async def _stop_reader(self) -> None:
+        """Cancel the reader task (unless it is the caller) and wait for it to end."""
         reader, self._reader = self._reader, None
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+
+    async def _drop_transport(self) -> None:
+        await self._stop_reader()
         with contextlib.suppress(Exception):
             await self.transport.close()
 
@@ -704,11 +708,7 @@ class Pen:
         assert self._down_since is not None
         give_up = self._down_since + self.config.reconnect_give_up_s
         attempts = 0
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+        await self._stop_reader()
         while True:
             attempts += 1
             try:
@@ -727,11 +727,7 @@ class Pen:
             except (PenError, TimeoutError) as exc:
                 why = str(exc) or "cut off at the give-up time"
                 log.info("reconnect attempt %d to %s failed: %s", attempts, self.transport.url, why)
-                reader, self._reader = self._reader, None
-                if reader is not None:
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
+                await self._stop_reader()
                 try:
                     # The pause ends at the give-up time too, as judged by that timer rather
                     # than by re-reading the clock: a loop may fire a timer a hair early, and

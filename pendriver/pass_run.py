@@ -26,7 +26,7 @@ from .errors import LinkLost, PenError, PenRefused
 from .events import Subscription
 from .models import TelemetrySample
 from .naming import fault_names
-from .passes import PassSummary, summarise
+from .passes import PassSummary, raised_faults, summarise
 
 SampleHook = Callable[[TelemetrySample], str | None]
 """Called with every sample of the pass; a returned text stops the pass with that reason."""
@@ -181,18 +181,11 @@ class PassRun:
                 seen_running = True
             elif seen_running or sample.state == PenState.FAULT:
                 if sample.faults or sample.state == PenState.FAULT:
-                    names = fault_names(sample.faults | self._event_faults())
+                    names = fault_names(sample.faults | raised_faults(self.pen.faults))
                     return PassEnd.FAULT, f"the pen stopped its motor on a fault: {names}"
                 return PassEnd.PEN_STOPPED, f"the pen stopped its motor ({sample.state.name})"
         # A subscription ends quietly only when the connection was closed under it.
         return PassEnd.LINK_LOST, "the connection was closed during the pass"
-
-    def _event_faults(self) -> FaultFlags:
-        flags = FaultFlags(0)
-        for fault in self.pen.faults:
-            if fault.active:
-                flags |= fault.fault
-        return flags
 
     async def _stop(
         self, stream: Subscription[TelemetrySample], ended: PassEnd

@@ -41,7 +41,7 @@ class PassSummary:
         from .naming import fault_names
 
         described = "; ".join(f.describe() for f in self.faults)
-        unreported = self.fault_flags & ~_raised(self.faults)
+        unreported = self.fault_flags & ~raised_faults(self.faults)
         if unreported:
             seen = f"{fault_names(unreported)} (from telemetry; its FAULT frame was lost)"
             described = f"{described}; {seen}" if described else seen
@@ -65,7 +65,8 @@ class PassSummary:
         ]
 
 
-def _raised(faults: Sequence[FaultEvent]) -> FaultFlags:
+def raised_faults(faults: Sequence[FaultEvent]) -> FaultFlags:
+    """The faults ``faults`` raised (cleared ones left out), as one set of flags."""
     flags = FaultFlags(0)
     for fault in faults:
         if fault.active:
@@ -90,7 +91,7 @@ def summarise(samples: Sequence[TelemetrySample], faults: Sequence[FaultEvent] =
         raise ValueError("no telemetry arrived during the pass")
     running = [s for s in samples if s.state == PenState.RUNNING] or list(samples)
     depths = [s.depth_measured_mm for s in running]
-    seen = _raised(faults)
+    seen = raised_faults(faults)
     for sample in samples:
         seen |= sample.faults
     return PassSummary(
