@@ -35,6 +35,7 @@ PostgreSQL is a throwaway server (:class:`pendriver.testing.postgres.TemporaryPo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
@@ -49,7 +50,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,6 +70,9 @@ from pendriver.logbook import (  # noqa: E402
 )
 from pendriver.logbook.engine import new_engine  # noqa: E402
 from pendriver.logbook.schema import SEARCH_COLUMNS, chain_head, records, search_columns  # noqa: E402
+
+if TYPE_CHECKING:
+    from pendriver.testing.postgres import TemporaryPostgres
 
 PEN = PenInfo("PEN-0001", "sim", "2.0.0")
 GRID = (60, 80)  # rows, cols: 8 x 6 cm at 1 mm
@@ -381,7 +385,15 @@ def body_size(lb: Logbook) -> str:
     return "x" * n
 
 
-def run(passes: int, records_total: int, repeat: int, postgres: bool) -> dict[str, Any]:
+def run(
+    passes: int,
+    records_total: int,
+    repeat: int,
+    postgres: bool,
+    server: TemporaryPostgres | None = None,
+) -> dict[str, Any]:
+    """The benchmark's figures; PostgreSQL on ``server`` when given (a test run's own server,
+    started once per run), otherwise on a throwaway server started here."""
     out: dict[str, Any] = {
         "python": platform.python_version(),
         "sqlite_version": sqlite3.sqlite_version,
@@ -436,7 +448,7 @@ def run(passes: int, records_total: int, repeat: int, postgres: bool) -> dict[st
     # -- PostgreSQL ----------------------------------------------------------------------
     from pendriver.testing.postgres import TemporaryPostgres
 
-    with TemporaryPostgres() as pg:
+    with contextlib.nullcontext(server) if server is not None else TemporaryPostgres() as pg:
         out["postgres_version"] = pg.version
         url = pg.new_database("bench_one")
         lb, rates, p99s, _ = measure_single(url, passes, repeat)
