@@ -33,7 +33,15 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .logbook import Cartridge, DensityMap, Logbook, PassFigures, PenInfo, Refused
+from .logbook import (
+    ENDED_AT_DENSITY_LIMIT,
+    Cartridge,
+    DensityMap,
+    Logbook,
+    PassFigures,
+    PenInfo,
+    Refused,
+)
 from .models import TelemetrySample
 
 if TYPE_CHECKING:
@@ -193,6 +201,55 @@ class _Checkpoints:
                 await asyncio.shield(task)
 
 
+class _CellLimits:
+    """Every cell of the pass's map held to the zone's maximum over the session: the punctures
+    a cell may still take are the maximum's count less what the earlier passes put there
+    (:func:`~pendriver.logbook.counts_on`: exact on one lattice, an upper bound otherwise).
+
+    The pass is stopped when a cell *reaches* the maximum, not once past it: the strokes made
+    while STOP travels and the motor spins down land on top (a few punctures a cell at 120 Hz,
+    recorded with the pass). Checked with every sample: the kernel finds the touched cells over
+    the smallest threshold (next to nothing while nothing is), and only those are compared with
+    their own.
+    """
+
+    def __init__(self, live: LiveDensity, handle: PassHandle) -> None:
+        import numpy as np
+
+        from .logbook import counts_on
+
+        grid = live.grid
+        # the epsilon keeps 1500/cm² x 0.01 cm² from flooring to 14
+        most = math.floor(handle.profile.max_density_per_cm2 * grid.cell_area_cm2 + 1e-9)
+        earlier = counts_on(handle.earlier_maps, grid.shape, grid.origin_um, grid.cell_um)
+        self.earlier = np.asarray(earlier, dtype=np.int64).reshape(grid.shape)
+        room = most - self.earlier
+        # stop at count >= room; a cell with no room left stops the pass at its first puncture
+        self.threshold = np.maximum(room - 1, 0)
+        self.smallest = int(self.threshold.min()) if self.threshold.size else 0
+
+    def stop_reason(self, live: LiveDensity, handle: PassHandle) -> str | None:
+        """Why the pass must stop now (a cell would pass the maximum), or ``None``."""
+        kernel = live.kernel
+        iy, ix = kernel.cells_over(self.smallest)
+        if not iy.size:
+            return None
+        over = kernel.counts[iy, ix] > self.threshold[iy, ix]
+        if not over.any():
+            return None
+        k = int(over.argmax())
+        y, x = int(iy[k]), int(ix[k])
+        grid = live.grid
+        x_mm = grid.origin_mm[0] + (x + 0.5) * grid.cell_mm
+        y_mm = grid.origin_mm[1] + (y + 0.5) * grid.cell_mm
+        before = self.earlier[y, x] / grid.cell_area_cm2
+        return (
+            f"the motor was stopped at the zone's density limit: {handle.zone} may take "
+            f"{handle.profile.max_density_per_cm2:g}/cm² this session, reached at x "
+            f"{x_mm:.1f}, y {y_mm:.1f} mm ({before:.0f}/cm² there before this pass)"
+        )
+
+
 def _figures(
     samples: list[TelemetrySample], density: DensityFeed, rate_hz: float, with_map: bool = True
 ) -> PassFigures:
@@ -241,6 +298,7 @@ async def run_logged_pass(
     *,
     operator_id: str | None = None,
     depth_override: str = "",
+    density_override: str = "",
     density: DensityFeed | Zone | None = None,
     on_sample: Callable[[TelemetrySample], str | None] | None = None,
     on_begin: Callable[[PassHandle], None] | None = None,
@@ -252,6 +310,10 @@ async def run_logged_pass(
     in 0.5 mm cells; default 40 x 30 mm at the origin). ``on_sample`` is called after the map
     has the sample; a text it returns stops the pass with that reason. ``on_begin`` is called
     with the logbook's handle once the pass is allowed, just before START.
+
+    The pass is stopped when the zone's density this session would pass its maximum, and
+    refused before START when the zone has less than one puncture of a map cell left;
+    ``density_override`` (a clinician's reason, recorded) lifts both.
 
     Refusals (:class:`~pendriver.logbook.Refused`, a pen's limits) come before START with
     nothing recorded. Once started, the pass is recorded however it ends, with
@@ -274,25 +336,23 @@ async def run_logged_pass(
     loop = asyncio.get_running_loop()
     handle: PassHandle | None = None
     checkpoints: _Checkpoints | None = None
-    limit_count: int | None = None
+    limits: _CellLimits | None = None
     next_checkpoint = 0.0
+    stopped_how = ""  # what the record says when this function's hook stopped the pass
 
     def hook(sample: TelemetrySample) -> str | None:
-        nonlocal next_checkpoint
+        nonlocal next_checkpoint, stopped_how
         feed.add(sample)
         why = on_sample(sample) if on_sample is not None else None
         live = feed.live
         assert handle is not None and checkpoints is not None
-        if checkpoints.error is not None:
-            why = why or f"the logbook could not store the pass's checkpoint: {checkpoints.error}"
-        if live is not None and limit_count is not None and not why:
-            iy, _ix = live.kernel.cells_over(limit_count)
-            if iy.size:
-                why = (
-                    f"the motor was stopped at the zone's density limit: {handle.zone} may take "
-                    f"{handle.profile.max_density_per_cm2:g}/cm² this session, "
-                    f"{handle.density_so_far_per_cm2:.0f}/cm² before this pass"
-                )
+        if checkpoints.error is not None and not why:
+            why = f"the logbook could not store the pass's checkpoint: {checkpoints.error}"
+            stopped_how = "stopped: the logbook could not store a checkpoint"
+        if live is not None and limits is not None and not why:
+            why = limits.stop_reason(live, handle)
+            if why:
+                stopped_how = ENDED_AT_DENSITY_LIMIT
         now = loop.time()
         if now >= next_checkpoint:
             next_checkpoint = now + checkpoint_every_s
@@ -312,12 +372,12 @@ async def run_logged_pass(
         calibration,
         operator_id=operator_id,
         depth_override=depth_override,
+        density_override=density_override,
+        density_step_per_cm2=1.0 / feed.live.grid.cell_area_cm2 if feed.live is not None else 0.0,
     )
     checkpoints = _Checkpoints(logbook, handle)
-    if feed.live is not None:
-        # Upper bound of the cumulative peak: this pass's peak plus the earlier passes' (the
-        # exact sum can only be lower), so the pass stops at or before the zone's maximum.
-        limit_count = math.floor(handle.density_left_per_cm2 * feed.live.grid.cell_area_cm2)
+    if feed.live is not None and not density_override.strip():
+        limits = _CellLimits(feed.live, handle)
     if on_begin is not None:
         on_begin(handle)
     next_checkpoint = loop.time() + checkpoint_every_s
@@ -325,7 +385,9 @@ async def run_logged_pass(
         outcome = await passing.run()
     except asyncio.CancelledError:
         if passing.outcome is not None:
-            await _finish(logbook, checkpoints, passing.outcome, passing, feed, rate_hz)
+            await _finish(
+                logbook, checkpoints, passing.outcome, passing, feed, rate_hz, stopped_how
+            )
         raise
     except BaseException as exc:
         # START refused, or something unforeseen: record what is known rather than leave a
@@ -340,7 +402,7 @@ async def run_logged_pass(
             complete=False,
         )
         raise
-    entry = await _finish(logbook, checkpoints, outcome, passing, feed, rate_hz)
+    entry = await _finish(logbook, checkpoints, outcome, passing, feed, rate_hz, stopped_how)
     return outcome, entry
 
 
@@ -351,14 +413,24 @@ async def _finish(
     passing: Any,
     feed: DensityFeed,
     rate_hz: float,
+    stopped_how: str,
 ) -> Entry[Pass]:
     """The pass record, committed (on this thread: it must be stored even while a Ctrl-C is
-    cancelling the pass, and nothing else runs on the loop once the motor has stopped)."""
+    cancelling the pass, and nothing else runs on the loop once the motor has stopped).
+
+    A pass stopped by the host is recorded with the cause: ``stopped_how`` when this module
+    stopped it (the density limit, a failed checkpoint), else the caller's own reason.
+    """
+    from .pass_run import PassEnd
+
     await checkpoints.drain()
+    ended_how = outcome.ended.value
+    if outcome.ended is PassEnd.STOPPED_BY_HOST:
+        ended_how = stopped_how or f"{ended_how}: {outcome.reason}"
     return logbook.finish_pass(
         checkpoints.handle,
         _figures(passing.samples, feed, rate_hz),
-        ended_how=outcome.ended.value,
+        ended_how=ended_how,
         stop_confirmed=outcome.stop_confirmed,
         complete=outcome.ok,
     )

@@ -208,6 +208,7 @@ def test_refusals_come_before_start_in_one_line_and_record_nothing(
         capsys,
     )
     assert "screening answered yes to pregnancy or breastfeeding" in line
+    assert "unless a clinician gives --override REASON" in line
     line = refused(
         [
             "session",
@@ -232,7 +233,7 @@ def test_refusals_come_before_start_in_one_line_and_record_nothing(
     base = ["--session", sid, "--rate", "120", "--seconds", "1", *db]
     assert "unknown zone 'chin'" in refused(["pass", "chin", "--depth", "0.5", *base], capsys)
     line = refused(["pass", "forehead", "--depth", "1.0", *base], capsys)
-    assert "deeper than forehead allows" in line and "override reason" in line
+    assert "deeper than forehead allows" in line and "give --depth-override REASON" in line
     assert "not planned" in refused(["pass", "neck", "--depth", "0.3", *base], capsys)
     assert passes(db, capsys) == []
     assert Logbook.open(db[1]).running() == []
@@ -253,6 +254,10 @@ def test_refusals_come_before_start_in_one_line_and_record_nothing(
         capsys,
     )
     assert "inside the minimum interval of 28 days" in line
+    assert line.endswith("or give --interval-override REASON")
+    # the refused sessions left no screening behind: only the one of the session started
+    screenings = json.loads(ok(["log", "list", "--kind", "screening", "--json", *db], capsys))
+    assert [e["record"]["client_id"] for e in screenings] == ["c-0042"]
     second = start(db, capsys, "--interval-override", "touch-up agreed with the client")
     assert second != sid
 
@@ -345,3 +350,42 @@ def test_export_and_report_write_their_files(
     report = tmp_path / "report.html"
     ok(["log", "report", sid, "-o", str(report), "--db", url], capsys)
     assert "<html" in report.read_text().lower()
+
+
+def test_the_density_limit_stops_a_pass_names_the_cause_and_refuses_the_next(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db", f"sqlite:///{tmp_path}/lb.db"]
+    setup(db, capsys)
+    ok(["zone", "set", "forehead", "--min", "0.25", "--max", "0.75", "--max-density", "600",
+        "--clinic", "north", *db], capsys)  # fmt: skip
+    sid = start(db, capsys)
+    run = ["forehead", "--session", sid, "--depth", "0.5", "--rate", "120", "--seconds", "1"]
+    line = refused(["pass", *run, *db], capsys)
+    assert "stopped at the zone's density limit: forehead may take 600/cm²" in line
+    listed = ok(["log", "list", "--kind", "pass", *db], capsys)
+    assert "INCOMPLETE (stopped at the zone's density limit)" in listed
+    report = tmp_path / "r.html"
+    ok(["log", "report", sid, "-o", str(report), *db], capsys)
+    html = report.read_text()
+    assert "checkpoint" not in html and "density limit" in html
+    line = refused(["pass", *run, *db], capsys)
+    assert "at or above its maximum of 600" in line and "--density-override REASON" in line
+    ok(["pass", *run, "--density-override", "endpoint not reached", *db], capsys)
+    last = passes(db, capsys)[-1]["record"]
+    assert last["density_override"] == "endpoint not reached" and last["complete"]
+
+
+@pytest.mark.parametrize("area", ["40x30", "60x45", "10x10", "120x80"])
+@pytest.mark.parametrize("seconds", [1.0, 30.0, 600.0])
+def test_the_built_in_pens_tip_glides_for_the_whole_pass(area: str, seconds: float) -> None:
+    """A single raster of the built-in pen ends after a few seconds and parks the tip, and
+    every later stroke then falls on one spot: it is retraced for the whole pass."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from pendriver.cli.logbook import _raster
+    from pendriver.cli.options import zone_arg
+
+    query = parse_qs(urlsplit("sim://" + _raster(zone_arg(area), seconds)).query)
+    motion = parse_trajectory(query["trajectory"][0])
+    assert motion.duration_s is not None and motion.duration_s >= seconds + 10

@@ -423,7 +423,9 @@ def test_the_report_shows_every_pass_flags_escapes_and_anchors(tmp_path: Any) ->
     assert html.count("<svg") == 2  # one cumulative heatmap per zone
     assert "cumulative over 2 passes" in html and "cumulative over 1 pass;" in html
     assert "INCOMPLETE" in html and "STOP UNCONFIRMED" in html
-    assert "Incomplete: the figures stop at the last checkpoint; ended: link lost" in html
+    # a pass that lost its link has the figures up to its end: no word of a checkpoint
+    assert "Ended: link lost; the pen did not confirm STOP" in html
+    assert "checkpoint" not in html
     assert "depth override: thick skin over the brow; Dr Bea&#39;s call" in html
     assert "the pen had been recalibrated that morning" in html
     seq, digest = lb.head()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_logbook_support import clinic, session
 
-from pendriver.logbook import Clinic, Logbook, StorageError, ZoneProfile
+from pendriver.logbook import ENDED_RECOVERED, Clinic, Logbook, StorageError, ZoneProfile
 from pendriver.logbook.engine import new_engine, release
 
 CHILD = r"""
@@ -72,7 +72,7 @@ def test_kill_9_during_checkpoints_keeps_every_finished_pass_and_marks_the_inter
     for pass_id, seq in finished.items():
         assert passes[pass_id].seq == seq and passes[pass_id].record.complete
     cut = passes[last_cp[0]].record
-    assert not cut.complete and cut.ended_how == "interrupted"
+    assert not cut.complete and cut.ended_how == ENDED_RECOVERED and cut.figures_from_checkpoint
     # the kill may land after the next checkpoint committed but before it was printed
     assert cut.figures.strokes in (last_cp[1], last_cp[1] + 1)
     assert set(passes) == {*finished, last_cp[0]}

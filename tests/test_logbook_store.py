@@ -12,13 +12,19 @@ from sqlalchemy import text
 from test_logbook_support import PEN, Clock, cartridge, clinic, figures, screen, session
 
 from pendriver.logbook import (
+    ENDED_RECOVERED,
+    STANDARD_ITEMS,
     Client,
     Course,
     Logbook,
     Pass,
+    PassFigures,
     Refused,
+    Screening,
     ZoneProfile,
     cumulative_peak_per_cm2,
+    rules,
+    screening,
     sum_maps,
 )
 from pendriver.logbook.engine import new_engine
@@ -192,6 +198,91 @@ def test_a_session_inside_the_minimum_interval_is_refused_with_the_earliest_date
     assert book.last_session("K-001", course_id="co1") == book.session(s2.record.session_id)
 
 
+def test_a_session_refused_leaves_no_screening_behind_when_it_brings_its_own(
+    book: Logbook, clock: Clock
+) -> None:
+    """``start_session`` given the Screening itself records it only with the session: a
+    refusal (the interval, a positive answer, an unknown zone) leaves nothing to clean up."""
+    items = (*STANDARD_ITEMS, "sunburn in the area")
+    extra = ("sunburn in the area",)
+
+    def new(sid: str, yes: tuple[str, ...] = ()) -> Screening:
+        answers = {i: i in yes for i in items}
+        return screening(sid, "K-001", "op1", clock.now, answers, clinic_items=extra)
+
+    first = book.start_session("K-001", "op1", ["cheeks"], new("scr-a"))
+    assert [e.record.screening_id for e in book.screenings_of("K-001")] == ["scr-a"]
+    assert first.seq == book.head()[0] and first.record.screening_id == "scr-a"
+    head = book.head()
+    clock.advance(days=3)
+    assert refused(book.start_session, "K-001", "op1", ["cheeks"], new("scr-b")).rule == (
+        "interval"
+    )
+    assert (
+        refused(
+            book.start_session,
+            "K-001",
+            "op1",
+            ["cheeks"],
+            new("scr-c", yes=(items[0],)),
+            interval_override="touch-up",
+        ).rule
+        == "screening_positive"
+    )
+    assert refused(book.start_session, "K-001", "op1", ["chin"], new("scr-d")).rule == (
+        "unknown_zone"
+    )
+    assert book.head() == head
+    second = book.start_session(
+        "K-001", "op1", ["cheeks"], new("scr-e"), interval_override="touch-up"
+    )
+    assert [e.record.screening_id for e in book.screenings_of("K-001")] == ["scr-a", "scr-e"]
+    assert (
+        refused(
+            book.start_session, "K-001", "op1", ["cheeks"], new("scr-e"), interval_override="x"
+        ).rule
+        == "duplicate"
+    )
+    assert book.verify().ok and second.seq == head[0] + 2
+
+
+def test_a_zone_is_refused_when_its_densest_cell_cannot_take_one_puncture_more(
+    book: Logbook,
+) -> None:
+    book.set_zone_profile(ZoneProfile("cheeks", 0.5, 1.5, 1000.0), author="dr1")
+    s = session(book).record
+    h = book.begin_pass(s.session_id, "cheeks", 1.0, cartridge(), PEN, "c")
+    book.finish_pass(h, figures(peak=9))  # 900 of 1000/cm² in 1 mm cells
+    # a map of 1 mm cells: one puncture is 100/cm², which fits exactly
+    h = book.begin_pass(
+        s.session_id, "cheeks", 1.0, cartridge(), PEN, "c", density_step_per_cm2=100.0
+    )
+    assert h.density_left_per_cm2 == pytest.approx(100.0) and len(h.earlier_maps) == 1
+    book.finish_pass(h, PassFigures())
+    # a map of 0.5 mm cells: one puncture is 400/cm², more than the 100 left
+    err = refused(
+        book.begin_pass,
+        s.session_id,
+        "cheeks",
+        1.0,
+        cartridge(),
+        PEN,
+        "c",
+        density_step_per_cm2=400.0,
+    )
+    assert err.rule == "density" and "100 punctures/cm² left" in str(err)
+    assert "less than one puncture in a cell of the pass's map (400/cm²)" in str(err)
+    assert book.running() == []
+
+
+@pytest.mark.parametrize("peak", [1000.0, 1000.0 - 1e-10, 1000.0 * (1 - 1e-12), 1000.5])
+def test_a_zone_at_its_maximum_but_for_float_rounding_is_at_its_maximum(peak: float) -> None:
+    profile = ZoneProfile("cheeks", 0.5, 1.5, 1000.0)
+    refusal = rules.check_zone_density(profile, peak, "", 100.0)
+    assert refusal is not None and "at or above its maximum of 1,000" in refusal.message
+    assert rules.check_zone_density(profile, peak, "endpoint not reached", 100.0) is None
+
+
 def test_the_zones_cumulative_density_over_the_session_is_held_to_its_maximum(
     book: Logbook,
 ) -> None:
@@ -336,9 +427,10 @@ def test_an_abandoned_pass_is_recovered_incomplete_with_its_last_checkpoint(
     assert (p.pass_id, p.complete, p.ended_how, p.stop_confirmed) == (
         h.pass_id,
         False,
-        "interrupted",
+        ENDED_RECOVERED,
         False,
     )
+    assert p.figures_from_checkpoint
     assert p.figures == figures(strokes=80) and p.ended_at == checkpoint_time
     assert p.calibration_version == "cal-9"
     assert passes[-1].author == "logbook recovery"

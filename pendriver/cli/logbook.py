@@ -12,9 +12,10 @@ user's data directory, named in one notice line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json as jsonlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .options import EXIT_ERROR, Commands, Parser, finite_float, positive_float, zone_arg
@@ -29,6 +30,8 @@ DEFAULT_AREA = "40x30"
 """The area a pass maps when ``--area`` is not given (a zone profile has no size)."""
 
 BUILTIN_RASTER = "glide_mm_s=150,tip_width_mm=4,overlap=0.1"
+DEMO_SECONDS = 3.0
+"""The length of ``pen demo``'s pass."""
 """How the built-in simulated pen's tip moves over the area during a logged pass: a hand
 gliding 150 mm/s in 4 mm rows. Slower, the simulated cartridge (16 needles at 120 Hz) would put
 several thousand punctures/cm² in one pass, over any zone's session maximum."""
@@ -89,6 +92,33 @@ def _action(
     p = sub.add_parser(name, parents=list(parents), help=help, description=help)
     p.set_defaults(handler=handler)
     return p
+
+
+_OVERRIDE_FLAGS = {
+    "depth": ("give an override reason", "give --depth-override REASON"),
+    "density": ("give an override reason", "give --density-override REASON"),
+    "interval": ("give an override reason", "give --interval-override REASON"),
+    "screening_positive": (
+        "records an override reason",
+        "gives --override REASON (--override-by ID, default --operator)",
+    ),
+}
+"""The logbook's refusals speak of "an override reason"; on the command line they name the
+flag that gives it."""
+
+
+@contextlib.contextmanager
+def naming_flags() -> Iterator[None]:
+    """Re-raise a refusal that an override lifts with the option that gives the override."""
+    from ..logbook import Refused
+
+    try:
+        yield
+    except Refused as exc:
+        phrase, flag = _OVERRIDE_FLAGS.get(exc.rule, ("", ""))
+        if not phrase or phrase not in str(exc):
+            raise
+        raise Refused(exc.rule, str(exc).replace(phrase, flag)) from None
 
 
 def _listed(text: str) -> list[str]:
@@ -295,6 +325,13 @@ def register(commands: Commands) -> None:
         help="why this pass goes deeper than the zone allows (recorded)",
     )
     p.add_argument(
+        "--density-override",
+        default="",
+        metavar="REASON",
+        help="why this pass may take the zone past its density maximum this session "
+        "(recorded; the pass is then not stopped at the maximum)",
+    )
+    p.add_argument(
         "--area",
         type=zone_arg,
         default=None,
@@ -495,12 +532,11 @@ def start_screened_session(
         )
     except ValueError as exc:
         raise Refused("screening_incomplete", str(exc)) from None
-    logbook.record_screening(record)
     return logbook.start_session(
         client_id,
         operator_id,
         zones,
-        record.screening_id,
+        record,
         course_id=course_id,
         interval_override=interval_override,
     )
@@ -508,17 +544,18 @@ def start_screened_session(
 
 def session_start(args: argparse.Namespace, output: Output) -> int:
     logbook = open_logbook(args, output)
-    entry = start_screened_session(
-        logbook,
-        args.client,
-        args.operator,
-        _listed(args.zones),
-        args.screening,
-        course_id=args.course,
-        override=args.override,
-        override_by=args.override_by,
-        interval_override=args.interval_override,
-    )
+    with naming_flags():
+        entry = start_screened_session(
+            logbook,
+            args.client,
+            args.operator,
+            _listed(args.zones),
+            args.screening,
+            course_id=args.course,
+            override=args.override,
+            override_by=args.override_by,
+            interval_override=args.interval_override,
+        )
     s = entry.record
     if output.json:
         output.emit_json(entry_data(entry))
@@ -555,7 +592,7 @@ def logged_pass(args: argparse.Namespace, output: Output) -> int:
     builtin = getattr(args, "port", None) is None
     logbook = open_logbook(args, output)
     logbook.session(args.session)  # an unknown session: said before connecting to anything
-    simulator = SIMULATOR_URL + _raster(area)
+    simulator = SIMULATOR_URL + _raster(area, args.seconds)
 
     async def body(pen: Pen) -> None:
         if builtin:
@@ -572,15 +609,36 @@ def logged_pass(args: argparse.Namespace, output: Output) -> int:
             area,
             operator_id=args.operator,
             depth_override=args.depth_override,
+            density_override=args.density_override,
         )
 
-    return _with_pen(args, output, body, pen_url(args, output, simulator))
+    with naming_flags():
+        return _with_pen(args, output, body, pen_url(args, output, simulator))
 
 
-def _raster(area: Zone) -> str:
-    return f"?trajectory=raster:width_mm={area.width_mm:g},height_mm={area.height_mm:g}," + (
-        BUILTIN_RASTER
+def _raster(area: Zone, seconds: float) -> str:
+    """The built-in pen's trajectory: the raster over ``area``, retraced as often as it takes
+    to keep the tip gliding for the whole pass. A single raster ends after a few seconds and
+    leaves the tip at rest, where every later stroke would fall on one spot."""
+    return (
+        f"?trajectory=raster:width_mm={area.width_mm:g},height_mm={area.height_mm:g},"
+        f"{BUILTIN_RASTER},passes={_raster_passes(area, seconds)}"
     )
+
+
+def _raster_passes(area: Zone, seconds: float) -> int:
+    """Retraces of :data:`BUILTIN_RASTER` over ``area`` that last ``seconds`` plus the 10 s a
+    slow start (connecting, reading the pen) may take from the pen's boot to START. The path's
+    length as the simulator's raster lays it out: lines one spacing (tip x (1 - overlap))
+    apart or closer, joined by moves at the same glide."""
+    import math
+
+    glide, tip, overlap = 150.0, 4.0, 0.1
+    run = max(area.width_mm - tip, 0.0)
+    rise = max(area.height_mm - tip, 0.0)
+    lines = 1 + math.ceil(rise / (tip * (1 - overlap)) - 1e-9)
+    once_s = max((lines * run + rise) / glide, 0.1)
+    return min(10_000, max(1, math.ceil((seconds + 10.0) / once_s)))
 
 
 def fit_fresh_cartridge(pen: Pen, session_id: str, output: Output) -> None:
@@ -615,6 +673,7 @@ async def pass_with_display(
     *,
     operator_id: str | None = None,
     depth_override: str = "",
+    density_override: str = "",
 ) -> Entry[Pass]:
     """A logged pass with ``pen run``'s live line and summary, then where it was logged.
 
@@ -643,7 +702,9 @@ async def pass_with_display(
     def on_begin(handle: Any) -> None:
         output.say(
             f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s on the "
-            f"{handle.zone} ({handle.density_left_per_cm2:.0f} punctures/cm² left this session)"
+            f"{handle.zone} (densest cell so far this session "
+            f"{handle.density_so_far_per_cm2:.0f} of its {handle.profile.max_density_per_cm2:g} "
+            "punctures/cm²)"
         )
         started.append(loop.time())
         output.motor_started = True
@@ -661,6 +722,7 @@ async def pass_with_display(
                 seconds,
                 operator_id=operator_id,
                 depth_override=depth_override,
+                density_override=density_override,
                 density=density,
                 on_sample=on_sample,
                 on_begin=on_begin,
@@ -742,7 +804,7 @@ def demo_simulator_url() -> str:
     """The built-in pen of ``pen demo``: its tip glides over the demo's area."""
     from ..defaults import SIMULATOR_URL
 
-    return SIMULATOR_URL + _raster(zone_arg(DEMO_AREA))
+    return SIMULATOR_URL + _raster(zone_arg(DEMO_AREA), DEMO_SECONDS)
 
 
 # ---------------------------------------------------------------------- log

@@ -245,7 +245,7 @@ def run(args: argparse.Namespace, output: Output) -> int:
 
 
 def demo(args: argparse.Namespace, output: Output) -> int:
-    from .logbook import demo_pass, demo_simulator_url, open_logbook
+    from .logbook import DEMO_SECONDS, demo_pass, demo_simulator_url, open_logbook
 
     logbook = open_logbook(args, output)
     builtin = getattr(args, "port", None) is None
@@ -260,7 +260,7 @@ def demo(args: argparse.Namespace, output: Output) -> int:
             if info.fixed_rate
             else min(max(120.0, info.rate_min_hz), info.rate_max_hz)
         )
-        await demo_pass(pen, logbook, depth, rate, 3.0, output, builtin=builtin)
+        await demo_pass(pen, logbook, depth, rate, DEMO_SECONDS, output, builtin=builtin)
 
     return _with_pen(args, output, body, pen_url(args, output, demo_simulator_url()))
 

@@ -13,10 +13,12 @@ pure), :mod:`.schema` (tables), :mod:`.engine` (engines and SQLite durability),
 from __future__ import annotations
 
 from .chain import StoredRecord, VerifyResult, verify
-from .densitymap import DensityMap, cumulative_peak_per_cm2, sum_maps
+from .densitymap import DensityMap, counts_on, cumulative_peak_per_cm2, sum_maps
 from .engine import default_url
 from .errors import LogbookError, NotFound, Refused, StorageError
 from .records import (
+    ENDED_AT_DENSITY_LIMIT,
+    ENDED_RECOVERED,
     Answer,
     Cartridge,
     Client,
@@ -40,6 +42,8 @@ from .zones import DEFAULT_ZONES
 
 __all__ = [
     "DEFAULT_ZONES",
+    "ENDED_AT_DENSITY_LIMIT",
+    "ENDED_RECOVERED",
     "STANDARD_ITEMS",
     "Answer",
     "Cartridge",
@@ -68,6 +72,7 @@ __all__ = [
     "StoredRecord",
     "VerifyResult",
     "ZoneProfile",
+    "counts_on",
     "cumulative_peak_per_cm2",
     "default_url",
     "items_for",

@@ -10,6 +10,7 @@ a square cell, both integer micrometres, so two maps on the same lattice line up
 from __future__ import annotations
 
 import base64
+import math
 import sys
 import zlib
 from array import array
@@ -172,3 +173,39 @@ def sum_maps(maps: Sequence[DensityMap]) -> DensityMap:
     if max(total, default=0) > _UINT32_MAX:
         raise ValueError("a summed density map overflows 32-bit counts")
     return DensityMap.from_counts(total, (rows, cols), (x0, y0), cell)
+
+
+def counts_on(
+    maps: Sequence[DensityMap], shape: tuple[int, int], origin_um: tuple[int, int], cell_um: int
+) -> list[int]:
+    """The summed counts of ``maps`` on the lattice ``shape`` / ``origin_um`` / ``cell_um``,
+    flat row-major (what the cells of a new pass's map already hold this session).
+
+    A map on that lattice (same cell, origin a whole number of cells away) is added cell by
+    cell, its cells outside the new map left out. A map that does not line up cannot be placed
+    exactly, so its peak density is added to every cell: an upper bound, which errs on the side
+    of stopping a pass early.
+    """
+    rows, cols = shape
+    if rows < 0 or cols < 0 or cell_um <= 0:
+        raise ValueError(f"not a lattice: {rows} x {cols} cells of {cell_um} µm")
+    total = [0] * (rows * cols)
+    spread = 0.0
+    ox, oy = origin_um
+    for m in maps:
+        dx, rx = divmod(m.origin_um[0] - ox, cell_um)
+        dy, ry = divmod(m.origin_um[1] - oy, cell_um)
+        if m.cell_um != cell_um or rx or ry:
+            spread += m.peak_per_cm2()
+            continue
+        mc = m.shape[1]
+        for i, v in enumerate(m.counts()):
+            if v:
+                r, c = i // mc + dy, i % mc + dx
+                if 0 <= r < rows and 0 <= c < cols:
+                    total[r * cols + c] += v
+    if spread:
+        side_cm = cell_um / 10_000
+        extra = math.ceil(spread * side_cm * side_cm - 1e-9)
+        total = [v + extra for v in total]
+    return total

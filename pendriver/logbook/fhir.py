@@ -192,7 +192,11 @@ def _summary(p: Pass) -> str:
         f"{f.stroke_rate_hz:g} Hz for {f.duration_s:g} s, {f.strokes} strokes, "
         f"{f.punctures} punctures" + (f"; density {dens}" if dens else "") + "; "
         f"ended: {p.ended_how}"
-        + ("" if p.complete else " (incomplete: figures up to the last checkpoint)")
+        + (
+            " (incomplete: the figures stop at the last checkpoint)"
+            if p.figures_from_checkpoint
+            else ("" if p.complete else " (incomplete)")
+        )
     )
 
 

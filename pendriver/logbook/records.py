@@ -312,13 +312,27 @@ class Pass(Record):
     ended_at: datetime
     figures: PassFigures
     ended_how: str = "completed"
-    """``completed``, ``stopped``, ``fault``, ``link lost``, ``interrupted`` (found by recovery)."""
+    """How it ended: ``completed``, :data:`ENDED_AT_DENSITY_LIMIT`, ``fault``, ``pen stopped``,
+    ``link lost``, ``interrupted`` (Ctrl-C), ``refused by the pen``, ``stopped by the host:
+    WHY``, or :data:`ENDED_RECOVERED` (the host died; found by :meth:`Logbook.recover`)."""
     stop_confirmed: bool = True
     """The pen acknowledged STOP (false when the link was lost or the host crashed)."""
     complete: bool = True
-    """False for a pass recovered from a checkpoint: its figures stop at the last checkpoint."""
+    """The pass ran the time asked and its stop was confirmed; :attr:`ended_how` says why not."""
     depth_override: str = ""
     density_override: str = ""
+
+    @property
+    def figures_from_checkpoint(self) -> bool:
+        """Its figures are those of the last checkpoint before the host died, not the end's."""
+        return self.ended_how == ENDED_RECOVERED
+
+
+ENDED_RECOVERED = "interrupted: recovered from its last checkpoint"
+"""``Pass.ended_how`` of a pass whose process died mid-pass, appended by the recovery."""
+
+ENDED_AT_DENSITY_LIMIT = "stopped at the zone's density limit"
+"""``Pass.ended_how`` of a pass the host stopped when the zone reached its density maximum."""
 
 
 @dataclass(frozen=True, slots=True)

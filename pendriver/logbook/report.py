@@ -233,8 +233,10 @@ def _row(e: Entry[Pass], operator: str) -> PassRow:
     why: list[str] = []
     if not p.complete:
         flags.append("INCOMPLETE")
-        why.append("incomplete: the figures stop at the last checkpoint")
-    if p.ended_how != "completed":
+    if p.figures_from_checkpoint:
+        flags.append("INTERRUPTED")
+        why.append("the host stopped mid-pass: the figures stop at its last checkpoint")
+    elif p.ended_how != "completed":
         flags.append(p.ended_how.upper())
         why.append(f"ended: {p.ended_how}")
     if not p.stop_confirmed:

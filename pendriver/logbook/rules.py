@@ -7,11 +7,10 @@ outcome, so two treatment rooms cannot both pass a check that only one may pass.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from .densitymap import DensityMap, cumulative_peak_per_cm2
 from .records import Cartridge, Screening, ZoneProfile
 from .screening import blocking
 from .zones import zone_key
@@ -134,16 +133,38 @@ def check_interval(
 
 
 def check_zone_density(
-    profile: ZoneProfile, maps: Sequence[DensityMap], override_reason: str = ""
+    profile: ZoneProfile,
+    peak_per_cm2: float,
+    override_reason: str = "",
+    step_per_cm2: float = 0.0,
 ) -> Refusal | None:
-    """The zone's cumulative density over the session's passes must stay under its maximum."""
+    """The zone's cumulative density over the session's passes (``peak_per_cm2``, the
+    :func:`~.densitymap.cumulative_peak_per_cm2` of their maps) must stay under its maximum.
+
+    ``step_per_cm2`` is the density one puncture adds to a cell of the map the next pass will
+    be measured on: a zone with less than that left cannot take a single puncture more without
+    passing its maximum, so the pass is refused before its motor starts, rather than started
+    and stopped at its first stroke.
+    """
     if override_reason.strip():
         return None
-    peak = cumulative_peak_per_cm2(maps)
-    if peak < profile.max_density_per_cm2:
+    peak = peak_per_cm2
+    most = profile.max_density_per_cm2
+    left = most - peak
+    tiny = 1e-9 * max(most, step_per_cm2, 1.0)  # the densities' own float rounding
+    if left > tiny and left >= step_per_cm2 - tiny:
         return None
+    if left > tiny:
+        return Refusal(
+            "density",
+            f"{profile.zone} has {left:,.0f} punctures/cm² left this session (it has had "
+            f"{peak:,.0f} of its maximum {most:,.0f}), less than one puncture in a cell of the "
+            f"pass's map ({step_per_cm2:,.0f}/cm²): treat another zone or give an override "
+            "reason",
+        )
     return Refusal(
         "density",
-        f"{profile.zone} has had {peak:,.0f} punctures/cm² this session, at or above its maximum "
+        f"{profile.zone} has had {peak:,.0f} punctures/cm² this session where densest, at or above "
+        f"its maximum "
         f"of {profile.max_density_per_cm2:,.0f}: treat another zone or give an override reason",
     )

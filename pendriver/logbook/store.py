@@ -40,6 +40,7 @@ from .engine import WRITE, default_url, engine_for, shown
 from .errors import LogbookError, NotFound, Refused, StorageError
 from .migrations import HEAD, current, run_upgrade
 from .records import (
+    ENDED_RECOVERED,
     Cartridge,
     Client,
     Clinic,
@@ -101,6 +102,9 @@ class PassHandle:
     started_at: datetime
     density_so_far_per_cm2: float
     """The zone's cumulative peak density over this session's earlier passes."""
+    earlier_maps: tuple[DensityMap, ...] = ()
+    """Those passes' density maps (read in the same transaction as the check), so a runner can
+    hold each cell of the new pass's map to the zone's maximum (:func:`.densitymap.counts_on`)."""
 
     @property
     def density_left_per_cm2(self) -> float:
@@ -447,30 +451,34 @@ class Logbook:
         self, screening: Screening, *, author: str | None = None
     ) -> Entry[Screening]:
         """Record a screening; every question of the client's clinic must be answered, and an
-        override must come from a clinician."""
+        override must come from a clinician. (:meth:`start_session` can take the screening
+        itself instead, so that a refused session leaves no screening behind.)"""
         with self._tx(True) as conn:
             head = self._lock_head(conn)
-            _client, clinic = self._clinic_of(conn, screening.client_id)
-            asked = items_for(clinic.screening_items)
-            answered = {a.item for a in screening.answers}
-            missing = [i for i in asked if i not in answered]
-            if missing:
-                raise Refused(
-                    "screening_incomplete",
-                    f"screening is not complete: answer {'; '.join(missing)}",
-                )
-            if screening.override_reason.strip():
-                ok = any(
-                    e.record.operator_id == screening.override_by and e.record.clinician
-                    for e in self._find(conn, Operator)
-                )
-                if not ok:
-                    raise Refused(
-                        "override_not_clinician",
-                        f"an override needs a clinician: {screening.override_by or 'nobody'!r} "
-                        "is not registered as one; have a clinician record the reason",
-                    )
+            self._check_screening_record(conn, screening)
             return self._append(conn, head, screening, author or screening.operator_id)
+
+    def _check_screening_record(self, conn: Connection, screening: Screening) -> None:
+        _client, clinic = self._clinic_of(conn, screening.client_id)
+        asked = items_for(clinic.screening_items)
+        answered = {a.item for a in screening.answers}
+        missing = [i for i in asked if i not in answered]
+        if missing:
+            raise Refused(
+                "screening_incomplete",
+                f"screening is not complete: answer {'; '.join(missing)}",
+            )
+        if screening.override_reason.strip():
+            ok = any(
+                e.record.operator_id == screening.override_by and e.record.clinician
+                for e in self._find(conn, Operator)
+            )
+            if not ok:
+                raise Refused(
+                    "override_not_clinician",
+                    f"an override needs a clinician: {screening.override_by or 'nobody'!r} "
+                    "is not registered as one; have a clinician record the reason",
+                )
 
     # -- sessions and passes -------------------------------------------------------------
 
@@ -479,16 +487,25 @@ class Logbook:
         client_id: str,
         operator_id: str,
         zones: Sequence[str],
-        screening_id: str,
+        screening: str | Screening,
         *,
         course_id: str = "",
         interval_override: str = "",
         session_id: str | None = None,
     ) -> Entry[Session]:
-        """Start a session after the screening and interval rules (refused in one line)."""
+        """Start a session after the screening and interval rules (refused in one line).
+
+        ``screening``: the id of a screening recorded before, or a new :class:`Screening`,
+        recorded here only if the session starts (one transaction: a session refused for its
+        interval, a zone or a positive answer leaves nothing behind).
+        """
         now = self._now()
         with self._tx(True) as conn:
             head = self._lock_head(conn)
+            new_screening = screening if isinstance(screening, Screening) else None
+            if new_screening is not None:
+                self._check_screening_record(conn, new_screening)
+            screening_id = new_screening.screening_id if new_screening else str(screening)
             _client, clinic = self._clinic_of(conn, client_id)
             self._one(conn, Operator, "operator_id", operator_id)
             profiles = self._profiles(conn, clinic.clinic_id)
@@ -503,6 +520,10 @@ class Logbook:
                 for e in self._find(conn, Screening, records.c.client_id == client_id)
                 if e.record.screening_id == screening_id
             ]
+            if new_screening is not None:
+                if screenings:
+                    raise Refused("duplicate", f"screening {screening_id!r} is already recorded")
+                screenings = [new_screening]
             sessions = self._sessions(conn, records.c.client_id == client_id)
             used_by = next(
                 (s.record.session_id for s in sessions if s.record.screening_id == screening_id),
@@ -542,6 +563,8 @@ class Logbook:
                 course_id,
                 interval_override.strip(),
             )
+            if new_screening is not None:
+                self._append(conn, head, new_screening, new_screening.operator_id)
             return self._append(conn, head, session, operator_id, at=now)
 
     def begin_pass(
@@ -556,9 +579,14 @@ class Logbook:
         operator_id: str | None = None,
         depth_override: str = "",
         density_override: str = "",
+        density_step_per_cm2: float = 0.0,
     ) -> PassHandle:
         """Check a pass before its motor would start (zone, depth, cartridge, density so far)
-        and mark it running; nothing enters the chain until :meth:`finish_pass`."""
+        and mark it running; nothing enters the chain until :meth:`finish_pass`.
+
+        ``density_step_per_cm2``: what one puncture adds to a cell of the map the pass is
+        measured on (``1 / cell area``); a zone with less than that left is refused.
+        """
         now = self._now()
         with self._tx(True) as conn:
             self._lock_head(conn)
@@ -593,7 +621,8 @@ class Logbook:
             }
             _refuse(rules.check_cartridge(cartridge, now.date(), others))
             maps = self._zone_maps(conn, session_id, profile.zone)
-            _refuse(rules.check_zone_density(profile, maps, density_override))
+            peak = cumulative_peak_per_cm2(maps)
+            _refuse(rules.check_zone_density(profile, peak, density_override, density_step_per_cm2))
             pass_id = uuid.uuid4().hex
             plan = Pass(
                 pass_id,
@@ -634,7 +663,8 @@ class Logbook:
                 depth_setpoint_mm,
                 profile,
                 now,
-                cumulative_peak_per_cm2(maps),
+                peak,
+                tuple(maps),
             )
 
     def _zone_maps(self, conn: Connection, session_id: str, zone: str) -> list[DensityMap]:
@@ -772,7 +802,7 @@ class Logbook:
 
     def recover(self) -> list[Entry[Pass]]:
         """Append every orphaned running pass as an incomplete pass record with the figures of
-        its last checkpoint (``ended_how="interrupted"``), and drop its checkpoint row."""
+        its last checkpoint (``ended_how=ENDED_RECOVERED``), and drop its checkpoint row."""
         now = self._now()
         out: list[Entry[Pass]] = []
         with self._tx(True) as conn:
@@ -789,7 +819,7 @@ class Logbook:
                     plan,
                     ended_at=r.updated_at,
                     figures=r.figures or PassFigures(),
-                    ended_how="interrupted",
+                    ended_how=ENDED_RECOVERED,
                     stop_confirmed=False,
                     complete=False,
                 )

@@ -1,0 +1,154 @@
+"""A logged pass on a simulated pen on virtual time (:func:`pendriver.run_logged_pass`): the
+zone's density maximum held cell by cell, a zone with no room refused before START, and the
+way a pass ended recorded in words that name the cause."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pendriver import run_logged_pass
+from pendriver.density.zone import Zone
+from pendriver.logbook import (
+    ENDED_AT_DENSITY_LIMIT,
+    Cartridge,
+    Client,
+    Clinic,
+    DensityMap,
+    Logbook,
+    Operator,
+    PassFigures,
+    PenInfo,
+    Refused,
+    ZoneProfile,
+    items_for,
+    screening,
+)
+from pendriver.logbook.fhir import procedure
+from pendriver.logbook.report import session_report
+from pendriver.testing.virtual import VirtualPen
+from simulator.trajectory import TipSensor, parse_trajectory
+
+RASTER = "raster:width_mm=40,height_mm=30,glide_mm_s=150,tip_width_mm=4,overlap=0.1,passes=20"
+AREA = Zone(40.0, 30.0)  # mapped in 0.5 mm cells (0.0025 cm²): one puncture = 400/cm²
+MOST = 20  # punctures a cell may take (a pass alone puts 10 or more in one where it starts)
+MAX_PER_CM2 = MOST * 400.0
+SHAPE = (60, 80)
+
+
+@pytest.fixture
+def pen() -> Iterator[VirtualPen]:
+    vp = VirtualPen(trajectory=TipSensor(parse_trajectory(RASTER)))
+    yield vp
+    vp.close()
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Iterator[Logbook]:
+    with Logbook.open(f"sqlite:///{tmp_path}/lb.db") as logbook:
+        logbook.add_clinic(Clinic("north", "North"), author="t")
+        logbook.add_operator(Operator("ana", "north", "Ana", clinician=True), author="t")
+        logbook.add_client(Client("c-1", "north"), author="t")
+        logbook.set_zone_profile(
+            ZoneProfile("forehead", 0.25, 0.75, MAX_PER_CM2, clinic_id="north"), author="t"
+        )
+        yield logbook
+
+
+@pytest.fixture
+def sid(book: Logbook) -> str:
+    answers = dict.fromkeys(items_for(()), False)
+    s = screening("scr-1", "c-1", "ana", datetime.now(UTC), answers)
+    return book.start_session("c-1", "ana", ["forehead"], s).record.session_id
+
+
+def earlier_pass(book: Logbook, sid: str, counts: dict[tuple[int, int], int]) -> None:
+    """A finished pass of the session whose map (the pass's own lattice) holds ``counts``."""
+    flat = [0] * (SHAPE[0] * SHAPE[1])
+    for (iy, ix), v in counts.items():
+        flat[iy * SHAPE[1] + ix] = v
+    h = book.begin_pass(
+        sid,
+        "forehead",
+        0.5,
+        Cartridge("EARLIER-1", "LOT-E", date.max, 16),
+        PenInfo("SIM-000001", "sim", "1"),
+        "v1",
+    )
+    book.finish_pass(h, PassFigures(density_map=DensityMap.from_counts(flat, SHAPE, (0, 0), 500)))
+
+
+def run_pass(pen: VirtualPen, book: Logbook, sid: str, seconds: float, **kw: Any) -> Any:
+    async def body() -> Any:
+        async with pen.connect() as p:
+            return await run_logged_pass(
+                p, book, sid, "forehead", 0.5, 120, seconds, density=AREA, **kw
+            )
+
+    return pen.run(body())
+
+
+def test_a_full_cell_far_from_the_tip_does_not_stop_the_pass(book: Logbook, sid: str) -> None:
+    # The tip held at (10, 10) mm; the far corner's cell holds all but one puncture of a
+    # maximum of 200 a cell (80,000/cm²: this test is about where, not how much). Held to the
+    # zone's peak, as before, the pass stopped once any cell took 2 punctures.
+    still = VirtualPen(trajectory=TipSensor(parse_trajectory("stationary:x_mm=10,y_mm=10")))
+    book.set_zone_profile(
+        ZoneProfile("forehead", 0.25, 0.75, 200 * 400.0, clinic_id="north"), author="t"
+    )
+    earlier_pass(book, sid, {(SHAPE[0] - 1, SHAPE[1] - 1): 199})
+    try:
+        outcome, entry = run_pass(still, book, sid, 0.5)
+    finally:
+        still.close()
+    assert outcome.ok, outcome.reason
+    assert entry.record.ended_how == "completed" and entry.record.complete
+    assert entry.record.figures.strokes > 40
+
+
+def test_a_pass_stops_when_a_cell_reaches_the_maximum_and_the_record_says_so(
+    pen: VirtualPen, book: Logbook, sid: str
+) -> None:
+    earlier_pass(
+        book, sid, {(iy, ix): MOST - 1 for iy in range(SHAPE[0]) for ix in range(SHAPE[1])}
+    )
+    outcome, entry = run_pass(pen, book, sid, 2.0)
+    p = entry.record
+    assert not outcome.ok and "reached at x" in outcome.reason
+    assert p.ended_how == ENDED_AT_DENSITY_LIMIT and not p.complete and p.stop_confirmed
+    assert 0 < p.figures.strokes < 60  # stopped within the first half second of the 2 s
+    html = session_report(book, sid)
+    assert "stopped at the zone&#39;s density limit" in html or ENDED_AT_DENSITY_LIMIT in html
+    assert "checkpoint" not in html
+    note = procedure(entry, None, None)["note"][0]["text"]
+    assert f"ended: {ENDED_AT_DENSITY_LIMIT}" in note and "checkpoint" not in note
+
+
+def test_a_zone_with_less_than_one_puncture_a_cell_left_is_refused_before_start(
+    pen: VirtualPen, book: Logbook, sid: str
+) -> None:
+    # One cell at 19 punctures (7600/cm²): of a maximum of 7999, 399/cm² left, less than one.
+    earlier_pass(book, sid, {(3, 3): MOST - 1})
+    book.set_zone_profile(
+        ZoneProfile("forehead", 0.25, 0.75, MAX_PER_CM2 - 1, clinic_id="north"), author="t"
+    )
+    before = book.head()
+    with pytest.raises(Refused) as refused:
+        run_pass(pen, book, sid, 0.5)
+    assert refused.value.rule == "density"
+    assert "less than one puncture in a cell of the pass's map (400/cm²)" in str(refused.value)
+    assert pen.firmware.motor.strokes == 0
+    assert book.head() == before and book.running() == []
+
+
+def test_a_density_override_lifts_the_refusal_and_the_stop_and_is_recorded(
+    pen: VirtualPen, book: Logbook, sid: str
+) -> None:
+    earlier_pass(book, sid, {(iy, ix): MOST for iy in range(SHAPE[0]) for ix in range(SHAPE[1])})
+    outcome, entry = run_pass(pen, book, sid, 0.5, density_override="endpoint not reached")
+    assert outcome.ok and entry.record.density_override == "endpoint not reached"
+    assert entry.record.figures.strokes > 40
