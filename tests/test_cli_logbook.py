@@ -134,9 +134,9 @@ def test_the_whole_flow_on_the_built_in_simulator(
             "correct",
             str(seq),
             "--set",
-            "depth_setpoint_mm=0.45",
+            "operator_id=bo",
             "--reason",
-            "set point typed wrong",
+            "Bo ran the pass on Ana's login",
             "--author",
             "ana",
             *db,
@@ -144,9 +144,16 @@ def test_the_whole_flow_on_the_built_in_simulator(
         capsys,
     )
     shown = json.loads(ok(["log", "show", str(seq), "--json", *db], capsys))
-    assert shown["record"]["depth_setpoint_mm"] == 0.45
-    assert shown["original"]["depth_setpoint_mm"] == 0.5
-    assert "(corrected; was 0.5)" in ok(["log", "show", str(seq), *db], capsys)
+    assert shown["record"]["operator_id"] == "bo"
+    assert shown["original"]["operator_id"] == "ana"
+    assert "(corrected; was ana)" in ok(["log", "show", str(seq), *db], capsys)
+    fix = ["log", "correct", str(seq), "--reason", "r", *db]
+    line = refused([*fix, "--set", "operator_id=ana", "--author", "nobody"], capsys)
+    assert "'nobody' is not a registered operator of clinic north" in line
+    line = refused([*fix, "--set", "depth_setpoint_mm=0.45", "--author", "ana"], capsys)
+    assert "depth_setpoint_mm cannot be corrected" in line and "what the pen was told" in line
+    line = refused([*fix, "--set", "zone=chin", "--author", "ana"], capsys)
+    assert "unknown zone 'chin'" in line
     verified = ok(["log", "verify", *db], capsys)
     assert verified.startswith(f"verified {seq + 2} records, head {seq + 2} ")
     ok(["session", "end", sid, *db], capsys)

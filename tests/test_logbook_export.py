@@ -307,6 +307,7 @@ def test_json_holds_sessions_with_their_passes_corrections_and_the_head(
         "wrong zone",
         {"zone": "glabella"},
     )
+    assert c["was"] == {"zone": "forehead"}  # what the correction replaced, beside it
     assert "original" not in got[m["p1"].seq]
     assert [o["operator_id"] for o in data["operators"]] == ["op1"]
     assert [c["client_id"] for c in data["clients"]] == ["K-001"]
@@ -385,6 +386,7 @@ def test_fhir_bundle_parses_with_the_r4_models_and_carries_lot_serial_and_depth(
     assert "Depth override: thick skin" in notes and "incomplete" in notes
     corrected = " ".join(n["text"] for n in resources[2]["note"])
     assert "recalibrated that morning" in corrected
+    assert "calibration_version: cal-2026-10 → cal-2026-11" in corrected
     # stable ids: a second export gives the same resources
     again = json.loads(export(lb, "fhir", session_id=sid))
     assert [e["fullUrl"] for e in again["entry"]] == [e["fullUrl"] for e in data["entry"]]
@@ -428,6 +430,7 @@ def test_the_report_shows_every_pass_flags_escapes_and_anchors(tmp_path: Any) ->
     assert "checkpoint" not in html
     assert "depth override: thick skin over the brow; Dr Bea&#39;s call" in html
     assert "the pen had been recalibrated that morning" in html
+    assert "calibration_version: cal-2026-10 → cal-2026-11" in html
     seq, digest = lb.head()
     assert digest in html and f"record <strong>{seq}</strong>" in html
     # self-contained: nothing to fetch, no scripts, no links out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from test_logbook_support import PEN, T0, cartridge, figures
 
-from pendriver.logbook import Logbook, chain
+from pendriver.logbook import Logbook, Operator, chain
 from pendriver.logbook.engine import new_engine
 from pendriver.logbook.migrations import HEAD, current, run_upgrade
 from pendriver.logbook.records import Client, Clinic, Pass, PassFigures, Session, utc_text
@@ -98,6 +98,7 @@ def test_an_old_database_is_upgraded_on_open_with_its_records_and_chain_intact(
     assert [e.record.pass_id for e in book.passes_by_lot("LOT-OLD")] == ["P-0", "P-1"]
     assert [e.record.session_id for e in book.sessions_of("K-9")] == ["S-1"]
     # and the upgraded book keeps appending to the same chain
+    book.add_operator(Operator("dr", "c1", "Dr"), author="admin")
     book.correct(rows[-1].seq, {"calibration_version": "cal-2"}, author="dr", reason="typo")
     assert book.verify().ok
     # the append-only triggers came back after the backfill

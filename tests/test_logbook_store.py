@@ -322,6 +322,23 @@ def test_a_correction_references_the_old_record_and_the_chain_verifies(book: Log
     assert [x.seq for x in book.passes_by_lot("LOT-Z")] == [seq]
     assert book.passes_by_lot("LOT-A") == []
     assert refused(book.correct, seq, {"zone": "x"}, author="dr1", reason="").rule == "correction"
+    for fields, author, words in (
+        ({"zone": "forehead"}, "nobody", "'nobody' is not a registered operator of clinic c1"),
+        ({"depth_setpoint_mm": 0.5}, "dr1", "depth_setpoint_mm cannot be corrected"),
+        ({"figures": figures(peak=1).to_dict()}, "dr1", "figures cannot be corrected"),
+        ({"complete": False, "ended_how": "fault"}, "dr1", "complete, ended_how cannot be"),
+        ({"zone": "chin"}, "dr1", "unknown zone 'chin'"),
+        ({"zone": "Forehead"}, "dr1", "write the zone as 'forehead'"),
+        ({"operator_id": "ghost"}, "dr1", "operator 'ghost' is not registered"),
+    ):
+        err = refused(book.correct, seq, fields, author=author, reason="r")
+        assert err.rule == "correction" and words in str(err), str(err)
+    assert refused(book.correct, 3, {"client_id": "K-2"}, author="dr1", reason="r").rule == (
+        "correction"
+    )
+    moved = book.correct(seq, {"zone": "forehead"}, author="op1", reason="logged on the wrong zone")
+    assert book.record(seq).record.zone == "forehead" and book.record(seq).original.zone == "cheeks"
+    assert moved.author == "op1"
     assert refused(book.correct, seq, {"colour": 1}, author="dr1", reason="r").rule == "correction"
     assert refused(book.correct, fix.seq, {"reason": "x"}, author="dr1", reason="r").rule == (
         "correction"

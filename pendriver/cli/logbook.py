@@ -359,8 +359,10 @@ def register(commands: Commands) -> None:
         dest="fields",
         help="the corrected value (JSON, or text), repeatable",
     )
-    p.add_argument("--reason", required=True, metavar="TEXT")
-    p.add_argument("--author", required=True, metavar="ID")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why the record is wrong")
+    p.add_argument(
+        "--author", required=True, metavar="ID", help="who corrects it (a registered operator)"
+    )
     p = _action(sub, "export", log_export, "export records as CSV, JSON or FHIR", [db])
     p.add_argument("--format", choices=("csv", "json", "fhir"), required=True)
     p.add_argument("--client", default=None, metavar="ID")

@@ -18,7 +18,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -232,6 +232,8 @@ class CorrectionNote:
     created_at: datetime
     reason: str
     fields: dict[str, Any]
+    was: dict[str, Any] = field(default_factory=dict)
+    """The same fields as first written: a correction is always shown beside what it replaced."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,11 +243,18 @@ class CorrectionNote:
             "created_at": utc_text(self.created_at),
             "reason": self.reason,
             "fields": self.fields,
+            "was": self.was,
         }
+
+    def changes(self) -> list[str]:
+        """``field: was → now`` for each field corrected."""
+        return [
+            f"{k}: {_shown(self.was.get(k))} → {_shown(v)}" for k, v in sorted(self.fields.items())
+        ]
 
     def line(self) -> str:
         """One line for a report or a FHIR note."""
-        changed = ", ".join(sorted(self.fields))
+        changed = "; ".join(self.changes())
         return (
             f"record {self.ref_seq} corrected by record {self.seq} ({self.author}, "
             f"{utc_text(self.created_at)}): {changed}; reason: {self.reason}"
@@ -276,6 +285,13 @@ def latest(entries: Iterable[Entry[Any]], id_field: str) -> dict[str, Any]:
     return out
 
 
+def _shown(value: Any) -> str:
+    """A corrected value in a line: text as it is, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
+
+
 def correction_notes(
     logbook: Logbook, entries: Iterable[Entry[Any]]
 ) -> dict[int, list[CorrectionNote]]:
@@ -284,8 +300,12 @@ def correction_notes(
         for seq in e.corrections:
             c = logbook.record(seq)
             fix: Correction = c.record
+            first = e.original.to_dict()
+            was = {k: first.get(k) for k in fix.fields}
             out.setdefault(e.seq, []).append(
-                CorrectionNote(seq, fix.ref_seq, c.author, c.created_at, fix.reason, fix.fields)
+                CorrectionNote(
+                    seq, fix.ref_seq, c.author, c.created_at, fix.reason, fix.fields, was
+                )
             )
     return out
 

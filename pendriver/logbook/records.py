@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -375,6 +376,42 @@ def from_kind(kind: str, data: dict[str, Any]) -> Record:
     return cls.from_dict(data)
 
 
+CORRECTABLE: dict[str, tuple[frozenset[str], str]] = {
+    "clinic": (frozenset({"name", "min_interval_days", "screening_items"}), ""),
+    "operator": (frozenset({"name", "clinician"}), ""),
+    "client": (frozenset(), "a client record holds only its ids: add the right client"),
+    "zone_profile": (frozenset(), "set a new profile with pen zone set (it replaces this one)"),
+    "screening": (
+        frozenset(),
+        "a screening keeps the answers as given: record a new screening before the session",
+    ),
+    "course": (frozenset({"indication", "planned_sessions", "min_interval_days", "zones"}), ""),
+    "session": (frozenset({"operator_id", "zones", "course_id"}), ""),
+    "session_end": (frozenset({"note"}), ""),
+    "pass": (
+        frozenset({"zone", "operator_id", "cartridge", "calibration_version"}),
+        "the set point, the figures, the times, how it ended and the override reasons are what "
+        "the pen was told and measured",
+    ),
+}
+"""Per kind, the fields a correction may change, and why the others may not. Ids, links and
+times are never corrected (a record in the wrong place is a new record, not an edit); nor is
+what a machine measured or a person declared at the time (a pass's figures, a screening's
+answers)."""
+
+
+def correctable(kind: str, fields: Iterable[str]) -> str:
+    """Why ``fields`` of a ``kind`` record cannot be corrected (empty when they can)."""
+    allowed, why = CORRECTABLE.get(kind, (frozenset(), ""))
+    fixed = sorted(set(fields) - allowed)
+    if not fixed:
+        return ""
+    what = f"a {kind.replace('_', ' ')} record's {', '.join(fixed)} cannot be corrected"
+    if allowed:
+        what += f" (only {', '.join(sorted(allowed))} can)"
+    return f"{what}: {why}" if why else what
+
+
 def corrected(record: R, fields: dict[str, Any]) -> R:
     """``record`` as ``fields`` (plain data) correct it; unknown fields are refused."""
     data = record.to_dict()
@@ -389,6 +426,7 @@ def corrected(record: R, fields: dict[str, Any]) -> R:
 
 
 __all__ = [
+    "CORRECTABLE",
     "KINDS",
     "Answer",
     "Cartridge",
@@ -406,6 +444,7 @@ __all__ = [
     "Session",
     "SessionEnd",
     "ZoneProfile",
+    "correctable",
     "corrected",
     "from_kind",
     "parse_utc",

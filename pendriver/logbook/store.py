@@ -55,6 +55,7 @@ from .records import (
     Session,
     SessionEnd,
     ZoneProfile,
+    correctable,
     corrected,
     from_kind,
     parse_utc,
@@ -769,13 +770,55 @@ class Logbook:
                     "correction",
                     f"record {seq} is a correction: correct record {target[0].ref_seq} instead",
                 )
+            record = target[0].record
             try:
-                corrected(target[0].record, fields)
+                fixed = corrected(record, fields)
             except (ValueError, TypeError, KeyError) as exc:
                 raise Refused("correction", f"cannot correct record {seq}: {exc}") from None
+            why_not = correctable(record.kind, fields)
+            if why_not:
+                raise Refused("correction", f"cannot correct record {seq}: {why_not}")
+            self._check_correction(conn, seq, record, fixed, author)
             return self._append(
                 conn, head, Correction(seq, dict(fields), reason.strip()), author, ref_seq=seq
             )
+
+    def _check_correction(
+        self, conn: Connection, seq: int, record: Record, fixed: Record, author: str
+    ) -> None:
+        """Who may correct, and what a corrected value may be: the author is a registered
+        operator (of the record's clinic, when it has one); a corrected operator is one too;
+        a corrected zone is one the clinic knows, under its own name."""
+        operators = {e.record.operator_id: e.record for e in self._find(conn, Operator)}
+        clinic_id = getattr(record, "clinic_id", "")
+        client_id = getattr(record, "client_id", "")
+        if client_id:
+            clinic_id = self._clinic_of(conn, client_id)[1].clinic_id
+        by = operators.get(author)
+        if by is None or (clinic_id and by.clinic_id != clinic_id):
+            where = f" of clinic {clinic_id}" if clinic_id else ""
+            raise Refused(
+                "correction",
+                f"cannot correct record {seq}: {author!r} is not a registered operator{where}; "
+                "the author must be one (pen operator add)",
+            )
+        operator = getattr(fixed, "operator_id", None)
+        changed = operator != getattr(record, "operator_id", None)
+        if operator is not None and changed and operator not in operators:
+            raise Refused(
+                "correction",
+                f"cannot correct record {seq}: operator {operator!r} is not registered",
+            )
+        zone = getattr(fixed, "zone", None)
+        if isinstance(fixed, Pass) and zone != getattr(record, "zone", None):
+            found = rules.find_zone(fixed.zone, self._profiles(conn, clinic_id))
+            if isinstance(found, rules.Refusal):
+                raise Refused("correction", f"cannot correct record {seq}: {found.message}")
+            if found.zone != fixed.zone:
+                raise Refused(
+                    "correction",
+                    f"cannot correct record {seq}: write the zone as {found.zone!r}",
+                )
 
     # -- recovery ------------------------------------------------------------------------
 
