@@ -357,6 +357,7 @@ def test_export_and_report_write_their_files(
     report = tmp_path / "report.html"
     ok(["log", "report", sid, "-o", str(report), "--db", url], capsys)
     assert "<html" in report.read_text().lower()
+    assert "The whole chain verified when this report was made" in report.read_text()
 
 
 def test_the_density_limit_stops_a_pass_names_the_cause_and_refuses_the_next(
@@ -396,3 +397,39 @@ def test_the_built_in_pens_tip_glides_for_the_whole_pass(area: str, seconds: flo
     query = parse_qs(urlsplit("sim://" + _raster(zone_arg(area), seconds)).query)
     motion = parse_trajectory(query["trajectory"][0])
     assert motion.duration_s is not None and motion.duration_s >= seconds + 10
+
+
+def test_a_logbook_that_fails_verification_says_so_in_every_listing_export_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "lb.db"
+    db = ["--db", f"sqlite:///{path}"]
+    setup(db, capsys)
+    sid = start(db, capsys)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("DROP TRIGGER records_no_update")
+        con.execute("UPDATE records SET body = replace(body, 'Ana', 'Eve') WHERE seq = 2")
+    con.close()
+    code, out, err = pen(["log", "list", *db], capsys)
+    assert code == 0
+    assert "warning: the logbook does not verify from record 2 on" in err
+    firsts = [line.split()[0] for line in out.splitlines() if line.strip()]
+    marks = [f for f in firsts if f.lstrip("!").rstrip("*").isdigit()]
+    assert marks[:3] == ["1", "!2", "!3"] and all(m.startswith("!") for m in marks[1:]), out
+    assert "! not vouched for" in out
+    listed = json.loads(ok(["log", "list", "--json", *db], capsys))
+    assert [e["verified"] for e in listed][:3] == [True, False, False]
+    report = tmp_path / "r.html"
+    code, _out, err = pen(["log", "report", sid, "-o", str(report), *db], capsys)
+    assert code == 0 and "the report (it says so at the top)" in err
+    html = report.read_text()
+    assert "LOGBOOK DOES NOT VERIFY</span> record 2:" in html and "NOT VOUCHED FOR" in html
+    code, out, err = pen(["log", "export", "--format", "json", *db], capsys)
+    assert code == 0 and "warning: the logbook does not verify" in err
+    verdict = json.loads(out)["verification"]
+    assert verdict["ok"] is False and verdict["first_bad"] == 2
+    code, _out, err = pen(["log", "export", "--format", "csv", *db], capsys)
+    assert code == 0 and "may hold altered records" in err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json as jsonlib
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -882,19 +883,25 @@ def _selected(args: argparse.Namespace, logbook: Logbook) -> list[Entry[Any]]:
 def log_list(args: argparse.Namespace, output: Output) -> int:
     logbook = open_logbook(args, output)
     found = _selected(args, logbook)
+    verdict = logbook.verify()
+    _warn_unverified(output, verdict, "records marked ! below")
     if output.json:
-        output.emit_json([entry_data(e) for e in found])
+        bad = verdict.first_bad if verdict.first_bad is not None else math.inf
+        output.emit_json([{**entry_data(e), "verified": e.seq < bad} for e in found])
         return 0
     if not found:
         output.notice("no records match")
         return 0
     # Plain lines, not a table: a pass's line is long, and a table on a pipe would cut it.
+    bad = verdict.first_bad if verdict.first_bad is not None else math.inf
     for e in found:
-        seq = f"{e.seq}{'*' if e.corrections else ''}"
+        seq = f"{'!' if e.seq >= bad else ''}{e.seq}{'*' if e.corrections else ''}"
         when = e.created_at.strftime("%Y-%m-%d %H:%M:%S")
         output.say(f"{seq:>6}  {when}  {e.kind:<12} {e.author:<14} {describe(e)}")
     if any(e.corrections for e in found):
         output.say("* corrected: pen log show SEQ shows the original and the corrections")
+    if any(e.seq >= bad for e in found):
+        output.say("! not vouched for: the chain fails at or before this record (pen log verify)")
     return 0
 
 
@@ -975,6 +982,7 @@ def log_export(args: argparse.Namespace, output: Output) -> int:
     from ..logbook.export import export  # type: ignore[import-not-found,unused-ignore]
 
     logbook = open_logbook(args, output)
+    verdict = logbook.verify()
     text: str = export(
         logbook,
         args.format,
@@ -983,8 +991,10 @@ def log_export(args: argparse.Namespace, output: Output) -> int:
         since=args.since,
         until=args.until,
         lot=args.lot,
+        verification=verdict,
     )
     _write(text, args.output, output, f"{args.format} export")
+    _warn_unverified(output, verdict, "the export")
     return 0
 
 
@@ -992,9 +1002,20 @@ def log_report(args: argparse.Namespace, output: Output) -> int:
     from ..logbook.report import session_report  # type: ignore[import-not-found,unused-ignore]
 
     logbook = open_logbook(args, output)
-    html: str = session_report(logbook, args.session_id)
+    verdict = logbook.verify()
+    html: str = session_report(logbook, args.session_id, verdict)
     _write(html, args.output, output, f"report of session {args.session_id}")
+    _warn_unverified(output, verdict, "the report (it says so at the top)")
     return 0
+
+
+def _warn_unverified(output: Output, verdict: Any, what: str) -> None:
+    """One notice line when the chain behind a listing, an export or a report fails."""
+    if not verdict.ok:
+        output.notice(
+            f"warning: the logbook does not verify from record {verdict.first_bad} on "
+            f"({verdict.problem}): {what} may hold altered records; run pen log verify"
+        )
 
 
 def _write(text: str, path: str | None, output: Output, what: str) -> None:

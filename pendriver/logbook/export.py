@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from .chain import VerifyResult
 from .errors import LogbookError, NotFound
 from .records import Client, Clinic, Correction, Operator, Pass, Screening, Session, utc_text
 from .store import Entry, Logbook
@@ -275,6 +276,9 @@ class Gathered:
     corrections: dict[int, list[CorrectionNote]]
     """Record seq -> the corrections applied to it, oldest first."""
     head: tuple[int, str]
+    verification: VerifyResult
+    """The whole chain verified as the export was made: a report or an export of a logbook
+    that fails says so on its face, and names the first bad record."""
 
 
 def latest(entries: Iterable[Entry[Any]], id_field: str) -> dict[str, Any]:
@@ -335,9 +339,10 @@ def with_ends(logbook: Logbook, found: Sequence[Entry[Session]]) -> list[Entry[S
     ]
 
 
-def gather(logbook: Logbook, sel: Selection) -> Gathered:
+def gather(logbook: Logbook, sel: Selection, verification: VerifyResult | None = None) -> Gathered:
     """Read the selected passes, their sessions, screenings, people and corrections, then the
-    chain head (last: every record read lies inside the chain it seals)."""
+    chain head (last: every record read lies inside the chain it seals), and verify the chain
+    (unless the caller did: ``verification``)."""
     passes = _passes(logbook, sel)
     sessions = {e.record.session_id: e for e in _sessions(logbook, sel)}
     for p in passes:
@@ -366,6 +371,7 @@ def gather(logbook: Logbook, sel: Selection) -> Gathered:
         clinics,
         notes,
         head,
+        verification if verification is not None else logbook.verify(),
     )
 
 
@@ -396,8 +402,13 @@ def export(
     since: date | str | None = None,
     until: date | str | None = None,
     lot: str | None = None,
+    verification: VerifyResult | None = None,
 ) -> str:
     """The selected passes as ``fmt`` ("csv", "json" or "fhir"), as text.
+
+    The chain is verified first (or ``verification`` is the caller's verdict): the JSON export
+    carries it (``verification``); a caller writing CSV or FHIR should tell its user when it
+    fails.
 
     The criteria combine as AND; ``since``/``until`` are inclusive dates (or ISO strings: a
     date, or a time with a timezone). Bad arguments raise a one-line :class:`LogbookError`.
@@ -408,13 +419,13 @@ def export(
     sel = Selection.of(
         client_id=client_id, session_id=session_id, since=since, until=until, lot=lot
     )
+    g = gather(logbook, sel, verification)
     if fmt == "csv":
-        return to_csv(gather(logbook, sel))
+        return to_csv(g)
     if fmt == "json":
-        return to_json(gather(logbook, sel))
+        return to_json(g)
     from .fhir import bundle
 
-    g = gather(logbook, sel)
     return json.dumps(bundle(g), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
@@ -540,6 +551,12 @@ def to_dict(g: Gathered) -> dict[str, Any]:
         "exported_at": utc_text(datetime.now(UTC)),
         "selection": g.selection.to_dict(),
         "head": {"seq": g.head[0], "hash": g.head[1]},
+        "verification": {
+            "ok": g.verification.ok,
+            "records": g.verification.records,
+            "first_bad": g.verification.first_bad,
+            "problem": g.verification.problem,
+        },
         "pass_count": len(g.passes),
         "clinics": [g.clinics[c].to_dict() for c in sorted(clinic_ids) if c in g.clinics],
         "operators": [g.operators[o].to_dict() for o in sorted(operator_ids) if o in g.operators],

@@ -21,6 +21,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from .chain import VerifyResult
 from .densitymap import DensityMap, sum_maps
 from .export import CorrectionNote, Selection, density_figures, gather
 from .records import Pass, ZoneProfile
@@ -331,11 +332,15 @@ def _environment() -> Environment:
     return env
 
 
-def session_report(logbook: Logbook, session_id: str) -> str:
+def session_report(
+    logbook: Logbook, session_id: str, verification: VerifyResult | None = None
+) -> str:
     """The printable HTML report of session ``session_id`` (raises :class:`~.errors.NotFound`
-    for an unknown session)."""
+    for an unknown session). The chain is verified first (or ``verification`` is the caller's
+    verdict); a logbook that fails is said to at the top of the page, with the first bad
+    record."""
     session = logbook.session(session_id)  # NotFound, one line, for an unknown id
-    g = gather(logbook, Selection(session_id=session_id))
+    g = gather(logbook, Selection(session_id=session_id), verification)
     s = session.record
     client = g.clients.get(s.client_id)
     clinic = g.clinics.get(client.clinic_id) if client is not None else None
@@ -383,6 +388,7 @@ def session_report(logbook: Logbook, session_id: str) -> str:
             corrections=corrections,
             head_seq=head_seq,
             head_hash=head_hash,
+            verification=g.verification,
             generated=_when(datetime.now(UTC)),
             logbook_url=logbook.url,
             inf=math.inf,
