@@ -5,9 +5,11 @@ and the chain verifies."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -150,6 +152,66 @@ def test_a_read_only_sqlite_file_is_refused_in_one_line_and_nothing_is_lost(tmp_
         path.chmod(0o644)
     book = Logbook.open(f"sqlite:///{path}")
     assert book.head()[0] == seq and book.verify().ok
+
+
+def _as_ordinary_user(argv: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """``pen ARGV`` as a user without root's right to ignore file permissions: ``nobody`` when
+    the tests run as root (CI does), else the user running them."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.fail("running as root without setpriv (util-linux): cannot drop to nobody")
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home), "PATH": os.defpath, "LANG": "C.UTF-8"}
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "pendriver.cli", *argv],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_read_only_file_or_folder_stops_an_ordinary_user_in_one_line_and_loses_nothing(
+    what: str,
+) -> None:
+    """What root cannot see: a logbook whose file, or whose folder (SQLite writes its WAL and
+    shared-memory files beside the database), the user may not write."""
+    home = Path(tempfile.mkdtemp(prefix="pendriver-ro-"))
+    try:
+        home.chmod(0o755)  # nobody may enter (pytest's tmp_path is root's alone)
+        folder = home / "logbook"
+        folder.mkdir()
+        path, seq = _filled(folder)
+        url = f"sqlite:///{path}"
+        for p in folder.iterdir():
+            p.chmod(0o444 if what == "file" else 0o666)
+        folder.chmod(0o777 if what == "file" else 0o555)
+        if os.geteuid() != 0:
+            for p in folder.iterdir():
+                p.chmod(0o444 if what == "file" else 0o644)
+        before = {p.name: p.read_bytes() for p in folder.iterdir()}
+        for argv in (["log", "list"], ["client", "add", "K-2", "--clinic", "c1"]):
+            done = _as_ordinary_user([*argv, "--db", url], home)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 1 and len(lines) == 1, done.stderr
+            assert lines[0].startswith(f"pen: error: cannot open the logbook at {url}: "), lines
+            assert "read-only" in lines[0] and "writable" in lines[0]
+        # the database is untouched (in a writable folder SQLite may leave an empty WAL beside)
+        assert path.read_bytes() == before[path.name]
+        folder.chmod(0o755)
+        for p in folder.iterdir():
+            p.chmod(0o644)
+        book = Logbook.open(url)
+        assert book.head()[0] == seq and book.verify().ok
+        book.close()
+    finally:
+        for root, dirs, _files in os.walk(home):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_a_corrupt_or_foreign_sqlite_file_is_refused_in_one_line(tmp_path: Path) -> None:
