@@ -152,3 +152,93 @@ def test_a_density_override_lifts_the_refusal_and_the_stop_and_is_recorded(
     outcome, entry = run_pass(pen, book, sid, 0.5, density_override="endpoint not reached")
     assert outcome.ok and entry.record.density_override == "endpoint not reached"
     assert entry.record.figures.strokes > 40
+
+
+def test_a_cancelled_pass_is_stopped_recorded_and_the_cancellation_goes_on(
+    pen: VirtualPen, book: Logbook, sid: str
+) -> None:
+    """Ctrl-C during a pass (the task cancelled a second after START): STOP is sent, the pass
+    is committed as interrupted with its figures so far, then the cancellation goes on."""
+    import asyncio
+
+    async def body() -> None:
+        started = asyncio.Event()
+        async with pen.connect() as p:
+            task = asyncio.ensure_future(
+                run_logged_pass(
+                    p,
+                    book,
+                    sid,
+                    "forehead",
+                    0.5,
+                    120,
+                    30.0,
+                    density=AREA,
+                    on_begin=lambda _h: started.set(),
+                )
+            )
+            await started.wait()
+            await asyncio.sleep(1.0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    pen.run(body())
+    (entry,) = book.passes_of(sid)
+    p = entry.record
+    assert p.ended_how == "interrupted" and not p.complete and p.stop_confirmed
+    assert not p.figures_from_checkpoint and 60 < p.figures.strokes < 240
+    assert pen.firmware.motor.target_hz == 0 and book.running() == []
+
+
+class _FullDisk(Logbook):
+    """A logbook whose checkpoints fail after the first, as on a disk that filled mid-pass
+    (the one fault here that is not the real thing: it needs a disk to fill on cue)."""
+
+    stored = 0
+
+    def checkpoint(self, handle: Any, figures: PassFigures) -> None:
+        if self.stored >= 1:
+            from pendriver.logbook import StorageError
+
+            raise StorageError("cannot write to the logbook: database or disk is full")
+        super().checkpoint(handle, figures)
+        self.stored += 1
+
+
+def test_a_checkpoint_that_fails_stops_the_pass_and_the_record_says_why(
+    pen: VirtualPen, tmp_path: Path
+) -> None:
+    with _FullDisk.open(f"sqlite:///{tmp_path}/full.db") as book:
+        book.add_clinic(Clinic("north", "North"), author="t")
+        book.add_operator(Operator("ana", "north", "Ana", clinician=True), author="t")
+        book.add_client(Client("c-1", "north"), author="t")
+        book.set_zone_profile(
+            ZoneProfile("forehead", 0.25, 0.75, 1e6, clinic_id="north"), author="t"
+        )
+        answers = dict.fromkeys(items_for(()), False)
+        s = screening("scr-1", "c-1", "ana", datetime.now(UTC), answers)
+        sid = book.start_session("c-1", "ana", ["forehead"], s).record.session_id
+        outcome, entry = run_pass(pen, book, sid, 30.0)
+    assert not outcome.ok and "could not store the pass's checkpoint" in outcome.reason
+    assert "disk is full" in outcome.reason
+    p = entry.record
+    assert p.ended_how == "stopped: the logbook could not store a checkpoint"
+    assert p.stop_confirmed and not p.complete and p.figures.duration_s < 5.0
+    assert pen.firmware.motor.target_hz == 0
+
+
+def test_start_refused_by_the_pen_after_the_logbook_allowed_it_is_recorded(
+    pen: VirtualPen, book: Logbook, sid: str
+) -> None:
+    """The logbook allowed the pass; the cartridge is pulled just before START, which the pen
+    refuses. The motor never ran, and the record says the pen refused."""
+    from pendriver.errors import PenRefused
+
+    with pytest.raises(PenRefused, match="START"):
+        run_pass(pen, book, sid, 2.0, on_begin=lambda _h: pen.faults.pull_cartridge())
+    assert pen.firmware.motor.strokes == 0
+    (entry,) = book.passes_of(sid)
+    p = entry.record
+    assert p.ended_how == "refused by the pen" and not p.complete and p.figures.strokes == 0
+    assert book.running() == []
