@@ -149,7 +149,7 @@ def test_the_whole_flow_on_the_built_in_simulator(
     assert "(corrected; was ana)" in ok(["log", "show", str(seq), *db], capsys)
     fix = ["log", "correct", str(seq), "--reason", "r", *db]
     line = refused([*fix, "--set", "operator_id=ana", "--author", "nobody"], capsys)
-    assert "'nobody' is not a registered operator of clinic north" in line
+    assert "'nobody' is not a registered clinician of clinic north" in line
     line = refused([*fix, "--set", "depth_setpoint_mm=0.45", "--author", "ana"], capsys)
     assert "depth_setpoint_mm cannot be corrected" in line and "what the pen was told" in line
     line = refused([*fix, "--set", "zone=chin", "--author", "ana"], capsys)
@@ -366,7 +366,7 @@ def test_the_density_limit_stops_a_pass_names_the_cause_and_refuses_the_next(
     db = ["--db", f"sqlite:///{tmp_path}/lb.db"]
     setup(db, capsys)
     ok(["zone", "set", "forehead", "--min", "0.25", "--max", "0.75", "--max-density", "600",
-        "--clinic", "north", *db], capsys)  # fmt: skip
+        "--clinic", "north", "--author", "ana", *db], capsys)  # fmt: skip
     sid = start(db, capsys)
     run = ["forehead", "--session", sid, "--depth", "0.5", "--rate", "120", "--seconds", "1"]
     line = refused(["pass", *run, *db], capsys)

@@ -100,6 +100,7 @@ def build_session(url: str, operator_name: str = "Ann Smith") -> tuple[Logbook, 
         cart,
         pen,
         "cal-2026-10",
+        operator_id="dr1",
         depth_override="thick skin over the brow; Dr Bea's call",
     )
     clock.advance(seconds=20)
@@ -211,7 +212,16 @@ def test_csv_quotes_commas_quotes_and_line_breaks_and_shows_corrections(
     s = session(book).record
     reason = 'thick, "leathery" skin\non the cheeks'
     e = book.finish_pass(
-        book.begin_pass(s.session_id, "cheeks", 1.75, cartridge(), PEN, "c", depth_override=reason),
+        book.begin_pass(
+            s.session_id,
+            "cheeks",
+            1.75,
+            cartridge(),
+            PEN,
+            "c",
+            operator_id="dr1",
+            depth_override=reason,
+        ),
         figures(),
     )
     fix = book.correct(e.seq, {"calibration_version": "cal-9"}, author="dr1", reason="typo")
@@ -280,7 +290,7 @@ def test_json_holds_sessions_with_their_passes_corrections_and_the_head(
     book: Logbook, clock: Clock
 ) -> None:
     m = two_clients(book, clock)
-    fix = book.correct(m["p2"].seq, {"zone": "glabella"}, author="dr1", reason="wrong zone")
+    fix = book.correct(m["p2"].seq, {"zone": "cheeks"}, author="dr1", reason="wrong zone")
     text = export(book, "json", client_id="K-001")
     data = json.loads(text)
     assert data["format"] == "pendriver-logbook-export" and data["version"] == 1
@@ -299,13 +309,13 @@ def test_json_holds_sessions_with_their_passes_corrections_and_the_head(
         assert Pass.from_dict(exported["record"]) == entry.record
         assert exported["hash"] == entry.hash
     corrected = got[m["p2"].seq]
-    assert corrected["record"]["zone"] == "glabella" and corrected["original"]["zone"] == "forehead"
+    assert corrected["record"]["zone"] == "cheeks" and corrected["original"]["zone"] == "forehead"
     (c,) = corrected["corrections"]
     assert (c["seq"], c["author"], c["reason"], c["fields"]) == (
         fix.seq,
         "dr1",
         "wrong zone",
-        {"zone": "glabella"},
+        {"zone": "cheeks"},
     )
     assert c["was"] == {"zone": "forehead"}  # what the correction replaced, beside it
     assert "original" not in got[m["p1"].seq]
@@ -352,7 +362,10 @@ def test_fhir_bundle_parses_with_the_r4_models_and_carries_lot_serial_and_depth(
         assert {"type": {"text": "firmware"}, "value": "2.1.0"} in devices["pen"]["version"]
         assert [r["reference"] for r in res["usedReference"]] == ["#pen", "#cartridge"]
         assert res["subject"]["identifier"]["value"] == "K-001"
-        assert res["performer"][0]["actor"]["display"] == "Ann Smith"
+        # the depth-override pass was run by the clinician who gave the override
+        assert res["performer"][0]["actor"]["display"] == (
+            "Dr Bea" if p.depth_override else "Ann Smith"
+        )
         assert res["encounter"]["reference"] == data["entry"][0]["fullUrl"]
         assert res["performedPeriod"]["start"].startswith("2026-12-01T09:")
         ext = {x["url"].rsplit("/", 1)[1]: x for x in res["extension"]}
@@ -451,7 +464,14 @@ def test_a_zone_over_its_limit_is_flagged_and_its_cells_outlined(
     for _ in range(2):
         book.finish_pass(
             book.begin_pass(
-                s.session_id, "cheeks", 1.0, cartridge(), PEN, "c", density_override="x"
+                s.session_id,
+                "cheeks",
+                1.0,
+                cartridge(),
+                PEN,
+                "c",
+                operator_id="dr1",
+                density_override="x",
             ),
             figures(peak=10, cell_um=250),  # 10 per 0.0625 mm²: 16,000 /cm²
         )
@@ -492,3 +512,16 @@ def test_exports_and_report_on_each_backend(logbook_url: str) -> None:
     assert html.count("<svg") == 2 and lb.head()[1] in html
     assert lb.verify().ok
     assert export(lb, "csv", until=T0.date() - timedelta(days=1)).count("\r\n") == 1
+
+
+def test_each_correction_is_shown_beside_the_value_it_replaced(book: Logbook, clock: Clock) -> None:
+    m = two_clients(book, clock)
+    book.correct(m["p2"].seq, {"operator_id": "dr1"}, author="dr1", reason="wrong login")
+    book.correct(m["p2"].seq, {"operator_id": "op1"}, author="dr1", reason="it was op1 after all")
+    data = json.loads(export(book, "json", client_id="K-001"))
+    (s,) = data["sessions"]
+    (p,) = [p for p in s["passes"] if p["seq"] == m["p2"].seq]
+    assert [(c["was"], c["fields"]) for c in p["corrections"]] == [
+        ({"operator_id": "op1"}, {"operator_id": "dr1"}),
+        ({"operator_id": "dr1"}, {"operator_id": "op1"}),
+    ]

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 from test_logbook_support import clinic, session
 
-from pendriver.logbook import ENDED_RECOVERED, Clinic, Logbook, StorageError, ZoneProfile
+from pendriver.logbook import (
+    ENDED_RECOVERED,
+    Clinic,
+    Logbook,
+    Operator,
+    StorageError,
+    ZoneProfile,
+)
 from pendriver.logbook.engine import new_engine, release
 
 CHILD = r"""
@@ -28,7 +35,10 @@ from test_logbook_support import PEN, cartridge, figures
 book = Logbook.open(sys.argv[1])
 i = 0
 while True:
-    h = book.begin_pass(sys.argv[2], "cheeks", 1.0, cartridge(), PEN, "cal-1", density_override="t")
+    h = book.begin_pass(
+        sys.argv[2], "cheeks", 1.0, cartridge(), PEN, "cal-1",
+        operator_id="dr1", density_override="t",
+    )
     for k in range(1, 4):
         book.checkpoint(h, figures(strokes=i * 10 + k))
         print("cp", h.pass_id, i * 10 + k, flush=True)
@@ -85,7 +95,10 @@ def test_kill_9_during_checkpoints_keeps_every_finished_pass_and_marks_the_inter
 def test_concurrent_writers_each_with_its_own_engine_lose_and_interleave_nothing(
     logbook_url: str, writers: int
 ) -> None:
-    Logbook.open(logbook_url).add_clinic(Clinic("c1", "One"), author="a")
+    setup = Logbook.open(logbook_url)
+    setup.add_clinic(Clinic("c1", "One"), author="a")
+    for k in range(writers):
+        setup.add_operator(Operator(f"w{k}", "c1", f"Writer {k}", clinician=True), author="a")
     n = 40
     errors: list[BaseException] = []
     start = threading.Barrier(writers)
@@ -114,7 +127,8 @@ def test_concurrent_writers_each_with_its_own_engine_lose_and_interleave_nothing
     book = Logbook.open(logbook_url)
     entries = book.entries("zone_profile")
     assert len(entries) == writers * n
-    assert [e.seq for e in book.entries()] == list(range(1, writers * n + 2))
+    # the clinic, the writers (operators), then every profile, no gap
+    assert [e.seq for e in book.entries()] == list(range(1, writers * n + writers + 2))
     for k in range(writers):
         mine = [e.record.zone for e in entries if e.author == f"w{k}"]
         assert mine == [f"zone {k} {i}" for i in range(n)]

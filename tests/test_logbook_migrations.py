@@ -98,7 +98,7 @@ def test_an_old_database_is_upgraded_on_open_with_its_records_and_chain_intact(
     assert [e.record.pass_id for e in book.passes_by_lot("LOT-OLD")] == ["P-0", "P-1"]
     assert [e.record.session_id for e in book.sessions_of("K-9")] == ["S-1"]
     # and the upgraded book keeps appending to the same chain
-    book.add_operator(Operator("dr", "c1", "Dr"), author="admin")
+    book.add_operator(Operator("dr", "c1", "Dr", clinician=True), author="admin")
     book.correct(rows[-1].seq, {"calibration_version": "cal-2"}, author="dr", reason="typo")
     assert book.verify().ok
     # the append-only triggers came back after the backfill

@@ -15,8 +15,10 @@ from pendriver.logbook import (
     ENDED_RECOVERED,
     STANDARD_ITEMS,
     Client,
+    Clinic,
     Course,
     Logbook,
+    Operator,
     Pass,
     PassFigures,
     Refused,
@@ -102,6 +104,7 @@ def test_too_deep_for_the_zone_is_refused_before_the_motor_unless_an_override_is
         cartridge(),
         PEN,
         "c",
+        operator_id="dr1",
         depth_override="thick skin, clinician's call",
     )
     p = book.finish_pass(h, figures()).record
@@ -192,7 +195,7 @@ def test_a_session_inside_the_minimum_interval_is_refused_with_the_earliest_date
     err = refused(book.start_session, "K-001", "op1", ["cheeks"], "scr-2", course_id="co1")
     assert err.rule == "interval" and "2027-01-05" in str(err)
     s2 = book.start_session(
-        "K-001", "op1", ["cheeks"], "scr-2", course_id="co1", interval_override="client travels"
+        "K-001", "dr1", ["cheeks"], "scr-2", course_id="co1", interval_override="client travels"
     )
     assert s2.record.interval_override == "client travels"
     assert book.last_session("K-001", course_id="co1") == book.session(s2.record.session_id)
@@ -222,7 +225,7 @@ def test_a_session_refused_leaves_no_screening_behind_when_it_brings_its_own(
         refused(
             book.start_session,
             "K-001",
-            "op1",
+            "dr1",
             ["cheeks"],
             new("scr-c", yes=(items[0],)),
             interval_override="touch-up",
@@ -234,12 +237,12 @@ def test_a_session_refused_leaves_no_screening_behind_when_it_brings_its_own(
     )
     assert book.head() == head
     second = book.start_session(
-        "K-001", "op1", ["cheeks"], new("scr-e"), interval_override="touch-up"
+        "K-001", "dr1", ["cheeks"], new("scr-e"), interval_override="touch-up"
     )
     assert [e.record.screening_id for e in book.screenings_of("K-001")] == ["scr-a", "scr-e"]
     assert (
         refused(
-            book.start_session, "K-001", "op1", ["cheeks"], new("scr-e"), interval_override="x"
+            book.start_session, "K-001", "dr1", ["cheeks"], new("scr-e"), interval_override="x"
         ).rule
         == "duplicate"
     )
@@ -298,7 +301,9 @@ def test_the_zones_cumulative_density_over_the_session_is_held_to_its_maximum(
     assert book.zone_density(s.session_id, "cheeks") == pytest.approx(1100.0)
     err = refused(book.begin_pass, s.session_id, "cheeks", 1.0, cartridge(), PEN, "c")
     assert err.rule == "density" and "1,100" in str(err)
-    book.begin_pass(s.session_id, "cheeks", 1.0, cartridge(), PEN, "c", density_override="endpoint")
+    book.begin_pass(
+        s.session_id, "cheeks", 1.0, cartridge(), PEN, "c", operator_id="dr1", density_override="e"
+    )
     maps = [e.record.figures.density_map for e in book.passes_of(s.session_id)]
     total = sum_maps([m for m in maps if m is not None])
     assert total.rows()[1][1] == 11 and cumulative_peak_per_cm2([total]) == pytest.approx(1100.0)
@@ -319,16 +324,22 @@ def test_a_correction_references_the_old_record_and_the_chain_verifies(book: Log
     e = book.record(seq)
     assert e.corrections == (fix.seq,)
     assert e.record.cartridge.lot == "LOT-Z" and e.original.cartridge.lot == "LOT-A"
+    # a recall finds the pass by the lot as corrected and as first written
     assert [x.seq for x in book.passes_by_lot("LOT-Z")] == [seq]
-    assert book.passes_by_lot("LOT-A") == []
+    assert [x.seq for x in book.passes_by_lot("LOT-A")] == [seq]
     assert refused(book.correct, seq, {"zone": "x"}, author="dr1", reason="").rule == "correction"
+    other_id = {**cartridge().to_dict(), "cartridge_id": "CART-OTHER"}
     for fields, author, words in (
-        ({"zone": "forehead"}, "nobody", "'nobody' is not a registered operator of clinic c1"),
+        ({"zone": "forehead"}, "nobody", "'nobody' is not a registered clinician of clinic c1"),
+        ({"operator_id": "dr1"}, "op1", "'op1' is not a registered clinician"),
         ({"depth_setpoint_mm": 0.5}, "dr1", "depth_setpoint_mm cannot be corrected"),
         ({"figures": figures(peak=1).to_dict()}, "dr1", "figures cannot be corrected"),
         ({"complete": False, "ended_how": "fault"}, "dr1", "complete, ended_how cannot be"),
+        ({"cartridge": other_id}, "dr1", "only its lot and expiry can be corrected"),
         ({"zone": "chin"}, "dr1", "unknown zone 'chin'"),
         ({"zone": "Forehead"}, "dr1", "write the zone as 'forehead'"),
+        ({"zone": "neck"}, "dr1", "zone neck was not planned for this session"),
+        ({"zone": "forehead"}, "dr1", "ran at 1 mm, deeper than forehead allows"),
         ({"operator_id": "ghost"}, "dr1", "operator 'ghost' is not registered"),
     ):
         err = refused(book.correct, seq, fields, author=author, reason="r")
@@ -336,9 +347,12 @@ def test_a_correction_references_the_old_record_and_the_chain_verifies(book: Log
     assert refused(book.correct, 3, {"client_id": "K-2"}, author="dr1", reason="r").rule == (
         "correction"
     )
-    moved = book.correct(seq, {"zone": "forehead"}, author="op1", reason="logged on the wrong zone")
-    assert book.record(seq).record.zone == "forehead" and book.record(seq).original.zone == "cheeks"
-    assert moved.author == "op1"
+    shallow = book.finish_pass(
+        book.begin_pass(s.session_id, "cheeks", 0.5, cartridge(), PEN, "c"), figures()
+    ).seq
+    moved = book.correct(shallow, {"zone": "forehead"}, author="dr1", reason="logged wrong zone")
+    assert book.record(shallow).record.zone == "forehead" and moved.author == "dr1"
+    assert book.record(shallow).original.zone == "cheeks"
     assert refused(book.correct, seq, {"colour": 1}, author="dr1", reason="r").rule == "correction"
     assert refused(book.correct, fix.seq, {"reason": "x"}, author="dr1", reason="r").rule == (
         "correction"
@@ -468,3 +482,55 @@ def test_finishing_a_pass_recovery_already_recorded_is_refused_in_one_line(
 
     with pytest.raises(NotFound, match="recovered as interrupted"):
         book.finish_pass(h, figures())
+
+
+def test_who_may_do_what_is_checked_against_the_clinic_and_its_clinicians(
+    book: Logbook, clock: Clock
+) -> None:
+    """Operators are registered in the client's clinic; overrides and zone limits are a
+    clinician's of that clinic (a clinician of another clinic is nobody here)."""
+    book.add_clinic(Clinic("c2", "Clinic Two"), author="admin")
+    book.add_operator(Operator("dr9", "c2", "Dr Elsewhere", clinician=True), author="admin")
+    for profile, author, rule in (
+        (ZoneProfile("cheeks", 0.5, 1.5, 1000.0, "c1"), "op1", "not_clinician"),
+        (ZoneProfile("cheeks", 0.5, 1.5, 1000.0, "c1"), "dr9", "unknown_operator"),
+        (ZoneProfile("cheeks", 0.5, 1.5, 1000.0, "c1"), "nobody", "unknown_operator"),
+        (ZoneProfile("neck", 0.2, 5.0, 1000.0, "c1"), "dr1", "zone_profile"),
+        (ZoneProfile("neck", 0.2, 0.5, 99_999_999.0, "c1"), "dr1", "zone_profile"),
+    ):
+        assert refused(book.set_zone_profile, profile, author=author).rule == rule
+    assert "beyond the 3 mm" in str(
+        refused(book.set_zone_profile, ZoneProfile("neck", 0.2, 5.0, 1e3, "c1"), author="dr1")
+    )
+    items = (*STANDARD_ITEMS, "sunburn in the area")
+    extra = ("sunburn in the area",)
+
+    def new(sid: str, yes: tuple[str, ...] = (), **kw: str) -> Screening:
+        answers = {i: i in yes for i in items}
+        return screening(sid, "K-001", "op1", clock.now, answers, clinic_items=extra, **kw)
+
+    assert refused(book.start_session, "K-001", "dr9", ["cheeks"], new("s-a")).rule == (
+        "unknown_operator"
+    )
+    keloid = new("s-b", yes=(items[3],), override_reason="scar-free area", override_by="dr9")
+    assert refused(book.start_session, "K-001", "op1", ["cheeks"], keloid).rule == (
+        "override_not_clinician"
+    )
+    s = book.start_session("K-001", "op1", ["cheeks"], new("s-c")).record
+    clock.advance(days=1)
+    assert (
+        refused(
+            book.start_session, "K-001", "op1", ["cheeks"], new("s-d"), interval_override="why not"
+        ).rule
+        == "not_clinician"
+    )
+    args = (s.session_id, "cheeks", 1.0, cartridge(), PEN, "c")
+    assert refused(book.begin_pass, *args, operator_id="nobody").rule == "unknown_operator"
+    assert refused(book.begin_pass, *args, operator_id="dr9").rule == "unknown_operator"
+    err = refused(book.begin_pass, s.session_id, "cheeks", 2.0, cartridge(), PEN, "c",
+                  depth_override="thick skin")  # fmt: skip
+    assert err.rule == "not_clinician" and "a depth override needs a clinician" in str(err)
+    assert book.running() == []
+    h = book.begin_pass(s.session_id, "cheeks", 2.0, cartridge(), PEN, "c", operator_id="dr1",
+                        depth_override="thick skin")  # fmt: skip
+    assert book.finish_pass(h, figures()).record.operator_id == "dr1"

@@ -37,7 +37,10 @@ DEMO_SECONDS = 3.0
 gliding 150 mm/s in 4 mm rows. Slower, the simulated cartridge (16 needles at 120 Hz) would put
 several thousand punctures/cm² in one pass, over any zone's session maximum."""
 
-DEMO_CLINIC, DEMO_OPERATOR, DEMO_CLIENT = "demo-clinic", "demo-operator", "demo-client"
+DEMO_CLINIC, DEMO_OPERATOR, DEMO_CLIENT = "demo-clinic", "demo-clinician", "demo-client"
+"""The demo's operator is a clinician: each demo session overrides the minimum interval, which
+only a clinician may do. (Logbooks of earlier versions have a ``demo-operator`` who is not
+one; it stays, unused.)"""
 DEMO_ZONE, DEMO_AREA = "cheeks", "60x45"
 AUTHOR = "pen"
 """The author of setup records made without ``--author``."""
@@ -251,7 +254,9 @@ def register(commands: Commands) -> None:
         help="punctures/cm² the zone may take per session (default: as before, 1500)",
     )
     p.add_argument("--clinic", required=True, metavar="ID")
-    p.add_argument("--author", default=AUTHOR, metavar="ID", help="who records it")
+    p.add_argument(
+        "--author", required=True, metavar="ID", help="who sets it (a clinician of the clinic)"
+    )
     p = _action(sub, "list", zone_list, "list the zone profiles in force", [db, json])
     p.add_argument("--clinic", default="", metavar="ID", help="as this clinic has them")
 
@@ -362,7 +367,10 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--reason", required=True, metavar="TEXT", help="why the record is wrong")
     p.add_argument(
-        "--author", required=True, metavar="ID", help="who corrects it (a registered operator)"
+        "--author",
+        required=True,
+        metavar="ID",
+        help="who corrects it (a registered clinician of the clinic)",
     )
     p = _action(sub, "export", log_export, "export records as CSV, JSON or FHIR", [db])
     p.add_argument("--format", choices=("csv", "json", "fhir"), required=True)
@@ -755,7 +763,9 @@ def ensure_demo(logbook: Logbook) -> None:
     if not any(e.record.clinic_id == DEMO_CLINIC for e in logbook.entries("clinic")):
         logbook.add_clinic(Clinic(DEMO_CLINIC, "Demo clinic (simulated pen)"), author=AUTHOR)
     if not any(e.record.operator_id == DEMO_OPERATOR for e in logbook.entries("operator")):
-        logbook.add_operator(Operator(DEMO_OPERATOR, DEMO_CLINIC, "Demo operator"), author=AUTHOR)
+        logbook.add_operator(
+            Operator(DEMO_OPERATOR, DEMO_CLINIC, "Demo clinician", clinician=True), author=AUTHOR
+        )
     if not any(e.record.client_id == DEMO_CLIENT for e in logbook.entries("client")):
         logbook.add_client(Client(DEMO_CLIENT, DEMO_CLINIC), author=AUTHOR)
 

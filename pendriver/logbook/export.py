@@ -234,7 +234,8 @@ class CorrectionNote:
     reason: str
     fields: dict[str, Any]
     was: dict[str, Any] = field(default_factory=dict)
-    """The same fields as first written: a correction is always shown beside what it replaced."""
+    """The same fields as this correction found them (as first written, or as an earlier
+    correction left them): a correction is always shown beside what it replaced."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -301,11 +302,12 @@ def correction_notes(
 ) -> dict[int, list[CorrectionNote]]:
     out: dict[int, list[CorrectionNote]] = {}
     for e in entries:
+        current = e.original.to_dict()  # as each correction found it
         for seq in e.corrections:
             c = logbook.record(seq)
             fix: Correction = c.record
-            first = e.original.to_dict()
-            was = {k: first.get(k) for k in fix.fields}
+            was = {k: current.get(k) for k in fix.fields}
+            current.update(fix.fields)
             out.setdefault(e.seq, []).append(
                 CorrectionNote(
                     seq, fix.ref_seq, c.author, c.created_at, fix.reason, fix.fields, was

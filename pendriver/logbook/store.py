@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar, cast
 
 from sqlalchemy import Engine, Row, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -68,6 +68,13 @@ from .zones import profiles_with, zone_key
 R = TypeVar("R", bound=Record)
 
 RECOVERY_AUTHOR = "logbook recovery"
+
+MAX_DEPTH_MM = 3.0
+"""No zone profile goes deeper: the deepest microneedling pens reach 3 mm."""
+
+MAX_DENSITY_PER_CM2 = 20_000
+"""No zone profile allows more punctures per cm² a session: far beyond clinical use (the
+reference's target is 250-300 a session), the bound catches a slip of the keyboard."""
 
 _LIVE: set[str] = set()
 """Tokens of the Logbook objects alive in this process (their running passes are not orphans)."""
@@ -312,10 +319,12 @@ class Logbook:
         *where: Any,
         column: str | None = None,
         value: str = "",
+        or_as_written: bool = False,
     ) -> list[Entry[R]]:
         """Records of kind ``cls``, as corrected, matching ``where`` (raw columns) and, if given,
         whose ``column`` search value is ``value`` as corrected (a correction can move a record
-        into or out of a search)."""
+        into or out of a search) or, with ``or_as_written``, as first written too (a recall and
+        the single-use check must find a record whatever a correction says)."""
         cond = [records.c.kind == cls.kind, *where]
         if column is None:
             rows = conn.execute(select(records).where(*cond).order_by(records.c.seq)).all()
@@ -333,7 +342,12 @@ class Logbook:
                 select(records).where(records.c.seq.in_(chunk), *cond).order_by(records.c.seq)
             ).all()
             found.extend(self._entries(conn, rows))
-        return [e for e in found if _search_value(e.record, column) == value]
+        return [
+            e
+            for e in found
+            if _search_value(e.record, column) == value
+            or (or_as_written and _search_value(e.original, column) == value)
+        ]
 
     def _one(
         self, conn: Connection, cls: type[R], id_field: str, value: str, *where: Any
@@ -354,6 +368,31 @@ class Logbook:
             ) from None
         clinic = self._one(conn, Clinic, "clinic_id", client.record.clinic_id).record
         return client.record, clinic
+
+    def _operator(
+        self, conn: Connection, operator_id: str, clinic_id: str, *, clinician_for: str = ""
+    ) -> Operator:
+        """The registered operator ``operator_id`` of clinic ``clinic_id`` (any clinic when
+        empty), refused in one line otherwise; ``clinician_for`` names what needs a clinician
+        (an override, a correction, a zone's limits), and then the operator must be one."""
+        found = None
+        for e in self._find(conn, Operator):
+            if e.record.operator_id == operator_id:
+                found = e.record
+        where = f" of clinic {clinic_id}" if clinic_id else ""
+        if found is None or (clinic_id and found.clinic_id != clinic_id):
+            raise Refused(
+                "unknown_operator",
+                f"{operator_id!r} is not a registered operator{where}: add them with pen "
+                "operator add, or name one who is",
+            )
+        if clinician_for and not found.clinician:
+            raise Refused(
+                "not_clinician",
+                f"{clinician_for} needs a clinician: {operator_id!r} is not registered as one "
+                f"(pen operator add ID --clinic {found.clinic_id} --clinician)",
+            )
+        return found
 
     def _profiles(self, conn: Connection, clinic_id: str) -> dict[str, ZoneProfile]:
         mine = [
@@ -423,11 +462,27 @@ class Logbook:
             raise Refused("zone_profile", f"zone {profile.zone!r}: give 0 < min <= max depth")
         if profile.max_density_per_cm2 <= 0:
             raise Refused("zone_profile", f"zone {profile.zone!r}: give a positive max density")
+        if profile.depth_max_mm > MAX_DEPTH_MM:
+            raise Refused(
+                "zone_profile",
+                f"zone {profile.zone!r}: {profile.depth_max_mm:g} mm is beyond the "
+                f"{MAX_DEPTH_MM:g} mm of any microneedling pen: give {MAX_DEPTH_MM:g} mm or less",
+            )
+        if profile.max_density_per_cm2 > MAX_DENSITY_PER_CM2:
+            raise Refused(
+                "zone_profile",
+                f"zone {profile.zone!r}: {profile.max_density_per_cm2:,.0f} punctures/cm² a "
+                f"session is beyond any clinical use (the bound is {MAX_DENSITY_PER_CM2:,}): "
+                "check the figure",
+            )
         profile = replace(profile, zone=zone_key(profile.zone))
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             if profile.clinic_id:
                 self._one(conn, Clinic, "clinic_id", profile.clinic_id)
+            self._operator(
+                conn, author, profile.clinic_id, clinician_for="setting a zone's safety limits"
+            )
             return self._append(conn, head, profile, author)
 
     def zone_profiles(self, clinic_id: str = "") -> dict[str, ZoneProfile]:
@@ -469,16 +524,20 @@ class Logbook:
                 "screening_incomplete",
                 f"screening is not complete: answer {'; '.join(missing)}",
             )
+        self._operator(conn, screening.operator_id, clinic.clinic_id)
         if screening.override_reason.strip():
             ok = any(
-                e.record.operator_id == screening.override_by and e.record.clinician
+                e.record.operator_id == screening.override_by
+                and e.record.clinician
+                and e.record.clinic_id == clinic.clinic_id
                 for e in self._find(conn, Operator)
             )
             if not ok:
                 raise Refused(
                     "override_not_clinician",
                     f"an override needs a clinician: {screening.override_by or 'nobody'!r} "
-                    "is not registered as one; have a clinician record the reason",
+                    f"is not registered as one of clinic {clinic.clinic_id}; have a clinician "
+                    "record the reason",
                 )
 
     # -- sessions and passes -------------------------------------------------------------
@@ -508,7 +567,12 @@ class Logbook:
                 self._check_screening_record(conn, new_screening)
             screening_id = new_screening.screening_id if new_screening else str(screening)
             _client, clinic = self._clinic_of(conn, client_id)
-            self._one(conn, Operator, "operator_id", operator_id)
+            self._operator(
+                conn,
+                operator_id,
+                clinic.clinic_id,
+                clinician_for="an interval override" if interval_override.strip() else "",
+            )
             profiles = self._profiles(conn, clinic.clinic_id)
             names: list[str] = []
             for z in zones:
@@ -595,6 +659,17 @@ class Logbook:
             if s.ended_at is not None:
                 raise Refused("session_ended", f"session {session_id} has ended: start a new one")
             _client, clinic = self._clinic_of(conn, s.client_id)
+            overrides = [
+                what
+                for what, text in (("a depth", depth_override), ("a density", density_override))
+                if text.strip()
+            ]
+            self._operator(
+                conn,
+                operator_id or s.operator_id,
+                clinic.clinic_id,
+                clinician_for=f"{' and '.join(overrides)} override" if overrides else "",
+            )
             found = rules.find_zone(zone, self._profiles(conn, clinic.clinic_id))
             if isinstance(found, rules.Refusal):
                 raise Refused(found.rule, found.message)
@@ -608,7 +683,13 @@ class Logbook:
             _refuse(rules.check_depth(profile, depth_setpoint_mm, depth_override))
             others = {
                 e.record.session_id
-                for e in self._find(conn, Pass, column="cartridge_id", value=cartridge.cartridge_id)
+                for e in self._find(
+                    conn,
+                    Pass,
+                    column="cartridge_id",
+                    value=cartridge.cartridge_id,
+                    or_as_written=True,
+                )
                 if e.record.session_id != session_id
             }
             others |= {
@@ -787,37 +868,63 @@ class Logbook:
         self, conn: Connection, seq: int, record: Record, fixed: Record, author: str
     ) -> None:
         """Who may correct, and what a corrected value may be: the author is a registered
-        operator (of the record's clinic, when it has one); a corrected operator is one too;
-        a corrected zone is one the clinic knows, under its own name."""
+        clinician (of the record's clinic, when it has one); a corrected operator is registered
+        there; a pass keeps its cartridge's id, and may move only to a zone the session
+        planned, whose depth and density maximum the pass keeps (or whose override it has):
+        a correction never lets a record escape a safety rule it was held to."""
         operators = {e.record.operator_id: e.record for e in self._find(conn, Operator)}
         clinic_id = getattr(record, "clinic_id", "")
         client_id = getattr(record, "client_id", "")
         if client_id:
             clinic_id = self._clinic_of(conn, client_id)[1].clinic_id
+
+        def refuse(why: str) -> NoReturn:
+            raise Refused("correction", f"cannot correct record {seq}: {why}")
+
         by = operators.get(author)
-        if by is None or (clinic_id and by.clinic_id != clinic_id):
-            where = f" of clinic {clinic_id}" if clinic_id else ""
-            raise Refused(
-                "correction",
-                f"cannot correct record {seq}: {author!r} is not a registered operator{where}; "
-                "the author must be one (pen operator add)",
+        where = f" of clinic {clinic_id}" if clinic_id else ""
+        if by is None or not by.clinician or (clinic_id and by.clinic_id != clinic_id):
+            refuse(
+                f"{author!r} is not a registered clinician{where}; a correction is a "
+                "clinician's (pen operator add ID --clinician)"
             )
         operator = getattr(fixed, "operator_id", None)
-        changed = operator != getattr(record, "operator_id", None)
-        if operator is not None and changed and operator not in operators:
-            raise Refused(
-                "correction",
-                f"cannot correct record {seq}: operator {operator!r} is not registered",
+        if operator is not None and operator != getattr(record, "operator_id", None):
+            found_op = operators.get(operator)
+            if found_op is None or (clinic_id and found_op.clinic_id != clinic_id):
+                refuse(f"operator {operator!r} is not registered{where}")
+        if not isinstance(fixed, Pass) or not isinstance(record, Pass):
+            return
+        was, now = record.cartridge, fixed.cartridge
+        if (now.cartridge_id, now.needles) != (was.cartridge_id, was.needles):
+            refuse(
+                "a cartridge's id and needles are what the pen read, and single use is kept on "
+                "them; only its lot and expiry can be corrected"
             )
-        zone = getattr(fixed, "zone", None)
-        if isinstance(fixed, Pass) and zone != getattr(record, "zone", None):
-            found = rules.find_zone(fixed.zone, self._profiles(conn, clinic_id))
-            if isinstance(found, rules.Refusal):
-                raise Refused("correction", f"cannot correct record {seq}: {found.message}")
-            if found.zone != fixed.zone:
-                raise Refused(
-                    "correction",
-                    f"cannot correct record {seq}: write the zone as {found.zone!r}",
+        if fixed.zone == record.zone:
+            return
+        found = rules.find_zone(fixed.zone, self._profiles(conn, clinic_id))
+        if isinstance(found, rules.Refusal):
+            refuse(found.message)
+        if found.zone != fixed.zone:
+            refuse(f"write the zone as {found.zone!r}")
+        session = self._session(conn, record.session_id).record
+        if session.zones and found.zone not in session.zones:
+            planned = ", ".join(session.zones)
+            refuse(f"zone {found.zone} was not planned for this session ({planned})")
+        if rules.check_depth(found, record.depth_setpoint_mm, record.depth_override):
+            refuse(
+                f"the pass ran at {record.depth_setpoint_mm:g} mm, deeper than {found.zone} "
+                f"allows ({found.depth_min_mm:g}-{found.depth_max_mm:g} mm), without a depth "
+                "override"
+            )
+        maps = self._zone_maps(conn, record.session_id, found.zone)
+        if record.figures.density_map is not None and not record.density_override:
+            peak = cumulative_peak_per_cm2([*maps, record.figures.density_map])
+            if peak > found.max_density_per_cm2:
+                refuse(
+                    f"{found.zone} would have had {peak:,.0f} punctures/cm² this session, over "
+                    f"its maximum of {found.max_density_per_cm2:,.0f}"
                 )
 
     # -- recovery ------------------------------------------------------------------------
@@ -944,11 +1051,13 @@ class Logbook:
     def passes_by_lot(self, lot: str) -> list[Entry[Pass]]:
         """Every pass that used a cartridge of ``lot`` (a recall: which clients, which sessions)."""
         with self._tx(False, "read") as conn:
-            return self._find(conn, Pass, column="cartridge_lot", value=lot)
+            return self._find(conn, Pass, column="cartridge_lot", value=lot, or_as_written=True)
 
     def passes_by_cartridge(self, cartridge_id: str) -> list[Entry[Pass]]:
         with self._tx(False, "read") as conn:
-            return self._find(conn, Pass, column="cartridge_id", value=cartridge_id)
+            return self._find(
+                conn, Pass, column="cartridge_id", value=cartridge_id, or_as_written=True
+            )
 
     def zone_density(self, session_id: str, zone: str) -> float:
         """The zone's cumulative peak density over the session's passes, punctures per cm²."""
