@@ -110,6 +110,9 @@ class Pen:
         self._link_state: LinkState = LinkState.CLOSED
         self._down_since: float | None = None
         self._started_motor = False
+        self._orphan_running = False
+        """The pen last reported RUNNING at a moment this session had not started its motor
+        (judged when the report arrived: see :meth:`_observe_state`)."""
         self._orphan_reported = False
         self._before_greeting = bytearray()
         """What arrived before the pen's first answer (a server may say in text why not)."""
@@ -620,6 +623,10 @@ class Pen:
             self._events.publish(CartridgeChanged(cartridge))
 
     def _observe_state(self, raw: int) -> None:
+        # Whose motor runs is judged now, against this report, not later against a state
+        # that may be stale: the RUNNING of the last sample before a STOP's ACK arrives with
+        # the START still ours, and only a report after the ACK says how the pen is now.
+        self._orphan_running = raw == PenState.RUNNING and not self._started_motor
         if raw == self._state:
             return
         # Open enum: a state a newer pen added arrives as PenState.UNKNOWN_<n>, not an int.
@@ -634,10 +641,12 @@ class Pen:
             await asyncio.sleep(self.config.heartbeat_interval_s)
             if self._link_state is not LinkState.UP:
                 continue
-            if self._state is PenState.RUNNING and not self._started_motor:
+            if self._orphan_running and not self._started_motor:
                 # A motor this session never started (its host died mid-pass): heartbeats
                 # would keep it running for ever, so none go out and the pen's watchdog
-                # stops it, as it would have without us.
+                # stops it, as it would have without us. Not ``self._state``: after this
+                # session's STOP is acknowledged it still says RUNNING until the pen's next
+                # report (up to a telemetry period), and a motor just stopped is no orphan.
                 if not self._orphan_reported:
                     self._orphan_reported = True
                     log.warning(

@@ -10,6 +10,13 @@ it.
 Faults are read from the telemetry's fault flags as well as from FAULT frames, because on a
 bad link a FAULT frame can be lost while the flag rides on every later sample. The duration
 is the motor's running time from the telemetry (:func:`~pendriver.passes.running_time_s`).
+
+START waits for the needle: after a deep pass the depth actuator needs time to come back to a
+shallower set point, and a pen whose firmware does not hold its strokes meanwhile (this
+simulator's does; the host does not rely on it) would puncture too deep. :meth:`PassRun.prepare`
+returns only once the pen's telemetry shows the measured depth within the depth tolerance of
+the set point, and refuses the pass with :class:`DepthNotReached`, before START, when it does
+not come there in time.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from dataclasses import dataclass
 
 from firmware_protocol.messages import FaultFlags, PenState
 
+from . import limits
 from .driver import Pen
 from .errors import LinkLost, PenError, PenRefused
 from .events import Subscription
-from .models import TelemetrySample
+from .models import DeviceInfo, TelemetrySample
 from .naming import fault_names
 from .passes import PassSummary, raised_faults, summarise
 
@@ -33,6 +41,32 @@ SampleHook = Callable[[TelemetrySample], str | None]
 
 TAIL_WAIT_S = 0.5
 """After STOP, how long to wait for a sample showing the motor stopped (its final figures)."""
+
+SETTLE_WAIT_S = 2.0
+"""Pen time the needle is given to reach the set depth before START, on top of its travel at
+:data:`SETTLE_SLOWEST_MM_PER_S` (the pen does not report its actuator's speed)."""
+
+SETTLE_SLOWEST_MM_PER_S = 1.0
+"""The slowest depth actuator waited for (the simulated pens move 8 mm/s): 1.2 mm of travel
+is given 1.2 s more than :data:`SETTLE_WAIT_S`."""
+
+SETTLE_LINK_MARGIN_S = 1.0
+"""Host time allowed beyond the pen-time deadline for its telemetry to arrive."""
+
+MAX_DEPTH_TOLERANCE_UM = 25
+
+
+def depth_tolerance_um(info: DeviceInfo) -> int:
+    """How near the set point the measured depth must be before START: a quarter of the
+    pen's depth step, at most 25 µm (docs/PROTOCOL.md, "Depth limits": the rule by which the
+    pen itself holds its strokes), and at least 1 µm (the telemetry's resolution)."""
+    step = info.raw.depth_step_um
+    quarter = step // 4 if step else MAX_DEPTH_TOLERANCE_UM
+    return max(1, min(MAX_DEPTH_TOLERANCE_UM, quarter))
+
+
+class DepthNotReached(PenError):
+    """The needle did not come to the set depth in time: the pass was refused before START."""
 
 
 class PassEnd(enum.StrEnum):
@@ -118,12 +152,68 @@ class PassRun:
         """The loop's time when START was sent (for progress displays)."""
 
     async def prepare(self) -> None:
-        """Set depth and rate (checked by the driver, then by the pen) before anything runs."""
+        """Set depth and rate (checked by the driver, then by the pen) before anything runs,
+        then wait until the pen measures the needle at the set depth (:meth:`settle`)."""
         await self.pen.set_depth(self.depth_mm)
         await self.pen.set_stroke_rate(self.rate_hz)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until the telemetry shows the measured depth within :func:`depth_tolerance_um`
+        of the set point; :class:`DepthNotReached` (nothing started) when it does not within
+        :data:`SETTLE_WAIT_S` plus the travel at :data:`SETTLE_SLOWEST_MM_PER_S`, in pen time.
+
+        Only samples that carry this pass's set point count: one sent before SET_DEPTH took
+        effect says nothing about where the needle is going.
+        """
+        pen = self.pen
+        info = pen.device_info
+        target = limits.depth_um(info, self.depth_mm)
+        tolerance = depth_tolerance_um(info)
+        target_mm = target / 1000
+        loop = asyncio.get_running_loop()
+        allowed = SETTLE_WAIT_S
+        latest: TelemetrySample | None = None
+        async with pen.telemetry() as stream:
+            try:
+                async with asyncio.timeout(SETTLE_WAIT_S + SETTLE_LINK_MARGIN_S) as guard:
+                    deadline: float | None = None  # pen time
+                    async for sample in stream:
+                        if round(sample.depth_setpoint_mm * 1000) != target:
+                            continue
+                        measured = round(sample.depth_measured_mm * 1000)
+                        if abs(measured - target) <= tolerance:
+                            return
+                        if deadline is None or latest is None or sample.time_s < latest.time_s:
+                            # The first sample of the set point (or of a restarted pen):
+                            # the wait is scaled by the travel from here.
+                            travel_mm = abs(measured - target) / 1000
+                            allowed = SETTLE_WAIT_S + travel_mm / SETTLE_SLOWEST_MM_PER_S
+                            deadline = sample.time_s + allowed
+                            guard.reschedule(loop.time() + allowed + SETTLE_LINK_MARGIN_S)
+                        latest = sample
+                        if sample.time_s >= deadline:
+                            break
+                    else:
+                        raise LinkLost("the connection was closed while the needle travelled")
+            except TimeoutError:
+                pass
+        if latest is None:
+            waited = SETTLE_WAIT_S + SETTLE_LINK_MARGIN_S
+            raise DepthNotReached(
+                f"no telemetry showed the needle at the set {target_mm:.2f} mm within "
+                f"{waited:.1f} s: the pass was not started (START waits for the measured "
+                "depth; is the pen's telemetry on?)"
+            )
+        raise DepthNotReached(
+            f"the needle did not reach {target_mm:.2f} mm within {allowed:.1f} s (at "
+            f"{latest.depth_measured_mm:.2f} mm): the pass was not started and the motor "
+            "did not run; check the pen's depth actuator"
+        )
 
     async def run(self) -> PassOutcome:
-        """START, watch, STOP; the outcome says how it ended. Set points: :meth:`prepare`.
+        """START, watch, STOP; the outcome says how it ended. Set points, and the wait for the
+        needle to reach the depth before START: :meth:`prepare`.
 
         A refused START raises :class:`PenRefused` (nothing ran); anything after START ends
         in an outcome, a cancellation too (re-raised once the motor is stopped).
