@@ -302,6 +302,7 @@ async def run_logged_pass(
     density: DensityFeed | Zone | None = None,
     on_sample: Callable[[TelemetrySample], str | None] | None = None,
     on_begin: Callable[[PassHandle], None] | None = None,
+    on_end: Callable[[PassOutcome, Entry[Pass]], None] | None = None,
     checkpoint_every_s: float = 1.0,
 ) -> tuple[PassOutcome, Entry[Pass]]:
     """Run one pass of ``zone`` in session ``session_id`` on ``pen`` and record it.
@@ -309,7 +310,9 @@ async def run_logged_pass(
     ``density``: the live map (a :class:`DensityFeed`, or the :class:`Zone` rectangle to map
     in 0.5 mm cells; default 40 x 30 mm at the origin). ``on_sample`` is called after the map
     has the sample; a text it returns stops the pass with that reason. ``on_begin`` is called
-    with the logbook's handle once the pass is allowed, just before START.
+    with the logbook's handle once the pass is allowed, just before START; ``on_end`` with
+    the outcome and the committed record however the pass ended, a cancellation included
+    (before it is re-raised: the caller's chance to say what happened).
 
     The pass is stopped when the zone's density this session would pass its maximum, and
     refused before START when the zone has less than one puncture of a map cell left;
@@ -385,9 +388,11 @@ async def run_logged_pass(
         outcome = await passing.run()
     except asyncio.CancelledError:
         if passing.outcome is not None:
-            await _finish(
+            entry = await _finish(
                 logbook, checkpoints, passing.outcome, passing, feed, rate_hz, stopped_how
             )
+            if on_end is not None:
+                on_end(passing.outcome, entry)
         raise
     except BaseException as exc:
         # START refused, or something unforeseen: record what is known rather than leave a
@@ -403,6 +408,8 @@ async def run_logged_pass(
         )
         raise
     entry = await _finish(logbook, checkpoints, outcome, passing, feed, rate_hz, stopped_how)
+    if on_end is not None:
+        on_end(outcome, entry)
     return outcome, entry
 
 

@@ -433,3 +433,40 @@ def test_a_logbook_that_fails_verification_says_so_in_every_listing_export_and_r
     assert verdict["ok"] is False and verdict["first_bad"] == 2
     code, _out, err = pen(["log", "export", "--format", "csv", *db], capsys)
     assert code == 0 and "may hold altered records" in err
+
+
+def test_ctrl_c_during_a_pass_prints_its_summary_logs_it_and_says_the_motor_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGINT to ``pen pass`` mid-pass (a real process, as a terminal's Ctrl-C): the summary
+    of what ran, where it was logged, one line saying the motor was stopped, exit 130; the
+    record agrees (interrupted, STOP confirmed)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = ["--db", f"sqlite:///{tmp_path}/lb.db"]
+    setup(db, capsys)
+    ok(["zone", "set", "forehead", "--min", "0.25", "--max", "0.75", "--max-density", "20000",
+        "--clinic", "north", "--author", "ana", *db], capsys)  # fmt: skip
+    sid = start(db, capsys)
+    argv = ["pass", "forehead", "--session", sid, "--depth", "0.5", "--rate", "120"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pendriver.cli", *argv, "--seconds", "30", *db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    for line in child.stdout:  # the motor has started once this line is out
+        if line.startswith("running at"):
+            break
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "pass summary" in out and "logged as record" in out
+    assert "interrupted; the motor was stopped" in err and "could not confirm" not in err
+    (p,) = passes(db, capsys)
+    assert p["record"]["ended_how"] == "interrupted" and p["record"]["stop_confirmed"]

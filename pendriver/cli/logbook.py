@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..density.zone import Zone
     from ..driver import Pen
     from ..logbook import Entry, Logbook, Pass
+    from ..pass_run import PassOutcome
 
 DEFAULT_AREA = "40x30"
 """The area a pass maps when ``--area`` is not given (a zone profile has no size)."""
@@ -710,7 +711,10 @@ async def pass_with_display(
             progress.update(loop.time() - started[0], sample)
         return None
 
+    handles: list[Any] = []
+
     def on_begin(handle: Any) -> None:
+        handles.append(handle)
         output.say(
             f"running at {depth_mm:g} mm, {rate_hz:g} Hz for {seconds:g} s on the "
             f"{handle.zone} (densest cell so far this session "
@@ -720,34 +724,44 @@ async def pass_with_display(
         started.append(loop.time())
         output.motor_started = True
 
-    progress_box = PassProgress(output, seconds)
-    try:
-        with progress_box as progress:
-            outcome, entry = await run_logged_pass(
-                pen,
-                logbook,
-                session_id,
-                zone,
-                depth_mm,
-                rate_hz,
-                seconds,
-                operator_id=operator_id,
-                depth_override=depth_override,
-                density_override=density_override,
-                density=density,
-                on_sample=on_sample,
-                on_begin=on_begin,
+    def on_end(outcome: PassOutcome, entry: Entry[Pass]) -> None:
+        # also on Ctrl-C: the summary of what ran, and whether the motor is known stopped
+        output.motor_stop = outcome.stop_problem
+        print_pass(pen, outcome, output, depth_mm, rate_hz, seconds, density)
+        if handles and not output.json:
+            # the pass's own map says nothing of the passes before it: the session's does
+            h = handles[0]
+            most = h.profile.max_density_per_cm2
+            now = logbook.zone_density(session_id, h.zone)
+            over = f" (over it by {now - most:,.0f}/cm²)" if now > most else ""
+            output.say(
+                f"  {h.zone} this session: densest cell {now:,.0f} of its maximum "
+                f"{most:,.0f} punctures/cm²{over}"
             )
-    except asyncio.CancelledError:
-        output.notice(f"the interrupted pass was logged in {logbook.url}")
-        raise
-    output.motor_stop = outcome.stop_problem
-    print_pass(pen, outcome, output, depth_mm, rate_hz, seconds, density)
-    where = f"logged as record {entry.seq} in {logbook.url}"
-    if output.json:
-        output.notice(where)
-    else:
-        output.say(where)
+        where = f"logged as record {entry.seq} in {logbook.url}"
+        if output.json:
+            output.notice(where)
+        else:
+            output.say(where)
+
+    with PassProgress(output, seconds) as box:
+        progress = box  # on_sample's live line
+        outcome, entry = await run_logged_pass(
+            pen,
+            logbook,
+            session_id,
+            zone,
+            depth_mm,
+            rate_hz,
+            seconds,
+            operator_id=operator_id,
+            depth_override=depth_override,
+            density_override=density_override,
+            density=density,
+            on_sample=on_sample,
+            on_begin=on_begin,
+            on_end=on_end,
+        )
     if not outcome.ok:
         raise PenError(outcome.problem())
     return entry
