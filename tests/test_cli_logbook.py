@@ -470,3 +470,62 @@ def test_ctrl_c_during_a_pass_prints_its_summary_logs_it_and_says_the_motor_stop
     assert "interrupted; the motor was stopped" in err and "could not confirm" not in err
     (p,) = passes(db, capsys)
     assert p["record"]["ended_how"] == "interrupted" and p["record"]["stop_confirmed"]
+
+
+def test_verify_never_makes_a_logbook_and_checks_a_head_kept_outside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    missing = tmp_path / "typo.db"
+    line = refused(["log", "verify", "--db", f"sqlite:///{missing}"], capsys)
+    assert "there is no logbook at" in line and "check --db" in line
+    assert not missing.exists()
+    (tmp_path / "zero.db").write_bytes(b"")
+    assert "there is no logbook" in refused(
+        ["log", "list", "--db", f"sqlite:///{tmp_path}/zero.db"], capsys
+    )
+    path = tmp_path / "lb.db"
+    db = ["--db", f"sqlite:///{path}"]
+    setup(db, capsys)
+    verified = ok(["log", "verify", *db], capsys).split()
+    seq, digest = int(verified[4]), verified[5]
+    out = ok(["log", "verify", "--head", f"{seq}:{digest}", *db], capsys)
+    assert f"matches the head you kept, record {seq}" in out
+    assert ok(["log", "verify", "--head", f"{seq} {digest}", *db], capsys).startswith("verified")
+    assert "give SEQ:HASH" in refused(["log", "verify", "--head", "4:abc", *db], capsys)
+    # the last record removed and the head row rewritten: the chain verifies in itself
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("DROP TRIGGER records_no_delete")
+        prev = con.execute("SELECT hash FROM records WHERE seq = ?", (seq - 1,)).fetchone()[0]
+        con.execute("DELETE FROM records WHERE seq = ?", (seq,))
+        con.execute("UPDATE chain_head SET seq = ?, hash = ?", (seq - 1, prev))
+    con.close()
+    assert ok(["log", "verify", *db], capsys).startswith(f"verified {seq - 1} records")
+    line = refused(["log", "verify", "--head", f"{seq}:{digest}", *db], capsys)
+    assert f"record {seq} of the head you kept is not in the logbook" in line
+
+
+def test_a_pass_cut_off_by_a_dead_process_is_reported_by_the_next_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import date
+
+    from pendriver.logbook import Cartridge, PassFigures, PenInfo
+
+    db = ["--db", f"sqlite:///{tmp_path}/lb.db"]
+    setup(db, capsys)
+    sid = start(db, capsys)
+    book = Logbook.open(db[1])
+    h = book.begin_pass(
+        sid, "forehead", 0.5, Cartridge("C-1", "L-1", date.max, 16), PenInfo("S", "m", "1"), "v1"
+    )
+    book.checkpoint(h, PassFigures(strokes=40))
+    book.close()  # as if its process had died: the next open finds the pass orphaned
+    code, _out, err = pen(["log", "list", *db], capsys)
+    assert code == 0
+    assert "found the forehead pass of session" in err and "cut off" in err
+    assert "check the pen is stopped" in err
+    (p,) = passes(db, capsys)
+    assert p["record"]["figures"]["strokes"] == 40 and not p["record"]["complete"]

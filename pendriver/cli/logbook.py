@@ -63,17 +63,26 @@ def db_option() -> Parser:
     return parent
 
 
-def open_logbook(args: argparse.Namespace, output: Output) -> Logbook:
-    """The logbook of ``--db``, or the default one, said in one notice line."""
+def open_logbook(args: argparse.Namespace, output: Output, *, create: bool = True) -> Logbook:
+    """The logbook of ``--db``, or the default one, said in one notice line; and a notice for
+    each pass found interrupted (its process died) and recorded so on opening.
+    ``create=False`` for a command that only reads: no logbook there is an error, not a new
+    empty one that verifies."""
     from ..logbook import Logbook, default_url
 
     url: str | None = getattr(args, "db", None)
+    logbook = Logbook.open(url or default_url(), create=create)
     if url is None:
-        url = default_url()
-        logbook = Logbook.open(url)
         output.notice(f"logbook: {logbook.url} (the default; --db URL for another)")
-        return logbook
-    return Logbook.open(url)
+    for e in logbook.recovered:
+        p = e.record
+        output.notice(
+            f"found the {p.zone} pass of session {p.session_id} begun "
+            f"{p.started_at:%Y-%m-%d %H:%M:%S} UTC cut off (its process ended mid-pass): "
+            f"recorded as record {e.seq}, interrupted, with its last checkpoint's figures; "
+            "check the pen is stopped"
+        )
+    return logbook
 
 
 def _group(commands: Commands, name: str, help: str) -> argparse._SubParsersAction[Parser]:
@@ -355,7 +364,14 @@ def register(commands: Commands) -> None:
     p.add_argument("--kind", default=None, metavar="KIND", help="e.g. pass, session")
     p = _action(sub, "show", log_show, "show one record, as corrected", [db, json])
     p.add_argument("seq", type=int, metavar="SEQ")
-    _action(sub, "verify", log_verify, "verify the hash chain; name the first bad record", [db])
+    p = _action(sub, "verify", log_verify, "verify the hash chain; name the first bad record", [db])
+    p.add_argument(
+        "--head",
+        default=None,
+        metavar="SEQ:HASH",
+        help="also check the chain against a head kept outside the database (a report's or an "
+        "earlier verify's): catches a chain rewritten whole",
+    )
     p = _action(sub, "correct", log_correct, "record a correction of a record", [db, json])
     p.add_argument("seq", type=int, metavar="SEQ")
     p.add_argument(
@@ -446,7 +462,7 @@ def zone_set(args: argparse.Namespace, output: Output) -> int:
 
 
 def zone_list(args: argparse.Namespace, output: Output) -> int:
-    logbook = open_logbook(args, output)
+    logbook = open_logbook(args, output, create=False)
     profiles = logbook.zone_profiles(args.clinic)
     if output.json:
         output.emit_json([p.to_dict() for p in profiles.values()])
@@ -905,7 +921,7 @@ def _selected(args: argparse.Namespace, logbook: Logbook) -> list[Entry[Any]]:
 
 
 def log_list(args: argparse.Namespace, output: Output) -> int:
-    logbook = open_logbook(args, output)
+    logbook = open_logbook(args, output, create=False)
     found = _selected(args, logbook)
     verdict = logbook.verify()
     _warn_unverified(output, verdict, "records marked ! below")
@@ -930,7 +946,7 @@ def log_list(args: argparse.Namespace, output: Output) -> int:
 
 
 def log_show(args: argparse.Namespace, output: Output) -> int:
-    logbook = open_logbook(args, output)
+    logbook = open_logbook(args, output, create=False)
     entry = logbook.record(args.seq)
     if output.json:
         output.emit_json(entry_data(entry))
@@ -968,12 +984,28 @@ def _plain(value: Any) -> str:
 
 
 def log_verify(args: argparse.Namespace, output: Output) -> int:
-    logbook = open_logbook(args, output)
+    logbook = open_logbook(args, output, create=False)
     from ..logbook import LogbookError
 
+    kept: tuple[int, str] | None = None
+    if args.head is not None:
+        found = re.fullmatch(r"\s*(\d+)\s*[:\s]\s*([0-9a-fA-F]{64})\s*", args.head)
+        if found is None:
+            raise LogbookError(
+                f"--head {args.head!r}: give SEQ:HASH (or 'SEQ HASH'), the record number and "
+                "its 64-hex-digit hash, as verify and the reports print them"
+            )
+        kept = (int(found[1]), found[2])
     result = logbook.verify()
+    if result.ok and kept is not None:
+        problem = logbook.against_head(*kept)
+        if problem:
+            raise LogbookError(f"the logbook does not match the head you kept: {problem}")
     if result.ok:
-        output.say(f"verified {result.records} records, head {result.head_seq} {result.head_hash}")
+        also = f" (matches the head you kept, record {kept[0]})" if kept else ""
+        output.say(
+            f"verified {result.records} records, head {result.head_seq} {result.head_hash}{also}"
+        )
         return 0
     raise LogbookError(
         f"the logbook does not verify: record {result.first_bad}: {result.problem} (good up to "
@@ -1005,7 +1037,7 @@ def log_correct(args: argparse.Namespace, output: Output) -> int:
 def log_export(args: argparse.Namespace, output: Output) -> int:
     from ..logbook.export import export  # type: ignore[import-not-found,unused-ignore]
 
-    logbook = open_logbook(args, output)
+    logbook = open_logbook(args, output, create=False)
     verdict = logbook.verify()
     text: str = export(
         logbook,
@@ -1025,7 +1057,7 @@ def log_export(args: argparse.Namespace, output: Output) -> int:
 def log_report(args: argparse.Namespace, output: Output) -> int:
     from ..logbook.report import session_report  # type: ignore[import-not-found,unused-ignore]
 
-    logbook = open_logbook(args, output)
+    logbook = open_logbook(args, output, create=False)
     verdict = logbook.verify()
     html: str = session_report(logbook, args.session_id, verdict)
     _write(html, args.output, output, f"report of session {args.session_id}")

@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import chain, rules
 from .densitymap import DensityMap, cumulative_peak_per_cm2
-from .engine import WRITE, default_url, engine_for, shown
+from .engine import WRITE, default_url, engine_for, shown, sqlite_path
 from .errors import LogbookError, NotFound, Refused, StorageError
 from .migrations import HEAD, current, run_upgrade
 from .records import (
@@ -148,6 +148,7 @@ class Logbook:
         screening_valid_for: timedelta = timedelta(hours=24),
         stale_after: timedelta = timedelta(minutes=10),
         recover: bool = True,
+        create: bool = True,
     ) -> None:
         self._engine = engine
         self.url = shown(engine.url.render_as_string(hide_password=False))
@@ -160,15 +161,24 @@ class Logbook:
         _LIVE.add(token)
         weakref.finalize(self, _LIVE.discard, token)
         self._token = token
+        if not create:
+            self._must_exist()
         self._upgrade()
-        if recover:
-            self.recover()
+        self.recovered: list[Entry[Pass]] = self.recover() if recover else []
+        """The passes found orphaned (their process died) and recorded as interrupted on open:
+        a program should tell its user."""
 
     @classmethod
     def open(cls, url: str | None = None, **options: Any) -> Logbook:
         """The logbook at ``url`` (default: ``logbook.db`` in the user's data directory),
-        upgraded to the newest schema, with crashed passes recovered."""
+        upgraded to the newest schema, with crashed passes recovered. ``create=False``: a
+        logbook that is not there (no file, or a database without one) is :class:`NotFound`
+        rather than made, for a command that only reads (a mistyped path must not verify)."""
         url = url or default_url()
+        path = sqlite_path(url)
+        file_uri = path is not None and str(path).startswith("file:")
+        if not options.get("create", True) and path and not file_uri and not path.exists():
+            raise NotFound(_no_logbook(shown(url)))
         try:
             engine = engine_for(url)
         except LogbookError:
@@ -210,6 +220,15 @@ class Logbook:
             raise
         except SQLAlchemyError as exc:
             raise StorageError(_explain(action, self.url, exc)) from exc
+
+    def _must_exist(self) -> None:
+        try:
+            with self._engine.connect() as conn:
+                revision = current(conn)
+        except Exception as exc:
+            raise StorageError(_explain("open", self.url, exc)) from exc
+        if revision is None:
+            raise NotFound(_no_logbook(self.url))
 
     def _upgrade(self) -> None:
         try:
@@ -1066,6 +1085,25 @@ class Logbook:
 
     # -- integrity -----------------------------------------------------------------------
 
+    def against_head(self, seq: int, digest: str) -> str:
+        """What is wrong with the chain measured against a head kept outside the database
+        (``seq``, ``digest`` from a report, an export or a paper copy), or ``""``: the one
+        check that catches a chain rewritten whole, triggers and head row included."""
+        with self._tx(False, "read") as conn:
+            row = conn.execute(select(records.c.hash).where(records.c.seq == seq)).one_or_none()
+            last = conn.execute(select(chain_head.c.seq).where(chain_head.c.id == 1)).scalar()
+        if row is None:
+            return (
+                f"record {seq} of the head you kept is not in the logbook (it ends at record "
+                f"{last}): records were removed"
+            )
+        if row.hash != digest.strip().lower():
+            return (
+                f"record {seq} does not have the hash of the head you kept: the chain up to it "
+                "was rewritten"
+            )
+        return ""
+
     def head(self) -> tuple[int, str]:
         """The chain head: the last record's number and hash (print it on reports)."""
         with self._tx(False, "read") as conn:
@@ -1209,6 +1247,13 @@ def _plan(parts: list[str], keys: tuple[int, ...]) -> tuple[int, ...] | None:
     except ValueError:
         return None
     return tuple(int(v[1:]) if v is not None else 0 for v in values)
+
+
+def _no_logbook(url: str) -> str:
+    return (
+        f"there is no logbook at {url}: check --db (a logbook is made by the first command "
+        "that records something, e.g. pen clinic add)"
+    )
 
 
 def _refuse(refusal: rules.Refusal | None) -> None:
