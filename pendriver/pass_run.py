@@ -228,28 +228,36 @@ class PassRun:
             # stops when STOP arrives, so on a slow link both are late by the same delay and
             # the motor runs the time asked (timing from the ACK would add a round trip).
             ends_at = self.started_at + self.seconds
+            refused = False
             try:
-                await pen.start()
-            except PenRefused:
-                raise
-            except PenError as exc:  # unanswered: the pen may be running all the same
-                ended, reason = PassEnd.LINK_LOST, str(exc)
-            try:
+                # START inside the try: a cancellation (Ctrl-C) while START is on its way, or
+                # waiting for its answer, still ends in STOP: the pen may have started.
+                try:
+                    await pen.start()
+                except PenRefused:
+                    refused = True
+                    raise
+                except PenError as exc:  # unanswered: the pen may be running all the same
+                    ended, reason = PassEnd.LINK_LOST, str(exc)
                 if ended is PassEnd.COMPLETED:
                     async with asyncio.timeout_at(ends_at):
                         ended, reason = await self._watch(stream)
             except TimeoutError:
                 pass
             except PenError as exc:
+                if refused:
+                    raise
                 ended, reason = PassEnd.LINK_LOST, str(exc)
             except asyncio.CancelledError:
                 ended, reason = PassEnd.INTERRUPTED, "interrupted"
                 raise
             finally:
-                confirmed, problem = await self._stop(stream, ended)
-                self.outcome = self._outcome(
-                    ended, reason, faults_before, confirmed, problem, stream.dropped
-                )
+                if not refused:  # a refused START ran nothing: no STOP, no outcome
+                    confirmed, problem = await self._stop(stream, ended)
+                    self.outcome = self._outcome(
+                        ended, reason, faults_before, confirmed, problem, stream.dropped
+                    )
+        assert self.outcome is not None
         return self.outcome
 
     async def _watch(self, stream: Subscription[TelemetrySample]) -> tuple[PassEnd, str]:

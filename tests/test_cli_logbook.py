@@ -466,7 +466,7 @@ def test_ctrl_c_during_a_pass_prints_its_summary_logs_it_and_says_the_motor_stop
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
-    assert "pass summary" in out and "logged as record" in out
+    assert "pass summary" in out and "logged as record" in out, (out, err)
     assert "interrupted; the motor was stopped" in err and "could not confirm" not in err
     (p,) = passes(db, capsys)
     assert p["record"]["ended_how"] == "interrupted" and p["record"]["stop_confirmed"]

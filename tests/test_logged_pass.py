@@ -243,3 +243,36 @@ def test_start_refused_by_the_pen_after_the_logbook_allowed_it_is_recorded(
     p = entry.record
     assert p.ended_how == "refused by the pen" and not p.complete and p.figures.strokes == 0
     assert book.running() == []
+
+
+def test_a_cancellation_while_start_is_on_its_way_still_ends_in_stop(
+    pen: VirtualPen, book: Logbook, sid: str
+) -> None:
+    """Ctrl-C in the instant between START sent and its answer: the pen may be running, so
+    STOP is sent and the pass recorded (before, the cancellation skipped both)."""
+    import asyncio
+
+    async def body() -> None:
+        async with pen.connect() as p:
+            loop = asyncio.get_running_loop()
+            task: asyncio.Future[Any] | None = None
+
+            def cancel_soon(_h: Any) -> None:
+                assert task is not None
+                loop.call_soon(task.cancel)  # runs once START has been handed to the link
+
+            task = asyncio.ensure_future(
+                run_logged_pass(
+                    p, book, sid, "forehead", 0.5, 120, 30.0, density=AREA, on_begin=cancel_soon
+                )
+            )
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not p.motor_may_run
+
+    pen.run(body())
+    pen.advance(0.5)
+    assert pen.firmware.motor.target_hz == 0
+    (entry,) = book.passes_of(sid)
+    assert entry.record.ended_how == "interrupted" and entry.record.stop_confirmed
+    assert book.running() == []
