@@ -189,7 +189,8 @@ def test_a_session_inside_the_minimum_interval_is_refused_with_the_earliest_date
     book.plan_course(Course("co1", "K-001", "acne scars", 4, 35), author="dr1")
     s1 = session(book, course_id="co1").record
     book.end_session(s1.session_id)
-    assert book.next_session_date("K-001") == date(2027, 1, 5)
+    assert book.next_session_date("K-001", course_id="co1") == date(2027, 1, 5)
+    assert book.next_session_date("K-001") == date(2026, 12, 29)  # the clinic's 28 days
     clock.advance(days=20)
     screen(book, "scr-2")
     err = refused(book.start_session, "K-001", "op1", ["cheeks"], "scr-2", course_id="co1")
@@ -534,3 +535,23 @@ def test_who_may_do_what_is_checked_against_the_clinic_and_its_clinicians(
     h = book.begin_pass(s.session_id, "cheeks", 2.0, cartridge(), PEN, "c", operator_id="dr1",
                         depth_override="thick skin")  # fmt: skip
     assert book.finish_pass(h, figures()).record.operator_id == "dr1"
+
+
+def test_meaningless_set_up_is_refused_and_a_zone_named_twice_is_planned_once(
+    book: Logbook,
+) -> None:
+    for call, record in (
+        (book.add_clinic, Clinic("c9", "")),
+        (book.add_clinic, Clinic("c9", "Nine", min_interval_days=-1)),
+        (book.add_client, Client(" ", "c1")),
+        (book.plan_course, Course("co9", "K-001", "acne scars", 0, 28)),
+        (book.plan_course, Course("co9", "K-001", "", 3, 28)),
+    ):
+        assert refused(call, record, author="dr1").rule == "invalid"
+    first = book.entries("clinic")[0]
+    err = refused(book.correct, first.seq, {"min_interval_days": -5}, author="dr1", reason="r")
+    assert "a minimum interval of -5 days" in str(err)
+    screen(book, "scr-z")
+    assert refused(book.start_session, "K-001", "op1", [], "scr-z").rule == "no_zones"
+    s = book.start_session("K-001", "op1", ["cheeks", "Cheeks", "forehead"], "scr-z").record
+    assert s.zones == ("cheeks", "forehead")

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from .records import Cartridge, Screening, ZoneProfile
+from .records import Cartridge, Client, Clinic, Course, Operator, Record, Screening, ZoneProfile
 from .screening import blocking
 from .zones import zone_key
 
@@ -168,3 +168,27 @@ def check_zone_density(
         f"its maximum "
         f"of {profile.max_density_per_cm2:,.0f}: treat another zone or give an override reason",
     )
+
+
+def record_problem(record: Record) -> str:
+    """What makes a set-up record meaningless (an empty id or name, a negative interval), or
+    ``""``: checked when it is added and when a correction would change it."""
+    if isinstance(record, Clinic):
+        if not record.clinic_id.strip():
+            return "a clinic needs an id"
+        if not record.name.strip():
+            return f"clinic {record.clinic_id!r} needs a name (--name)"
+        if record.min_interval_days < 0:
+            return f"a minimum interval of {record.min_interval_days} days: give 0 or more"
+    if isinstance(record, Operator) and not record.operator_id.strip():
+        return "an operator needs an id"
+    if isinstance(record, Client) and not record.client_id.strip():
+        return "a client needs an id (a pseudonymous one: no name is needed)"
+    if isinstance(record, Course):
+        if record.planned_sessions < 1:
+            return f"a course of {record.planned_sessions} sessions: plan 1 or more"
+        if record.min_interval_days < 0:
+            return f"a minimum interval of {record.min_interval_days} days: give 0 or more"
+        if not record.indication.strip():
+            return "a course needs an indication (--indication)"
+    return ""

@@ -442,6 +442,9 @@ class Logbook:
     # -- registry ------------------------------------------------------------------------
 
     def add_clinic(self, clinic: Clinic, *, author: str) -> Entry[Clinic]:
+        problem = rules.record_problem(clinic)
+        if problem:
+            raise Refused("invalid", problem)
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             if any(e.record.clinic_id == clinic.clinic_id for e in self._find(conn, Clinic)):
@@ -452,6 +455,9 @@ class Logbook:
             return self._append(conn, head, clinic, author)
 
     def add_operator(self, operator: Operator, *, author: str) -> Entry[Operator]:
+        problem = rules.record_problem(operator)
+        if problem:
+            raise Refused("invalid", problem)
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             self._one(conn, Clinic, "clinic_id", operator.clinic_id)
@@ -465,6 +471,9 @@ class Logbook:
             return self._append(conn, head, operator, author)
 
     def add_client(self, client: Client, *, author: str) -> Entry[Client]:
+        problem = rules.record_problem(client)
+        if problem:
+            raise Refused("invalid", problem)
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             self._one(conn, Clinic, "clinic_id", client.clinic_id)
@@ -510,6 +519,9 @@ class Logbook:
             return self._profiles(conn, clinic_id)
 
     def plan_course(self, course: Course, *, author: str) -> Entry[Course]:
+        problem = rules.record_problem(course)
+        if problem:
+            raise Refused("invalid", problem)
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             self._clinic_of(conn, course.client_id)
@@ -598,7 +610,12 @@ class Logbook:
                 found = rules.find_zone(z, profiles)
                 if isinstance(found, rules.Refusal):
                     raise Refused(found.rule, found.message)
-                names.append(found.zone)
+                if found.zone not in names:  # a zone named twice is planned once
+                    names.append(found.zone)
+            if not names:
+                raise Refused(
+                    "no_zones", "a session plans at least one zone: give --zones, e.g. forehead"
+                )
             screenings = [
                 e.record
                 for e in self._find(conn, Screening, records.c.client_id == client_id)
@@ -878,6 +895,9 @@ class Logbook:
             why_not = correctable(record.kind, fields)
             if why_not:
                 raise Refused("correction", f"cannot correct record {seq}: {why_not}")
+            problem = rules.record_problem(fixed)
+            if problem:
+                raise Refused("correction", f"cannot correct record {seq}: {problem}")
             self._check_correction(conn, seq, record, fixed, author)
             return self._append(
                 conn, head, Correction(seq, dict(fields), reason.strip()), author, ref_seq=seq
@@ -1041,17 +1061,18 @@ class Logbook:
         return max(found, key=lambda e: e.record.started_at, default=None)
 
     def next_session_date(self, client_id: str, *, course_id: str | None = None) -> date | None:
-        """The earliest date the minimum interval allows (``None``: no session yet)."""
-        last = self.last_session(client_id, course_id=course_id)
+        """The earliest date :meth:`start_session` allows without an override, by the same
+        rule: the client's last session of any course, plus the interval of ``course_id`` (the
+        clinic's without one). ``None``: no session yet."""
+        last = self.last_session(client_id)
         if last is None:
             return None
         with self._tx(False, "read") as conn:
             _client, clinic = self._clinic_of(conn, client_id)
             interval = clinic.min_interval_days
-            cid = course_id if course_id is not None else last.record.course_id
-            if cid:
+            if course_id:
                 for e in self._find(conn, Course, records.c.client_id == client_id):
-                    if e.record.course_id == cid:
+                    if e.record.course_id == course_id:
                         interval = e.record.min_interval_days
         return rules.next_session_date(last.record.started_at, interval)
 
