@@ -529,3 +529,40 @@ def test_a_pass_cut_off_by_a_dead_process_is_reported_by_the_next_command(
     assert "check the pen is stopped" in err
     (p,) = passes(db, capsys)
     assert p["record"]["figures"]["strokes"] == 40 and not p["record"]["complete"]
+
+
+def test_a_zone_added_to_a_session_by_correction_can_then_be_treated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The way the unplanned-zone refusal points to: correct the session's zones."""
+    db = ["--db", f"sqlite:///{tmp_path}/lb.db"]
+    setup(db, capsys)
+    sid = start(db, capsys)
+    (session,) = json.loads(ok(["log", "list", "--kind", "session", "--json", *db], capsys))
+    fix = ["log", "correct", str(session["seq"]), "--reason", "neck agreed", "--author", "ana"]
+    assert "unknown zone 'chin'" in refused([*fix, "--set", 'zones=["chin"]', *db], capsys)
+    assert "at least one zone" in refused([*fix, "--set", "zones=[]", *db], capsys)
+    ok([*fix, "--set", 'zones=["forehead","cheeks","neck"]', *db], capsys)
+    args = ["--session", sid, "--depth", "0.3", "--rate", "120", "--seconds", "0.5", *db]
+    ok(["pass", "neck", *args], capsys)
+    assert passes(db, capsys)[-1]["record"]["zone"] == "neck"
+    assert "neck" in ok(["log", "show", str(session["seq"]), *db], capsys)
+
+
+def test_bad_urls_and_values_are_one_line_and_db_goes_before_the_command_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "a logbook cannot live on mysql" in refused(["log", "list", "--db", "mysql://x"], capsys)
+    assert "is not a database URL" in refused(["log", "list", "--db", "notaurl"], capsys)
+    down = refused(["log", "list", "--db", "postgresql://pen:secret@127.0.0.1:1/x"], capsys)
+    assert "not answering" in down and "secret" not in down  # psycopg chosen, password hidden
+    url = f"sqlite:///{tmp_path}/lb.db"
+    setup(["--db", url], capsys)
+    verdict = json.loads(ok(["--db", url, "--json", "log", "verify"], capsys))
+    assert verdict["ok"] and verdict["records"] == 4
+    fix = ["log", "correct", "4", "--reason", "r", "--author", "ana", "--db", url]
+    line = refused([*fix, "--set", "clinic_id=null"], capsys)
+    assert "client record's clinic_id cannot be corrected" in line or "must be text" in line
+    line = refused(["log", "correct", "2", "--reason", "r", "--author", "ana", "--db", url,
+                    "--set", "clinician=null"], capsys)  # fmt: skip
+    assert "clinician must be true or false" in line

@@ -51,16 +51,22 @@ AUTHOR = "pen"
 
 
 def db_option() -> Parser:
-    """``--db URL``: which logbook (also on ``pen demo``)."""
+    """``--db URL``: which logbook (also on ``pen demo``). Accepted before the command name
+    too (``pen --db URL log verify``), as ``--port`` and ``--json`` are: the suppressed
+    default lets the one given win."""
     parent = Parser(add_help=False)
-    parent.add_argument(
+    _add_db(parent)
+    return parent
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--db",
         metavar="URL",
-        default=None,
+        default=argparse.SUPPRESS,
         help="the logbook: sqlite:///FILE or postgresql+psycopg://USER:PASSWORD@HOST/DB "
         "(default: logbook.db in your data directory)",
     )
-    return parent
 
 
 def open_logbook(args: argparse.Namespace, output: Output, *, create: bool = True) -> Logbook:
@@ -164,14 +170,16 @@ def parse_screening(text: str, items: Sequence[str]) -> dict[str, bool]:
             raise ValueError(f"screening answer {part!r}: give KEY=yes or KEY=no")
         item = _item_for(key.strip(), items)
         if item in answers:
-            raise ValueError(f"screening question {item!r} answered twice")
+            raise ValueError(
+                f"screening question {item!r} answered twice: answer each question once"
+            )
         answers[item] = _YES[value.strip().lower()]
     missing = [i for i in items if i not in answers]
     if missing:
         raise ValueError(
             "screening is not complete: answer "
             + "; ".join(f"{i} ({screening_key(i, items)}=yes|no)" for i in missing)
-            + ", or give --screening no if every answer is no"
+            + ("" if any(answers.values()) else ", or give --screening no if every answer is no")
         )
     return answers
 
@@ -214,6 +222,7 @@ def screening_key(item: str, items: Sequence[str]) -> str:
 
 def register(commands: Commands) -> None:
     db, json = db_option(), commands.json
+    _add_db(commands.parser)
 
     sub = _group(commands, "clinic", "clinic logbook: add a clinic")
     p = _action(sub, "add", clinic_add, "add a clinic to the logbook", [db, json])
@@ -364,7 +373,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--kind", default=None, metavar="KIND", help="e.g. pass, session")
     p = _action(sub, "show", log_show, "show one record, as corrected", [db, json])
     p.add_argument("seq", type=int, metavar="SEQ")
-    p = _action(sub, "verify", log_verify, "verify the hash chain; name the first bad record", [db])
+    p = _action(
+        sub, "verify", log_verify, "verify the hash chain; name the first bad record", [db, json]
+    )
     p.add_argument(
         "--head",
         default=None,
@@ -1001,6 +1012,20 @@ def log_verify(args: argparse.Namespace, output: Output) -> int:
         problem = logbook.against_head(*kept)
         if problem:
             raise LogbookError(f"the logbook does not match the head you kept: {problem}")
+    if output.json:
+        output.emit_json(
+            {
+                "ok": result.ok,
+                "records": result.records,
+                "head_seq": result.head_seq,
+                "head_hash": result.head_hash,
+                "first_bad": result.first_bad,
+                "problem": result.problem,
+                "matches_kept_head": kept is not None and result.ok,
+            }
+        )
+        if result.ok:
+            return 0
     if result.ok:
         also = f" (matches the head you kept, record {kept[0]})" if kept else ""
         output.say(

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
+from .errors import LogbookError
+
 WRITE = "logbook_write"
 """Execution option: this connection's next transaction writes (``BEGIN IMMEDIATE`` on SQLite)."""
 
@@ -49,10 +51,21 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+_SUPPORTED = "use sqlite:///FILE or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DBNAME"
+
+
 def new_engine(url: str) -> Engine:
     """A new engine for ``url`` (tests with several writers in one process want their own)."""
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite":
+    try:
+        u = make_url(url)
+    except Exception:
+        raise LogbookError(f"{shown(url)!r} is not a database URL: {_SUPPORTED}") from None
+    backend, driver = u.get_backend_name(), u.get_driver_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise LogbookError(f"a logbook cannot live on {backend}: {_SUPPORTED}")
+    if backend == "postgresql" and driver != "psycopg":
+        u = u.set(drivername="postgresql+psycopg")  # the driver this project installs
+    if backend == "sqlite":
         engine = create_engine(u, connect_args={"timeout": 30.0})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -77,7 +90,10 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of an SQLite URL; ``None`` for memory or another backend."""
-    u = make_url(url)
+    try:
+        u = make_url(url)
+    except Exception:
+        return None  # not a URL at all: new_engine says so
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
     return Path(u.database)

@@ -12,6 +12,7 @@ as :class:`pendriver.passes.PassSummary` has them. These dicts are what the hash
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 from collections.abc import Iterable
@@ -421,8 +422,31 @@ def corrected(record: R, fields: dict[str, Any]) -> R:
             f"a {record.kind} record has no field {', '.join(sorted(unknown))}; "
             f"its fields are {', '.join(data)}"
         )
+    for key, value in fields.items():
+        was = data[key]
+        shape = _shape(was)
+        if was is not None and shape != _shape(value):
+            raise ValueError(
+                f"{key} must be {shape}, like the record's own (pen log show SEQ --json shows "
+                f"it): {json.dumps(was, ensure_ascii=False)}"
+            )
     data.update(fields)
     return type(record).from_dict(data)
+
+
+def _shape(value: Any) -> str:
+    """What kind of JSON value a field holds, for a correction of it to keep."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON list"
+    return "null"
 
 
 __all__ = [

@@ -714,7 +714,8 @@ class Logbook:
                 raise Refused(
                     "zone_not_planned",
                     f"zone {profile.zone} is not planned for this "
-                    f"session ({', '.join(s.zones)}): start a session that plans it",
+                    f"session ({', '.join(s.zones)}): add it to the session's zones with a "
+                    "correction (pen log correct SEQ --set zones=[...]) or treat a planned one",
                 )
             _refuse(rules.check_depth(profile, depth_setpoint_mm, depth_override))
             others = {
@@ -932,6 +933,16 @@ class Logbook:
             found_op = operators.get(operator)
             if found_op is None or (clinic_id and found_op.clinic_id != clinic_id):
                 refuse(f"operator {operator!r} is not registered{where}")
+        if isinstance(fixed, Session) and isinstance(record, Session):
+            profiles = self._profiles(conn, clinic_id)
+            for z in fixed.zones:
+                known = rules.find_zone(z, profiles)
+                if isinstance(known, rules.Refusal):
+                    refuse(known.message)
+                if known.zone != z:
+                    refuse(f"write the zone as {known.zone!r}")
+            if not fixed.zones:
+                refuse("a session plans at least one zone")
         if not isinstance(fixed, Pass) or not isinstance(record, Pass):
             return
         was, now = record.cartridge, fixed.cartridge
