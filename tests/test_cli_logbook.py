@@ -157,6 +157,8 @@ def test_the_whole_flow_on_the_built_in_simulator(
     verified = ok(["log", "verify", *db], capsys)
     assert verified.startswith(f"verified {seq + 2} records, head {seq + 2} ")
     ok(["session", "end", sid, *db], capsys)
+    (began,) = json.loads(ok(["log", "list", "--kind", "session", "--json", *db], capsys))
+    assert "(recorded by a session end)" in ok(["log", "show", str(began["seq"]), *db], capsys)
     assert "has ended: start a new one" in refused(
         [
             "pass",
@@ -422,6 +424,9 @@ def test_a_logbook_that_fails_verification_says_so_in_every_listing_export_and_r
     assert "! not vouched for" in out
     listed = json.loads(ok(["log", "list", "--json", *db], capsys))
     assert [e["verified"] for e in listed][:3] == [True, False, False]
+    code, out, err = pen(["log", "show", "3", *db], capsys)
+    assert code == 0 and "NO: the chain fails at record 2" in out and "warning:" in err
+    assert "yes: the chain verifies" in ok(["log", "show", "1", *db], capsys)
     report = tmp_path / "r.html"
     code, _out, err = pen(["log", "report", sid, "-o", str(report), *db], capsys)
     assert code == 0 and "the report (it says so at the top)" in err

@@ -959,13 +959,29 @@ def log_list(args: argparse.Namespace, output: Output) -> int:
 def log_show(args: argparse.Namespace, output: Output) -> int:
     logbook = open_logbook(args, output, create=False)
     entry = logbook.record(args.seq)
+    verdict = logbook.verify()
+    vouched = verdict.first_bad is None or entry.seq < verdict.first_bad
+    if not vouched:
+        _warn_unverified(output, verdict, f"record {entry.seq}")
+    ended = None
+    if entry.kind == "session" and entry.record.ended_at is None:
+        ended = logbook.session(entry.record.session_id).record.ended_at  # a session_end's
     if output.json:
-        output.emit_json(entry_data(entry))
+        data = {**entry_data(entry), "verified": vouched}
+        if ended is not None:
+            data["ended_at"] = ended.isoformat()
+        output.emit_json(data)
         return 0
     rows = [
         ("record", f"{entry.seq} ({entry.kind})"),
         ("recorded", f"{entry.created_at.isoformat()} by {entry.author}"),
         ("hash", entry.hash),
+        (
+            "verified",
+            "yes: the chain verifies up to and past it"
+            if vouched
+            else f"NO: the chain fails at record {verdict.first_bad} ({verdict.problem})",
+        ),
     ]
     if entry.ref_seq is not None:
         rows.append(("refers to", str(entry.ref_seq)))
@@ -982,6 +998,8 @@ def log_show(args: argparse.Namespace, output: Output) -> int:
         if original.get(name) != entry.record.to_dict()[name]:
             text += f"   (corrected; was {_plain(original.get(name))})"
         rows.append((name, text))
+    if ended is not None:
+        rows.append(("ended", f"{ended.isoformat()} (recorded by a session end)"))
     if entry.corrections:
         rows.append(("corrections", ", ".join(str(c) for c in entry.corrections)))
     output.table(fields_table(rows))
