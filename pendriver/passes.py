@@ -54,7 +54,7 @@ class PassSummary:
         return [
             f"  duration        {self.duration_s:.2f} s of motor running (pen time), "
             f"{self.samples} telemetry samples",
-            f"  depth           set {self.depth_setpoint_mm:.2f} mm; measured while running "
+            f"  depth           set {self.depth_setpoint_mm:.2f} mm; measured while stroking "
             f"mean {self.depth_mean_mm:.3f} mm "
             f"(min {self.depth_min_mm:.3f}, max {self.depth_max_mm:.3f})",
             f"  stroke rate     mean {self.rate_mean_hz:.1f} Hz while running",
@@ -90,7 +90,11 @@ def summarise(samples: Sequence[TelemetrySample], faults: Sequence[FaultEvent] =
     if not samples:
         raise ValueError("no telemetry arrived during the pass")
     running = [s for s in samples if s.state == PenState.RUNNING] or list(samples)
-    depths = [s.depth_measured_mm for s in running]
+    # The depth of the punctures: samples where the needle strokes. A firmware may report
+    # RUNNING while it holds strokes for the needle to reach its depth; those depths were
+    # never punctured at, and would make a shallow pass look deep (or a deep one shallow).
+    stroking = [s for s in running if s.stroke_rate_hz > 0] or running
+    depths = [s.depth_measured_mm for s in stroking]
     seen = raised_faults(faults)
     for sample in samples:
         seen |= sample.faults

@@ -291,3 +291,22 @@ def test_a_motor_started_elsewhere_after_this_connections_stop_is_still_an_orpha
 
     vp.run(scenario())
     assert ORPHAN_ALARM in caplog.text
+
+
+def test_the_summary_depth_is_the_depth_stroked_at_not_the_needle_on_its_way() -> None:
+    """Samples RUNNING with no stroke (a firmware holding strokes while the needle travels
+    from 1.5 to 0.3 mm) are left out of the depth figures: no puncture happened there."""
+    from pendriver.models import FaultFlags, PenState, TelemetrySample
+    from pendriver.passes import summarise
+
+    def sample(t: float, depth: float, rate: float, count: int) -> TelemetrySample:
+        return TelemetrySample(
+            t, 0.3, depth, rate, count, 300, 4.1, 0.0, 0.0, PenState.RUNNING, FaultFlags(0)
+        )
+
+    travelling = [sample(0.01 * i, 1.5 - 0.3 * i, 0.0, 0) for i in range(4)]
+    stroking = [sample(0.04 + 0.01 * i, 0.3, 120.0, 1 + i) for i in range(10)]
+    summary = summarise([*travelling, *stroking])
+    assert summary.depth_max_mm == pytest.approx(0.3) and summary.depth_mean_mm == pytest.approx(
+        0.3
+    )
