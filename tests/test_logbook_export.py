@@ -525,3 +525,10 @@ def test_each_correction_is_shown_beside_the_value_it_replaced(book: Logbook, cl
         ({"operator_id": "op1"}, {"operator_id": "dr1"}),
         ({"operator_id": "dr1"}, {"operator_id": "op1"}),
     ]
+
+
+def test_a_limit_equal_to_the_peak_is_drawn_at_the_end_of_the_legend() -> None:
+    """15 punctures in a 1 mm cell is 1499.99... /cm² in floats: a limit of 1500 is on the
+    scale, at its end, not "off the scale"."""
+    h = heatmap("k", DensityMap.from_counts([15, 3], (1, 2), (0, 0), 1000), 1500.0, "c")
+    assert h is not None and h.limit_x == pytest.approx(h.width)

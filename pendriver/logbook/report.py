@@ -160,7 +160,10 @@ def heatmap(key: str, dmap: DensityMap, limit_per_cm2: float, caption: str) -> H
         peak_y=(brows - 1 - bpy + 0.5) * size,
         peak_r=max(6.0, size * 1.3),
         limit_per_cm2=limit_per_cm2,
-        limit_x=width * limit_per_cm2 / vmax if limit_per_cm2 <= vmax else None,
+        # (a peak of 15 in a 0.01 cm² cell is 1499.99...: the same figure as a limit of 1500)
+        limit_x=min(width, width * limit_per_cm2 / vmax)
+        if limit_per_cm2 <= vmax * (1 + 1e-9)
+        else None,
         ticks=ticks,
         extent=extent,
         block=block,
