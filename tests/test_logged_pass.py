@@ -196,15 +196,15 @@ class _FullDisk(Logbook):
     """A logbook whose checkpoints fail after the first, as on a disk that filled mid-pass
     (the one fault here that is not the real thing: it needs a disk to fill on cue)."""
 
-    stored = 0
+    written = 0
 
     def checkpoint(self, handle: Any, figures: PassFigures) -> None:
-        if self.stored >= 1:
+        if self.written >= 1:
             from pendriver.logbook import StorageError
 
             raise StorageError("cannot write to the logbook: database or disk is full")
         super().checkpoint(handle, figures)
-        self.stored += 1
+        self.written += 1
 
 
 def test_a_checkpoint_that_fails_stops_the_pass_and_the_record_says_why(

@@ -296,7 +296,8 @@ def test_a_motor_started_elsewhere_after_this_connections_stop_is_still_an_orpha
 def test_the_summary_depth_is_the_depth_stroked_at_not_the_needle_on_its_way() -> None:
     """Samples RUNNING with no stroke (a firmware holding strokes while the needle travels
     from 1.5 to 0.3 mm) are left out of the depth figures: no puncture happened there."""
-    from pendriver.models import FaultFlags, PenState, TelemetrySample
+    from firmware_protocol.messages import FaultFlags, PenState
+    from pendriver.models import TelemetrySample
     from pendriver.passes import summarise
 
     def sample(t: float, depth: float, rate: float, count: int) -> TelemetrySample:
