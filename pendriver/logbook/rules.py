@@ -148,8 +148,8 @@ def check_zone_density(
     """
     if override_reason.strip():
         return None
-    peak = peak_per_cm2
     most = profile.max_density_per_cm2
+    peak = peak_per_cm2
     left = most - peak
     tiny = 1e-9 * max(most, step_per_cm2, 1.0)  # the densities' own float rounding
     if left > tiny and left >= step_per_cm2 - tiny:
@@ -170,9 +170,46 @@ def check_zone_density(
     )
 
 
-def record_problem(record: Record) -> str:
-    """What makes a set-up record meaningless (an empty id or name, a negative interval), or
-    ``""``: checked when it is added and when a correction would change it."""
+def check_record(record: Record) -> Refusal | None:
+    """A set-up record that means nothing (an empty id or name, a negative interval) or a zone
+    profile outside what any pen or clinic does: checked when it is added and when a
+    correction would change it."""
+    if isinstance(record, ZoneProfile):
+        return _check_profile(record)
+    problem = _setup_problem(record)
+    return Refusal("invalid", problem) if problem else None
+
+
+MAX_DEPTH_MM = 3.0
+"""No zone profile goes deeper: the deepest microneedling pens reach 3 mm."""
+
+MAX_DENSITY_PER_CM2 = 20_000
+"""No zone profile allows more punctures per cm² a session: far beyond clinical use (the
+reference's target is 250-300 a session), the bound catches a slip of the keyboard."""
+
+
+def _check_profile(profile: ZoneProfile) -> Refusal | None:
+    zone = profile.zone
+    if not 0 < profile.depth_min_mm <= profile.depth_max_mm:
+        return Refusal("zone_profile", f"zone {zone!r}: give 0 < min <= max depth")
+    if profile.max_density_per_cm2 <= 0:
+        return Refusal("zone_profile", f"zone {zone!r}: give a positive max density")
+    if profile.depth_max_mm > MAX_DEPTH_MM:
+        return Refusal(
+            "zone_profile",
+            f"zone {zone!r}: {profile.depth_max_mm:g} mm is beyond the {MAX_DEPTH_MM:g} mm of "
+            f"any microneedling pen: give {MAX_DEPTH_MM:g} mm or less",
+        )
+    if profile.max_density_per_cm2 > MAX_DENSITY_PER_CM2:
+        return Refusal(
+            "zone_profile",
+            f"zone {zone!r}: {profile.max_density_per_cm2:,.0f} punctures/cm² a session is "
+            f"beyond any clinical use (the bound is {MAX_DENSITY_PER_CM2:,}): check the figure",
+        )
+    return None
+
+
+def _setup_problem(record: Record) -> str:
     if isinstance(record, Clinic):
         if not record.clinic_id.strip():
             return "a clinic needs an id"

@@ -69,13 +69,6 @@ R = TypeVar("R", bound=Record)
 
 RECOVERY_AUTHOR = "logbook recovery"
 
-MAX_DEPTH_MM = 3.0
-"""No zone profile goes deeper: the deepest microneedling pens reach 3 mm."""
-
-MAX_DENSITY_PER_CM2 = 20_000
-"""No zone profile allows more punctures per cm² a session: far beyond clinical use (the
-reference's target is 250-300 a session), the bound catches a slip of the keyboard."""
-
 _LIVE: set[str] = set()
 """Tokens of the Logbook objects alive in this process (their running passes are not orphans)."""
 _HOST = socket.gethostname()
@@ -442,9 +435,7 @@ class Logbook:
     # -- registry ------------------------------------------------------------------------
 
     def add_clinic(self, clinic: Clinic, *, author: str) -> Entry[Clinic]:
-        problem = rules.record_problem(clinic)
-        if problem:
-            raise Refused("invalid", problem)
+        _refuse(rules.check_record(clinic))
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             if any(e.record.clinic_id == clinic.clinic_id for e in self._find(conn, Clinic)):
@@ -455,9 +446,7 @@ class Logbook:
             return self._append(conn, head, clinic, author)
 
     def add_operator(self, operator: Operator, *, author: str) -> Entry[Operator]:
-        problem = rules.record_problem(operator)
-        if problem:
-            raise Refused("invalid", problem)
+        _refuse(rules.check_record(operator))
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             self._one(conn, Clinic, "clinic_id", operator.clinic_id)
@@ -471,9 +460,7 @@ class Logbook:
             return self._append(conn, head, operator, author)
 
     def add_client(self, client: Client, *, author: str) -> Entry[Client]:
-        problem = rules.record_problem(client)
-        if problem:
-            raise Refused("invalid", problem)
+        _refuse(rules.check_record(client))
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             self._one(conn, Clinic, "clinic_id", client.clinic_id)
@@ -486,23 +473,7 @@ class Logbook:
 
     def set_zone_profile(self, profile: ZoneProfile, *, author: str) -> Entry[ZoneProfile]:
         """Add or replace a zone's profile for a clinic (``clinic_id=""``: for every clinic)."""
-        if not 0 < profile.depth_min_mm <= profile.depth_max_mm:
-            raise Refused("zone_profile", f"zone {profile.zone!r}: give 0 < min <= max depth")
-        if profile.max_density_per_cm2 <= 0:
-            raise Refused("zone_profile", f"zone {profile.zone!r}: give a positive max density")
-        if profile.depth_max_mm > MAX_DEPTH_MM:
-            raise Refused(
-                "zone_profile",
-                f"zone {profile.zone!r}: {profile.depth_max_mm:g} mm is beyond the "
-                f"{MAX_DEPTH_MM:g} mm of any microneedling pen: give {MAX_DEPTH_MM:g} mm or less",
-            )
-        if profile.max_density_per_cm2 > MAX_DENSITY_PER_CM2:
-            raise Refused(
-                "zone_profile",
-                f"zone {profile.zone!r}: {profile.max_density_per_cm2:,.0f} punctures/cm² a "
-                f"session is beyond any clinical use (the bound is {MAX_DENSITY_PER_CM2:,}): "
-                "check the figure",
-            )
+        _refuse(rules.check_record(profile))
         profile = replace(profile, zone=zone_key(profile.zone))
         with self._tx(True) as conn:
             head = self._lock_head(conn)
@@ -519,9 +490,7 @@ class Logbook:
             return self._profiles(conn, clinic_id)
 
     def plan_course(self, course: Course, *, author: str) -> Entry[Course]:
-        problem = rules.record_problem(course)
-        if problem:
-            raise Refused("invalid", problem)
+        _refuse(rules.check_record(course))
         with self._tx(True) as conn:
             head = self._lock_head(conn)
             self._clinic_of(conn, course.client_id)
@@ -896,9 +865,9 @@ class Logbook:
             why_not = correctable(record.kind, fields)
             if why_not:
                 raise Refused("correction", f"cannot correct record {seq}: {why_not}")
-            problem = rules.record_problem(fixed)
-            if problem:
-                raise Refused("correction", f"cannot correct record {seq}: {problem}")
+            invalid = rules.check_record(fixed)
+            if invalid is not None:
+                raise Refused("correction", f"cannot correct record {seq}: {invalid.message}")
             self._check_correction(conn, seq, record, fixed, author)
             return self._append(
                 conn, head, Correction(seq, dict(fields), reason.strip()), author, ref_seq=seq
