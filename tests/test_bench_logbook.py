@@ -17,8 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pendriver.logbook.chain import canonical
-from pendriver.logbook.schema import search_columns
-from pendriver.logbook.store import search_columns_of_text
+from pendriver.logbook.schema import search_columns, search_columns_of_text
 from pendriver.testing.postgres import TemporaryPostgres
 
 BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench_logbook.py"
@@ -100,3 +99,15 @@ def test_duplicate_keys_count_as_the_parser_counts_them(data: dict[str, Any]) ->
     text = canonical(data)
     doubled = text[:-1] + ("," if data else "") + '"zone":"later","cartridge":{"lot":"L2"}}'
     assert search_columns_of_text("pass", doubled) == search_columns("pass", json.loads(doubled))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"zone":NaN,"client_id":"K-1"}',  # json.loads reads NaN; msgspec refuses it
+        '{"zone":"\ud800","client_id":"K-1"}',  # a lone surrogate, as a stored body can hold
+        '{"zone":"cheeks","cartridge":{"lot":"L1"},"cartridge":"none"}',
+    ],
+)
+def test_text_the_fast_reader_refuses_is_parsed_in_full(text: str) -> None:
+    assert search_columns_of_text("pass", text) == search_columns("pass", json.loads(text))

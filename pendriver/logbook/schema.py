@@ -19,8 +19,10 @@ exists and ``verify`` checks it, and why the head hash should also be kept outsi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import msgspec
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -92,6 +94,46 @@ def search_columns(kind: str, data: dict[str, Any]) -> tuple[str | None, ...]:
         _text(cart.get("lot")),
         _text(data.get("zone")),
     )
+
+
+class _SearchFields(msgspec.Struct):
+    """The parts of a record's data that its search columns come from (the rest is skipped)."""
+
+    client_id: Any = None
+    session_id: Any = None
+    cartridge: Any = None
+    zone: Any = None
+
+
+_read_search_fields = msgspec.json.Decoder(_SearchFields).decode
+
+
+def search_columns_of_text(kind: str, text: str) -> tuple[str | None, ...]:
+    """:func:`search_columns` of a record from the JSON text of its data (raises ``ValueError``
+    when the text is not JSON).
+
+    What ``verify`` calls on every record, so it must be both fast and exactly the answer of
+    parsing: msgspec reads the four fields the columns come from and skips the rest (a pass's
+    density map, most of its text) in C, about five times faster than ``json.loads``. Where
+    msgspec would not answer as ``json.loads`` does (a correction, whose columns come from a
+    nested object; text it refuses, such as NaN or a lone surrogate, which canonical bodies
+    never hold), the full parse decides. Both take the last of a repeated key.
+    """
+    if kind != "correction":
+        try:
+            found = _read_search_fields(text)
+        except ValueError:  # msgspec's errors and an unencodable str are ValueErrors
+            pass
+        else:
+            cart = found.cartridge if isinstance(found.cartridge, dict) else {}
+            return (
+                _text(found.client_id),
+                _text(found.session_id),
+                _text(cart.get("cartridge_id")),
+                _text(cart.get("lot")),
+                _text(found.zone),
+            )
+    return search_columns(kind, json.loads(text))
 
 
 def _text(value: Any) -> str | None:

@@ -19,7 +19,6 @@ incomplete pass record with the figures of its last checkpoint (:meth:`Logbook.r
 from __future__ import annotations
 
 import json
-import operator
 import os
 import socket
 import uuid
@@ -61,7 +60,14 @@ from .records import (
     parse_utc,
     utc_text,
 )
-from .schema import SEARCH_COLUMNS, chain_head, pass_progress, records, search_columns
+from .schema import (
+    SEARCH_COLUMNS,
+    chain_head,
+    pass_progress,
+    records,
+    search_columns,
+    search_columns_of_text,
+)
 from .screening import items_for
 from .zones import profiles_with, zone_key
 
@@ -1150,104 +1156,6 @@ class Logbook:
             head=head,
             search_of_text=search_columns_of_text if search_columns_too else None,
         )
-
-
-def search_columns_of_text(kind: str, text: str) -> tuple[str | None, ...]:
-    """:func:`~.schema.search_columns` of a record from the JSON text of its data, without
-    parsing all of it when that is certain to give the same answer (raises ``ValueError`` when
-    it has to parse and the text is not JSON).
-
-    The text of a valid JSON object with no backslash has every ``"`` delimiting a string, so
-    ``"zone":`` can only be a key. When, besides, no string holds a bracket, counting brackets
-    before a key gives its depth: the one ``"zone":`` at depth 1 is the data's zone, none at
-    depth 1 means no zone. Anything else (a correction, escapes, a bracket inside a string, a
-    key twice, a cartridge that is not a flat object) is parsed in full. A density map's
-    ``zcounts_b64`` string (the bulk of a pass) is emptied first: a ``"…":`` is a key, so its
-    value is the string up to the next ``"``, and no search value can be in it.
-    """
-    if kind == "correction" or "\\" in text or text[:1] != "{" or text[-1:] != "}":
-        return search_columns(kind, json.loads(text))
-    lean = text
-    blob = text.find('"zcounts_b64":"')  # a density map's counts: most of a pass's text
-    if blob >= 0:
-        blob += len('"zcounts_b64":"')
-        end = text.find('"', blob)
-        if end > 0:
-            lean = text[:blob] + text[end:]  # the same object with that one string emptied
-    try:
-        found = _search_of_plain_text(lean)
-    except IndexError:  # cut short: not JSON
-        found = None
-    return search_columns(kind, json.loads(text)) if found is None else found
-
-
-_NOT_STRUCTURE = str.maketrans("", "", "0123456789+-.eEtrufalsn")
-"""What a number, ``true``, ``false`` or ``null`` is written with: deleted from a skeleton."""
-_UNSEEN: Any = object()
-_KEYS_OF: dict[str, Any] = {}
-"""What picks a skeleton's key names from the split text; ``None``: not JSON-like."""
-_PLANS: dict[str, tuple[int, ...] | None] = {}
-"""Where each search value is, by skeleton and key names (``0``: no value); ``None``: parse."""
-_PLAN_LIMIT = 4096
-
-
-def _search_of_plain_text(text: str) -> tuple[str | None, ...] | None:
-    """The search columns of an object's text with no backslash; ``None``: parse it instead.
-
-    With no backslash, splitting at ``"`` gives the text between strings (even parts) and the
-    strings (odd parts). The even parts without their numbers and literals are the object's
-    *skeleton*; with the key names, it fixes where every search value is. That plan is worked
-    out once (by parsing the text with each value string replaced by its index) and reused for
-    every record of the same shape: a pass's shape depends on its figures' keys, not values.
-    """
-    parts = text.split('"')
-    skeleton = "\x00".join(parts[0::2]).translate(_NOT_STRUCTURE)
-    names_of = _KEYS_OF.get(skeleton, _UNSEEN)
-    if names_of is _UNSEEN:
-        keys = _key_positions(skeleton, len(parts))
-        names_of = _KEYS_OF[skeleton] = None if keys is None else _getter(keys)
-        if len(_KEYS_OF) > _PLAN_LIMIT:
-            _KEYS_OF.clear()
-    if names_of is None:
-        return None
-    shape = skeleton + "\x01" + "\x00".join(names_of(parts))
-    plan = _PLANS.get(shape, _UNSEEN)
-    if plan is _UNSEEN:
-        plan = _PLANS[shape] = _plan(parts, _key_positions(skeleton, len(parts)) or ())
-        if len(_PLANS) > _PLAN_LIMIT:
-            _PLANS.clear()
-    if plan is None:
-        return None
-    return tuple([parts[i] or None if i else None for i in plan])
-
-
-def _getter(keys: tuple[int, ...]) -> Callable[[list[str]], tuple[str, ...]]:
-    if len(keys) == 1:
-        only = keys[0]
-        return lambda parts: (parts[only],)
-    return operator.itemgetter(*keys) if keys else lambda _parts: ()
-
-
-def _key_positions(skeleton: str, n_parts: int) -> tuple[int, ...] | None:
-    """Indices of the strings that are keys (followed by ``:``); ``None`` if the skeleton is
-    not that of a JSON object of strings, numbers, literals, objects and lists."""
-    if n_parts % 2 == 0 or set(skeleton) - set("{}[],:\x00"):
-        return None
-    between = skeleton.split("\x00")
-    return tuple(2 * k + 1 for k in range(len(between) - 1) if between[k + 1].startswith(":"))
-
-
-def _plan(parts: list[str], keys: tuple[int, ...]) -> tuple[int, ...] | None:
-    marked = list(parts)
-    is_key = set(keys)
-    for i in range(1, len(parts), 2):
-        if i not in is_key:
-            marked[i] = f"#{i}"
-    try:
-        values = search_columns("", json.loads('"'.join(marked)))
-    except ValueError:
-        return None
-    return tuple(int(v[1:]) if v is not None else 0 for v in values)
 
 
 def _no_logbook(url: str) -> str:
