@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #define PEN_PROTOCOL_VERSION 2u
-#define PEN_SCHEMA_HASH 0x49A89446u
+#define PEN_SCHEMA_HASH 0x42E86E32u
 #define PEN_MAX_FRAME 512u
 #define PEN_HEADER_SIZE 9u
 #define PEN_HEADER_OFFSET_VERSION 0u
@@ -75,6 +75,8 @@
 #define PEN_HASH_CALIBRATION_WRITE 0xFB80u
 #define PEN_MSG_CALIBRATION_COMMIT 0x53u
 #define PEN_HASH_CALIBRATION_COMMIT 0x31B7u
+#define PEN_MSG_CALIBRATION_DISCARD 0x54u
+#define PEN_HASH_CALIBRATION_DISCARD 0xF9CCu
 
 /* What the pen is doing. */
 enum {
@@ -268,17 +270,25 @@ typedef struct { /* 0x41 CARTRIDGE */
     pen_needleposition_t needles[64]; /* only _count sent */
 } pen_cartridge_t;
 
+typedef struct { /* 0x50 CALIBRATION_READ */
+    uint8_t staged;
+} pen_calibration_read_t;
+
 typedef struct { /* 0x51 CALIBRATION_DATA */
     uint16_t table_version;
     uint8_t committed;
     uint8_t points_count;
     pen_calibrationpoint_t points[16]; /* only _count sent */
+    int32_t rate_ppm; /* ppm */
+    int32_t rate_offset_mhz; /* mHz */
 } pen_calibration_data_t;
 
 typedef struct { /* 0x52 CALIBRATION_WRITE */
     uint16_t table_version;
     uint8_t points_count;
     pen_calibrationpoint_t points[16]; /* only _count sent */
+    int32_t rate_ppm; /* ppm */
+    int32_t rate_offset_mhz; /* mHz */
 } pen_calibration_write_t;
 
 typedef struct { /* 0x53 CALIBRATION_COMMIT */

@@ -18,7 +18,7 @@ from typing import ClassVar
 from .openenum import OpenIntEnum
 
 PROTOCOL_VERSION = 2
-SCHEMA_HASH = 0x49A89446
+SCHEMA_HASH = 0x42E86E32
 MAX_FRAME = 512
 
 
@@ -103,7 +103,7 @@ class ErrorCode(OpenIntEnum):
     AUTH_REQUIRED = 15
     """Authentication is required first (reserved for the auth range)."""
     CALIBRATION_INVALID = 16
-    """A calibration table is not strictly increasing in both columns, drives the actuator outside its travel, or corrects a depth by more than the pen's bound (300 µm on the simulated pens; see Calibration tables), or no table is staged under the version committed; detail = the index of the first bad point, or 0xFFFF when nothing is staged under that version."""
+    """A calibration table is not strictly increasing in both columns, drives the actuator outside its travel, or corrects a depth by more than the pen's bound (300 µm on the simulated pens; see Calibration tables), or corrects the stroke rate by more than 50,000 ppm or 5,000 mHz, or no table is on trial under the version committed or read; detail = the index of the first bad point, 0xFFFE for the stroke-rate correction, or 0xFFFF when no table is on trial under that version."""
 
 
 class FaultFlags(enum.IntFlag):
@@ -491,18 +491,20 @@ class Cartridge(Message):
 
 @dataclass(frozen=True, slots=True)
 class CalibrationRead(Message):
-    """Asks for the committed depth calibration table.
+    """Asks for the committed calibration table, or the one on trial.
 
     CALIBRATION_READ (0x50), request, host → pen.
     """
 
     MSG_ID: ClassVar[int] = 0x50
     NAME: ClassVar[str] = "CALIBRATION_READ"
+    staged: int = 0
+    """1: the table on trial (written by CALIBRATION_WRITE, not yet committed) instead of the committed one; NACK CALIBRATION_INVALID detail 0xFFFF when none is on trial."""
 
 
 @dataclass(frozen=True, slots=True)
 class CalibrationData(Message):
-    """The committed depth calibration table (empty: uncalibrated, the actuator is driven as commanded).
+    """A calibration table: the committed one, or the one on trial (empty: uncalibrated, the actuator and the motor are driven as commanded).
 
     CALIBRATION_DATA (0x51), response, pen → host.
     """
@@ -512,14 +514,18 @@ class CalibrationData(Message):
     table_version: int = 0
     """Version number the host gave the table."""
     committed: int = 0
-    """1 if the table is stored in non-volatile memory."""
+    """1 if the table is stored in non-volatile memory (0 for the table on trial)."""
     points: tuple[CalibrationPoint, ...] = ()
     """Points, strictly increasing in depth."""
+    rate_ppm: int = 0
+    """Stroke-rate gain correction: the motor is driven at set x (1 + rate_ppm / 10^6) + rate_offset_mhz. [ppm]"""
+    rate_offset_mhz: int = 0
+    """Stroke-rate offset correction (see rate_ppm). [mHz]"""
 
 
 @dataclass(frozen=True, slots=True)
 class CalibrationWrite(Message):
-    """Stages a calibration table in RAM; it takes effect only on CALIBRATION_COMMIT.
+    """Puts a calibration table on trial: in use at once, held in RAM only, until CALIBRATION_COMMIT stores it or CALIBRATION_DISCARD, HELLO, a reboot or the watchdog drops it.
 
     CALIBRATION_WRITE (0x52), request, host → pen.
     """
@@ -530,11 +536,15 @@ class CalibrationWrite(Message):
     """Version number for the table."""
     points: tuple[CalibrationPoint, ...] = ()
     """Points, strictly increasing in depth."""
+    rate_ppm: int = 0
+    """Stroke-rate gain correction, at most 50,000 ppm either way (0: none). [ppm]"""
+    rate_offset_mhz: int = 0
+    """Stroke-rate offset correction, at most 5,000 mHz either way (0: none). [mHz]"""
 
 
 @dataclass(frozen=True, slots=True)
 class CalibrationCommit(Message):
-    """Writes the staged table to non-volatile memory and uses it; table_version must match the staged one.
+    """Writes the table on trial to non-volatile memory, where it stays in use across reboots; table_version must match the one on trial.
 
     CALIBRATION_COMMIT (0x53), request, host → pen.
     """
@@ -542,7 +552,18 @@ class CalibrationCommit(Message):
     MSG_ID: ClassVar[int] = 0x53
     NAME: ClassVar[str] = "CALIBRATION_COMMIT"
     table_version: int = 0
-    """Version of the staged table."""
+    """Version of the table on trial."""
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationDiscard(Message):
+    """Drops the table on trial, if any: the committed table is in use again.
+
+    CALIBRATION_DISCARD (0x54), request, host → pen.
+    """
+
+    MSG_ID: ClassVar[int] = 0x54
+    NAME: ClassVar[str] = "CALIBRATION_DISCARD"
 
 
 MESSAGE_CLASSES: dict[int, type[Message]] = {
@@ -567,6 +588,7 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
     0x51: CalibrationData,
     0x52: CalibrationWrite,
     0x53: CalibrationCommit,
+    0x54: CalibrationDiscard,
 }
 """Message class by id."""
 
@@ -579,6 +601,7 @@ __all__ = [
     "Ack",
     "CalibrationCommit",
     "CalibrationData",
+    "CalibrationDiscard",
     "CalibrationPoint",
     "CalibrationRead",
     "CalibrationWrite",

@@ -152,7 +152,7 @@ async def calibration_version(pen: Pen) -> str:
         table = await pen.request(m.CalibrationRead(), m.CalibrationData)
     except PenRefused:
         return "unknown"
-    if not table.points:
+    if not (table.points or table.rate_ppm or table.rate_offset_mhz):
         return "uncalibrated"
     return f"v{table.table_version}" + ("" if table.committed else " (not committed)")
 

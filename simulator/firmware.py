@@ -62,7 +62,30 @@ def piecewise_linear(x: float, xs: list[int], ys: list[int]) -> float:
 
 
 NOT_STAGED = 0xFFFF
-"""Detail of NACK CALIBRATION_INVALID to a COMMIT when no table is staged under its version."""
+"""Detail of NACK CALIBRATION_INVALID to a COMMIT when no table is on trial under its version,
+and to a CALIBRATION_READ of the trial when there is none."""
+RATE_OUT_OF_BOUNDS = 0xFFFE
+"""Detail of NACK CALIBRATION_INVALID to a table whose stroke-rate correction is too large."""
+MAX_RATE_CORRECTION_PPM = 50_000
+"""The largest stroke-rate gain correction a pen accepts (5 %): a motor further off needs
+service. The simulated motors are off by at most 1 % in gain (MotorParams.max_rate_error)."""
+MAX_RATE_OFFSET_MHZ = 5_000
+"""The largest stroke-rate offset correction a pen accepts (5 Hz)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrialTable:
+    """A calibration table written and in use, but held in RAM only until it is committed."""
+
+    version: int
+    points: tuple[tuple[int, int], ...]
+    rate_ppm: int
+    rate_offset_mhz: int
+
+
+def rate_correction_valid(rate_ppm: int, rate_offset_mhz: int) -> bool:
+    """Whether a stroke-rate correction is within what a pen accepts (docs/PROTOCOL.md)."""
+    return abs(rate_ppm) <= MAX_RATE_CORRECTION_PPM and abs(rate_offset_mhz) <= MAX_RATE_OFFSET_MHZ
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +142,19 @@ def calibration_problem(
                 f"beyond ±{bound} µm",
             )
     return None
+
+
+def stored_calibration_problem(image: NvmImage, profile: PenProfile) -> CalibrationProblem | None:
+    """What is wrong with the calibration a pen found in its memory at boot, if anything: its
+    depth points (:func:`calibration_problem`), else a stroke-rate correction beyond bounds."""
+    problem = calibration_problem(image.calibration, profile)
+    if problem is None and not rate_correction_valid(image.rate_ppm, image.rate_offset_mhz):
+        problem = CalibrationProblem(
+            RATE_OUT_OF_BOUNDS,
+            f"stroke-rate correction {image.rate_ppm:+d} ppm {image.rate_offset_mhz:+d} mHz "
+            f"beyond ±{MAX_RATE_CORRECTION_PPM} ppm, ±{MAX_RATE_OFFSET_MHZ} mHz",
+        )
+    return problem
 
 
 class _PowerLost(Exception):
@@ -197,7 +233,7 @@ class PenFirmware:
         self.cartridge: Cartridge | None = None
         self.cartridge_state = CartridgeState.ABSENT
         self.unit_error = unit_error or UnitError.for_serial(
-            self.serial_number, p.actuator, p.depth_max_um
+            self.serial_number, p.actuator, p.depth_max_um, p.motor, p.rate_max_mhz / 1000
         )
         self.actuator = DepthActuator(p.actuator)
         self.actuator.place(float(p.default_depth_um()))
@@ -268,7 +304,7 @@ class PenFirmware:
             if status.unreadable
             else 0
         )
-        self.calibration_problem = calibration_problem(self.nvm_image.calibration, self.profile)
+        self.calibration_problem = stored_calibration_problem(self.nvm_image, self.profile)
         """Why the stored calibration table failed its check at the last power-on (``None``:
         it passed, or there is none). Set, the table is not used (the actuator is driven as
         commanded) and ``CALIBRATION_INVALID`` is latched until a valid table is committed."""
@@ -315,7 +351,7 @@ class PenFirmware:
         self._stroke_hold = self._hold_reach = False
         self.endpoint = Endpoint()
         self._replay = ReplayCache()
-        self._staged: tuple[int, tuple[m.CalibrationPoint, ...]] | None = None
+        self._trial: TrialTable | None = None
         self.fault_flags = FaultFlags(0)
         self.depth_setpoint_um = p.default_depth_um()
         self.rate_setpoint_mhz = min(max(100_000, p.rate_min_mhz), p.rate_max_mhz)
@@ -361,8 +397,33 @@ class PenFirmware:
 
     @property
     def _table(self) -> tuple[tuple[int, int], ...]:
-        """The calibration in use: the stored table, unless it failed its check (identity)."""
+        """The calibration in use: the one on trial, else the stored table unless it failed
+        its check (identity)."""
+        if self._trial is not None:
+            return self._trial.points
         return () if self.calibration_problem is not None else self.nvm_image.calibration
+
+    @property
+    def rate_correction(self) -> tuple[int, int]:
+        """The stroke-rate correction in use, ``(ppm, mHz)``: the trial's, else the stored."""
+        if self._trial is not None:
+            return self._trial.rate_ppm, self._trial.rate_offset_mhz
+        if self.calibration_problem is not None:
+            return 0, 0
+        return self.nvm_image.rate_ppm, self.nvm_image.rate_offset_mhz
+
+    @property
+    def trial_table(self) -> TrialTable | None:
+        """The table on trial (written, in use, not committed), if any."""
+        return self._trial
+
+    def _drop_trial(self) -> None:
+        """Back to the stored table: a trial never outlives the host session that wrote it."""
+        if self._trial is None:
+            return
+        self._trial = None
+        self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
+        self._drive_motor()
 
     # ---------------------------------------------------------------- byte interface
     def receive(self, data: bytes) -> None:
@@ -595,7 +656,12 @@ class PenFirmware:
     def _drive_motor(self) -> None:
         """The motor's set point: the stroke rate while RUNNING and not held, else 0."""
         running = self.state is PenState.RUNNING and not self._stroke_hold
-        self.motor.target_hz = self.rate_setpoint_mhz / 1000.0 if running else 0.0
+        if not running:
+            self.motor.target_hz = 0.0
+            return
+        ppm, offset_mhz = self.rate_correction
+        drive_hz = (self.rate_setpoint_mhz * (1 + ppm / 1e6) + offset_mhz) / 1000.0
+        self.motor.target_hz = self.unit_error.stroke_rate_hz(drive_hz)
 
     def _fire_due(self, t: float) -> None:
         if self.state is PenState.BOOTING:
@@ -610,6 +676,7 @@ class PenFirmware:
             silent_ms = round((t - self._last_valid_rx) * 1000)
             self.counters.watchdog_stops += 1
             self._fault(FaultFlags.WATCHDOG, silent_ms, next_state=PenState.IDLE)
+            self._drop_trial()
         if self._next_telemetry <= t:
             self._emit(self._telemetry_message())
             self.counters.telemetry_sent += 1
@@ -784,6 +851,7 @@ class PenFirmware:
 
     def _hello(self, msg: m.Hello) -> m.Message:
         self._replay.clear()
+        self._drop_trial()  # a new host session: a table nobody committed is not in force
         p = self.profile
         return m.DeviceInfo(
             model=p.model,
@@ -929,35 +997,63 @@ class PenFirmware:
         return self._cartridge_message()
 
     def _calibration_read(self, msg: m.CalibrationRead) -> m.Message:
+        if msg.staged:
+            trial = self._trial
+            if trial is None:
+                raise _Refused(ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
+            return m.CalibrationData(
+                table_version=trial.version,
+                committed=0,
+                points=tuple(m.CalibrationPoint(d, a) for d, a in trial.points),
+                rate_ppm=trial.rate_ppm,
+                rate_offset_mhz=trial.rate_offset_mhz,
+            )
+        image = self.nvm_image
+        stored = bool(image.calibration or image.rate_ppm or image.rate_offset_mhz)
         return m.CalibrationData(
             table_version=self.calibration_version,
-            committed=1 if self.calibration else 0,
+            committed=1 if stored else 0,
             points=self.calibration,
+            rate_ppm=image.rate_ppm,
+            rate_offset_mhz=image.rate_offset_mhz,
         )
 
     def _calibration_write(self, msg: m.CalibrationWrite) -> m.Message:
         if self.state is PenState.RUNNING:
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
-        points = msg.points
-        problem = calibration_problem([(p.depth_um, p.actuator_um) for p in points], self.profile)
+        table = tuple((p.depth_um, p.actuator_um) for p in msg.points)
+        problem = calibration_problem(table, self.profile)
         if problem is not None:
             raise _Refused(ErrorCode.CALIBRATION_INVALID, problem.index)
-        self._staged = (msg.table_version, points)
+        if not rate_correction_valid(msg.rate_ppm, msg.rate_offset_mhz):
+            raise _Refused(ErrorCode.CALIBRATION_INVALID, RATE_OUT_OF_BOUNDS)
+        # On trial: in use at once (so the host can verify it with a fresh sweep), in RAM only.
+        self._trial = TrialTable(msg.table_version, table, msg.rate_ppm, msg.rate_offset_mhz)
+        self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
+        return m.Ack(msg.MSG_ID)
+
+    def _calibration_discard(self, msg: m.CalibrationDiscard) -> m.Message:
+        if self.state is PenState.RUNNING:
+            raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
+        self._drop_trial()
         return m.Ack(msg.MSG_ID)
 
     def _calibration_commit(self, msg: m.CalibrationCommit) -> m.Message:
         if self.state is PenState.RUNNING:
             # A new table moves the needles; never mid-pass.
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
-        if self._staged is None or self._staged[0] != msg.table_version:
+        trial = self._trial
+        if trial is None or trial.version != msg.table_version:
             raise _Refused(ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
-        version, points = self._staged
-        table = tuple((p.depth_um, p.actuator_um) for p in points)
-        problem = calibration_problem(table, self.profile)  # checked again before it is stored
+        problem = calibration_problem(trial.points, self.profile)  # again before it is stored
         if problem is not None:
             raise _Refused(ErrorCode.CALIBRATION_INVALID, problem.index)
-        self._persist(self.nvm_image.with_calibration(version, table))
-        self._staged = None
+        self._persist(
+            self.nvm_image.with_calibration(
+                trial.version, trial.points, trial.rate_ppm, trial.rate_offset_mhz
+            )
+        )
+        self._trial = None
         if self.calibration_problem is not None:
             # A valid table replaces the one that failed its check at boot: the fault's cause
             # is gone, so the flag goes, and with no other fault left so does the FAULT state.
@@ -981,4 +1077,5 @@ class PenFirmware:
         m.CalibrationRead: _calibration_read,  # type: ignore[dict-item]
         m.CalibrationWrite: _calibration_write,  # type: ignore[dict-item]
         m.CalibrationCommit: _calibration_commit,  # type: ignore[dict-item]
+        m.CalibrationDiscard: _calibration_discard,  # type: ignore[dict-item]
     }

@@ -47,7 +47,7 @@ Record layout (one per sector, all integers little-endian)::
 
     offset  size  field
     0       4     magic b"PNVM"
-    4       2     format version (1)
+    4       2     format version (2; format 1 is still read)
     6       2     reserved, written 0, ignored on read
     8       4     generation (u32; the newer of two valid records wins, see below)
     12      4     payload length n
@@ -57,18 +57,20 @@ Record layout (one per sector, all integers little-endian)::
 The CRC is zlib's: width 32, poly 0x04C11DB7, init 0xFFFFFFFF, refin true, refout true,
 xorout 0xFFFFFFFF, check value 0xCBF43926 over ``b"123456789"`` (CRC-32/ISO-HDLC). A record is
 valid only if the magic, the format version, the length (it must fit the sector) and the CRC
-check and the payload decodes exactly. A record of another format version is treated as invalid.
+check and the payload decodes exactly. Format 2 is written; a format 1 record (firmware from
+before the stroke-rate correction) is read as having none; any other format is invalid.
 
 Generations compare by serial-number arithmetic (RFC 1982): ``a`` is newer than ``b`` when
 ``(a - b) mod 2**32`` lies in ``1 .. 2**31 - 1``, so the counter wraps harmlessly; the two slots
 differ by one in normal operation. Equal (or exactly opposite) generations, which only a hand-made
 flash can hold, resolve to slot A.
 
-Payload layout (format 1)::
+Payload layout (format 2; format 1 lacks the two i32)::
 
     u8 n, n bytes      serial number, UTF-8 (n <= 16)
     u16                calibration table version
     u8 k, k x (u16, u16)  calibration points (depth_um, actuator_um), k <= 16
+    i32, i32           stroke-rate correction: rate_ppm, rate_offset_mhz (format 2 only)
     u64                total strokes
     u32                total starts
     u64                total run time, ms
@@ -101,6 +103,7 @@ __all__ = [
     "MAX_CALIBRATION_POINTS",
     "MAX_ID_BYTES",
     "MAX_USED_CARTRIDGES",
+    "READABLE_FORMATS",
     "FileFlash",
     "Flash",
     "FlashError",
@@ -123,7 +126,8 @@ DEFAULT_PAGE_SIZE = 256
 ERASED = 0xFF
 
 MAGIC = b"PNVM"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MAX_CALIBRATION_POINTS = 16
 MAX_ID_BYTES = 16
 MAX_USED_CARTRIDGES = 256
@@ -168,6 +172,9 @@ class NvmImage:
     total_starts: int = 0
     total_run_ms: int = 0
     power_cycles: int = 0
+    rate_ppm: int = 0
+    """Stroke-rate correction committed with the calibration table (0, 0: none)."""
+    rate_offset_mhz: int = 0
 
     def __post_init__(self) -> None:
         _check_text("serial number", self.serial_number)
@@ -179,6 +186,8 @@ class NvmImage:
             _check_range("calibration depth_um", depth, _U16)
             _check_range("calibration actuator_um", actuator, _U16)
         object.__setattr__(self, "calibration", points)
+        _check_signed("rate_ppm", self.rate_ppm)
+        _check_signed("rate_offset_mhz", self.rate_offset_mhz)
         latest: dict[str, None] = {}
         for cartridge_id in self.used_cartridges:
             _check_text("cartridge id", cartridge_id)
@@ -195,9 +204,21 @@ class NvmImage:
         """This image with ``cartridge_id`` as the most recently used (the oldest may drop)."""
         return replace(self, used_cartridges=(*self.used_cartridges, cartridge_id))
 
-    def with_calibration(self, version: int, points: tuple[tuple[int, int], ...]) -> NvmImage:
-        """This image with a newly committed calibration table."""
-        return replace(self, calibration_version=version, calibration=points)
+    def with_calibration(
+        self,
+        version: int,
+        points: tuple[tuple[int, int], ...],
+        rate_ppm: int = 0,
+        rate_offset_mhz: int = 0,
+    ) -> NvmImage:
+        """This image with a newly committed calibration table (depth and stroke rate)."""
+        return replace(
+            self,
+            calibration_version=version,
+            calibration=points,
+            rate_ppm=rate_ppm,
+            rate_offset_mhz=rate_offset_mhz,
+        )
 
     def with_added(
         self, *, strokes: int = 0, starts: int = 0, run_ms: int = 0, power_cycles: int = 0
@@ -212,6 +233,11 @@ class NvmImage:
         )
 
 
+def _check_signed(what: str, value: int) -> None:
+    if not -(1 << 31) <= value < 1 << 31:
+        raise ValueError(f"{what} must fit an i32, got {value}")
+
+
 def _pack_text(value: str) -> bytes:
     raw = value.encode("utf-8")
     return bytes((len(raw),)) + raw
@@ -222,6 +248,7 @@ def _encode_payload(image: NvmImage) -> bytes:
     out += struct.pack("<HB", image.calibration_version, len(image.calibration))
     for depth, actuator in image.calibration:
         out += struct.pack("<HH", depth, actuator)
+    out += struct.pack("<ii", image.rate_ppm, image.rate_offset_mhz)
     out += struct.pack(
         "<QIQI", image.total_strokes, image.total_starts, image.total_run_ms, image.power_cycles
     )
@@ -255,17 +282,20 @@ class _Reader:
         return raw.decode("utf-8")
 
 
-def _decode_payload(data: bytes) -> NvmImage:
+def _decode_payload(data: bytes, fmt: int = FORMAT_VERSION) -> NvmImage:
     r = _Reader(data)
     serial = r.text()
     version, count = r.unpack("HB")
     points = tuple((d, a) for d, a in (r.unpack("HH") for _ in range(count)))
+    rate_ppm, rate_offset_mhz = r.unpack("ii") if fmt >= 2 else (0, 0)
     strokes, starts, run_ms, cycles = r.unpack("QIQI")
     (n_ids,) = r.unpack("H")
     ids = tuple(r.text() for _ in range(n_ids))
     if r.pos != len(data):
         raise ValueError(f"{len(data) - r.pos} bytes after the payload")
-    image = NvmImage(serial, version, points, ids, strokes, starts, run_ms, cycles)
+    image = NvmImage(
+        serial, version, points, ids, strokes, starts, run_ms, cycles, rate_ppm, rate_offset_mhz
+    )
     if image.calibration != points or image.used_cartridges != ids:
         raise ValueError("payload is not in normal form")  # duplicates or too many entries
     return image
@@ -312,10 +342,10 @@ def decode_record(sector: int, data: bytes) -> SlotStatus:
     (crc,) = _CRC.unpack_from(data, end)
     if zlib.crc32(data[:end]) != crc:
         return SlotStatus(sector, SlotState.INVALID, detail="bad CRC")
-    if fmt != FORMAT_VERSION:
+    if fmt not in READABLE_FORMATS:
         return SlotStatus(sector, SlotState.INVALID, detail=f"unsupported format {fmt}")
     try:
-        image = _decode_payload(data[_HEADER.size : end])
+        image = _decode_payload(data[_HEADER.size : end], fmt)
     except ValueError as exc:  # UnicodeDecodeError included
         return SlotStatus(sector, SlotState.INVALID, detail=f"malformed payload: {exc}")
     return SlotStatus(sector, SlotState.VALID, generation, f"generation {generation}", image)

@@ -50,6 +50,9 @@ class MotorParams:
     """Fraction of the stroke rate lost per mm of needle depth in skin (speed droop)."""
     stall_current_ma: float = 900.0
     """Current of a jammed motor, reported with a MOTOR_STALL fault."""
+    max_rate_error: float = 0.02
+    """Largest stroke-rate error of an uncalibrated unit at its fastest set point, as a
+    fraction (open-loop drive: the motor's constant and its driver differ unit to unit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +89,46 @@ class UnitError:
 
     gain: float = 1.0
     offset_um: float = 0.0
+    rate_gain: float = 1.0
+    """The motor's stroke rate per hertz of drive (open loop)."""
+    rate_offset_hz: float = 0.0
 
     def true_depth_um(self, stop_um: float) -> float:
         return self.gain * stop_um + self.offset_um
 
+    def stroke_rate_hz(self, drive_hz: float) -> float:
+        """The rate the motor really strokes at when driven at ``drive_hz`` (0 stays 0)."""
+        if drive_hz <= 0:
+            return 0.0
+        return max(0.0, self.rate_gain * drive_hz + self.rate_offset_hz)
+
     @classmethod
-    def for_serial(cls, serial: str, params: ActuatorParams, depth_max_um: int) -> UnitError:
+    def for_serial(
+        cls,
+        serial: str,
+        params: ActuatorParams,
+        depth_max_um: int,
+        motor: MotorParams | None = None,
+        rate_max_hz: float = 0.0,
+    ) -> UnitError:
         """A reproducible error for the unit with this serial number, within the params' bound.
 
         Half of the error budget goes to the offset and half to the gain at full depth, so the
-        worst case over the whole range stays within ``max_unit_error_um``.
+        worst case over the whole range stays within ``max_unit_error_um``; the stroke rate's
+        error is split the same way at ``rate_max_hz`` (none without ``motor``).
         """
         digest = hashlib.sha256(serial.encode()).digest()
-        a = int.from_bytes(digest[:4], "little") / 0xFFFFFFFF * 2 - 1
-        b = int.from_bytes(digest[4:8], "little") / 0xFFFFFFFF * 2 - 1
+        a, b, c, d = (
+            int.from_bytes(digest[i : i + 4], "little") / 0xFFFFFFFF * 2 - 1 for i in (0, 4, 8, 12)
+        )
         half = params.max_unit_error_um / 2
-        return cls(gain=1.0 + a * half / max(depth_max_um, 1), offset_um=b * half)
+        rate_half = (motor.max_rate_error / 2) if motor is not None else 0.0
+        return cls(
+            gain=1.0 + a * half / max(depth_max_um, 1),
+            offset_um=b * half,
+            rate_gain=1.0 + c * rate_half,
+            rate_offset_hz=d * rate_half * rate_max_hz,
+        )
 
 
 @dataclass(slots=True)

@@ -105,7 +105,8 @@ def test_start_streams_telemetry_and_stop_stops(route: Route, run: Run) -> None:
                 await pen.start()
                 async for sample in stream:
                     samples.append(sample)
-                    if sample.stroke_rate_hz > 119 and len(samples) >= 20:
+                    # Up to speed: an uncalibrated motor is off by up to 2 % (3 Hz).
+                    if sample.stroke_rate_hz > 116 and len(samples) >= 20:
                         break
             running = [s for s in samples if s.state == PenState.RUNNING]
             assert running, "telemetry shows the running pen"

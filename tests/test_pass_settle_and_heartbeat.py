@@ -140,7 +140,7 @@ def test_a_needle_that_does_not_arrive_refuses_the_pass_before_start(
             deep = PassRun(pen, 1.5, 100, 1.0)
             await deep.prepare()
             assert (await deep.run()).ok
-            await asyncio.sleep(0.2)  # the motor spun down
+            await asyncio.sleep(0.6)  # the motor spun down (to below 0.01 Hz: 0.37 s at 100 Hz)
             _slow_actuator(vp, 100.0)  # 0.1 mm/s: 12 s for the 1.2 mm
             starts = vp.firmware.counters.starts_executed
             strokes = vp.firmware.motor.strokes

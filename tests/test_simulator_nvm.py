@@ -397,14 +397,15 @@ def test_store_needs_two_sectors() -> None:
 
 # ------------------------------------------------------------------------------ record layout
 def test_record_layout() -> None:
-    image = NvmImage("SN", 2, ((1, 2),), ("C",), 3, 4, 5, 6)
+    image = NvmImage("SN", 2, ((1, 2),), ("C",), 3, 4, 5, 6, -7, 8)
     record = encode_record(image, 0x01020304)
     magic, fmt, reserved, generation, length = struct.unpack_from("<4sHHII", record)
     assert (magic, fmt, reserved, generation) == (MAGIC, FORMAT_VERSION, 0, 0x01020304)
+    assert FORMAT_VERSION == 2
     payload = record[16 : 16 + length]
     assert payload == (
-        b"\x02SN" + struct.pack("<HBHH", 2, 1, 1, 2) + struct.pack("<QIQI", 3, 4, 5, 6)
-        + struct.pack("<H", 1) + b"\x01C"
+        b"\x02SN" + struct.pack("<HBHH", 2, 1, 1, 2) + struct.pack("<ii", -7, 8)
+        + struct.pack("<QIQI", 3, 4, 5, 6) + struct.pack("<H", 1) + b"\x01C"
     )  # fmt: skip
     assert len(record) == 16 + length + 4
     assert struct.unpack("<I", record[-4:])[0] == zlib.crc32(record[:-4])
@@ -415,10 +416,22 @@ def _sealed(header_and_payload: bytes) -> bytes:
     return header_and_payload + struct.pack("<I", zlib.crc32(header_and_payload))
 
 
+def test_a_format_1_record_from_older_firmware_is_read_with_no_rate_correction() -> None:
+    payload = (
+        b"\x02SN" + struct.pack("<HBHH", 2, 1, 1, 2) + struct.pack("<QIQI", 3, 4, 5, 6)
+        + struct.pack("<H", 1) + b"\x01C"
+    )  # fmt: skip
+    record = _sealed(struct.pack("<4sHHII", MAGIC, 1, 0, 9, len(payload)) + payload)
+    status = decode_record(0, record + b"\xff" * 64)
+    assert status.state is SlotState.VALID and status.generation == 9
+    assert status.image == NvmImage("SN", 2, ((1, 2),), ("C",), 3, 4, 5, 6)
+    assert (status.image.rate_ppm, status.image.rate_offset_mhz) == (0, 0)
+
+
 @pytest.mark.parametrize(
     ("data", "detail"),
     [
-        (_sealed(struct.pack("<4sHHII", MAGIC, 2, 0, 1, 0)), "unsupported format 2"),
+        (_sealed(struct.pack("<4sHHII", MAGIC, 3, 0, 1, 0)), "unsupported format 3"),
         (_sealed(struct.pack("<4sHHII", MAGIC, 1, 0, 1, 5000)), "bad length 5000"),
         (_sealed(struct.pack("<4sHHII", MAGIC, 1, 0, 1, 1) + b"\x05"), "malformed payload"),
         (_sealed(struct.pack("<4sHHII", b"PNVN", 1, 0, 1, 0)), "bad magic"),
@@ -434,7 +447,7 @@ def test_invalid_records_are_reported_not_raised(data: bytes, detail: str) -> No
 
 def test_crc_valid_records_that_do_not_decode_are_invalid() -> None:
     def record(payload: bytes) -> bytes:
-        return _sealed(struct.pack("<4sHHII", MAGIC, 1, 0, 1, len(payload)) + payload)
+        return _sealed(struct.pack("<4sHHII", MAGIC, FORMAT_VERSION, 0, 1, len(payload)) + payload)
 
     good = encode_record(NvmImage("x", used_cartridges=("a",)), 1)[16:-4]
     duplicated = good[:-4] + struct.pack("<H", 2) + b"\x01a\x01a"

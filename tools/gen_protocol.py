@@ -10,11 +10,17 @@ for the firmware) and the part of docs/PROTOCOL.md between the GENERATED markers
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+REGENERATING = "FIRMWARE_PROTOCOL_REGENERATING"
+
+# The package refuses to import while messages.py is out of date for the schema, which is
+# exactly when this tool must run: tell it that the file is being regenerated.
+os.environ[REGENERATING] = "1"
 
 from firmware_protocol.codegen import c_header, markdown_tables, python_module  # noqa: E402
 from firmware_protocol.schema import load_schema  # noqa: E402

@@ -147,15 +147,17 @@ FRAMES = [
         "CALIBRATION_WRITE",
         "CalibrationWrite(table_version=3, points=(CalibrationPoint(depth_um=250, "
         "actuator_um=262), CalibrationPoint(depth_um=1000, actuator_um=1031), "
-        "CalibrationPoint(depth_um=2500, actuator_um=2575)))",
+        "CalibrationPoint(depth_um=2500, actuator_um=2575)), rate_ppm=-12500, "
+        "rate_offset_mhz=350)",
         0x0108,
     ),
     FrameVector(
         "CALIBRATION_DATA_EMPTY",
-        "CalibrationData(table_version=0, committed=0, points=())",
+        "CalibrationData(table_version=0, committed=0, points=(), rate_ppm=0, rate_offset_mhz=0)",
         0x0109,
         FLAG_RESPONSE,
     ),
+    FrameVector("CALIBRATION_DISCARD", "CalibrationDiscard()", 0x010A),
 ]
 
 

@@ -1,5 +1,6 @@
 """Calibration tables (issue 12, item 1): a table that would put the needles where nobody asked
-is refused before it is accepted, so it can never be committed or used.
+is refused before it is accepted, so it can never be committed or used; and a table written is
+only on trial (in use, held in RAM) until it is committed, and DISCARD or a new session drops it.
 
 A real pen on a bench keeps its table: nothing here is committed, and the table read at the
 start is checked (and, should a refused write have changed it after all, written back) at the
@@ -57,8 +58,43 @@ def test_a_table_that_would_misplace_the_needles_is_refused(pen_check: Check) ->
             assert await table(pen) == original, "a refused table changed the stored one"
         finally:
             if await table(pen) != original:  # leave the pen as it was found
-                restore = m.CalibrationWrite(original.table_version, original.points)
+                restore = m.CalibrationWrite(
+                    original.table_version,
+                    original.points,
+                    original.rate_ppm,
+                    original.rate_offset_mhz,
+                )
                 await pen.request(restore, m.Ack)
                 await pen.request(m.CalibrationCommit(original.table_version), m.Ack)
+
+    pen_check(body)
+
+
+def test_a_table_on_trial_is_reported_and_discard_drops_it(pen_check: Check) -> None:
+    async def body(pen: Pen) -> None:
+        raw = pen.device_info.raw
+        if not raw.capabilities & Capability.CALIBRATION:
+            pytest.skip("the pen does not accept calibration tables")
+        original = await table(pen)
+        # The stored table itself, under another version: on trial, nothing moves.
+        trial = m.CalibrationWrite(
+            UNUSED_VERSION, original.points, original.rate_ppm, original.rate_offset_mhz
+        )
+        await pen.request(trial, m.Ack)
+        try:
+            staged = await pen.request(m.CalibrationRead(staged=1), m.CalibrationData)
+            assert (staged.table_version, staged.committed, staged.points) == (
+                UNUSED_VERSION,
+                0,
+                original.points,
+            ), "CALIBRATION_READ(staged=1) does not report the table on trial"
+            assert await table(pen) == original, "a table on trial changed the stored one"
+        finally:
+            await pen.request(m.CalibrationDiscard(), m.Ack)
+        nack = await nack_of(pen, m.CalibrationRead(staged=1))
+        assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
+        nack = await nack_of(pen, m.CalibrationCommit(UNUSED_VERSION))
+        assert (nack.code, nack.detail) == (ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
+        assert await table(pen) == original
 
     pen_check(body)
