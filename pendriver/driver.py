@@ -673,7 +673,11 @@ class Pen:
             timeout = self._link_timeout()
             self._liveness_wake.clear()
             try:
-                await asyncio.wait_for(self._liveness_wake.wait(), heard + timeout - loop.time())
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+                # arrives as the wake is set (calibration mode ending, then close()), and the
+                # loop would outlive the connection.
+                async with asyncio.timeout(heard + timeout - loop.time()):
+                    await self._liveness_wake.wait()
             except TimeoutError:
                 pass
             else:

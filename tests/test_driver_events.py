@@ -334,6 +334,27 @@ def test_leaving_calibration_mode_in_a_long_silence_reports_the_loss_at_once(
     vp.run(scenario())
 
 
+def test_closing_just_as_calibration_mode_ends_closes_at_once(virtual_pen: VirtualPen) -> None:
+    """Leaving calibration mode wakes the liveness check; a close() in the same instant must
+    still stop it (on Python 3.11 asyncio.wait_for swallowed that cancel, and the check outlived
+    the session: a link "lost" after the procedure ended, and close() never returned)."""
+    vp = virtual_pen
+    downs: list[PenEvent] = []
+
+    async def scenario() -> None:
+        async with asyncio.timeout(10.0):  # virtual seconds: a hang fails, not blocks, the run
+            async with vp.connect() as pen:
+                pen.on_event(lambda e: downs.append(e) if isinstance(e, LinkDown) else None)
+                async with pen.calibration_mode():
+                    await asyncio.sleep(1.0)
+        closed_at = vp.now
+        await asyncio.sleep(5.0)
+        assert closed_at == pytest.approx(1.0, abs=0.1)
+        assert not downs
+
+    vp.run(scenario())
+
+
 # ---------------------------------------------------------------------- configuration
 
 
