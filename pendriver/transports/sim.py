@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from simulator import PenFirmware, PenService
     from simulator.ble import BlePeripheral
+    from simulator.gauge import BenchGauge
 
     from .ble import BleTransport
 
@@ -227,3 +228,36 @@ class SimTransport(Transport):
             if service is not self._given:
                 await service.stop()
             self._chunks.fail(LinkLost(f"{self.url} is closed"))
+
+
+GAUGE_OPTIONS = ("resolution_um", "noise_um", "response_s", "rate_hz")
+"""The keys a ``sim://`` gauge URL understands (see :class:`simulator.gauge.GaugeParams`)."""
+
+
+def bench_gauge(transport: Transport, url: str = "sim://") -> BenchGauge:
+    """The simulated bench gauge resting on the needles of the pen ``transport`` reaches:
+    ``sim://[?resolution_um=X&noise_um=X&response_s=X&rate_hz=X]``. Raises ``ValueError``
+    when the pen is not a simulated one (a gauge on a real pen is a serial indicator) or an
+    option is unknown or out of range."""
+    firmware = getattr(transport, "firmware", None)
+    if not isinstance(transport, SimTransport) or firmware is None:
+        raise ValueError(
+            f"{url} is the simulator's bench gauge, and this pen is not simulated: give the "
+            "serial port of the indicator on the bench (e.g. /dev/ttyUSB1)"
+        )
+    from simulator.gauge import GaugeParams, bench_gauge_for
+
+    query = urllib.parse.urlparse(url).query
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError(f"cannot read the gauge options {query!r} (use key=value&...)") from None
+    values: dict[str, float] = {}
+    for key, value in pairs:
+        if key not in GAUGE_OPTIONS:
+            raise ValueError(f"unknown gauge option {key!r} (known: {', '.join(GAUGE_OPTIONS)})")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ValueError(f"gauge option {key} must be a number, got {value!r}") from None
+    return bench_gauge_for(firmware, GaugeParams(**values) if values else None)

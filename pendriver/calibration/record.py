@@ -1,0 +1,102 @@
+"""A calibration's record: what a bench engineer files with the device history.
+
+Plain data (``to_dict`` / ``from_dict``, JSON values only) so the logbook can chain it like any
+record and a report can be redrawn from it years later: the pen, the gauge, who and when, the
+raw points, the fit, as found and as left, the uncertainty and the verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+VERDICTS = ("pass", "fail", "rejected")
+"""``pass``: verified within tolerance and committed. ``fail``: written on trial, verified out
+of tolerance, discarded. ``rejected``: the pen cannot be corrected (or refused the table);
+nothing was written."""
+
+RAW_COLUMNS = (
+    "phase",
+    "setpoint_mm",
+    "direction",
+    "repeat",
+    "actuator_mm",
+    "measured_mm",
+    "error_mm",
+    "rejected",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    calibration_id: str
+    kind: str
+    """``depth`` or ``rate``."""
+    pen_serial: str
+    pen_model: str
+    firmware: str
+    profile: str
+    """What the pen says it is (model and its ranges), for the report's header."""
+    gauge_id: str
+    gauge_resolution_mm: float
+    operator_id: str
+    started_at: str
+    ended_at: str
+    environment: str
+    """The engineer's notes: temperature, humidity, fixture, anything that may matter."""
+    tolerance: float
+    """mm for depth, fraction of the set rate for stroke rate."""
+    verdict: str
+    reason: str
+    table_version_before: int
+    table_version_after: int
+    """The version in force after the calibration (the old one unless it passed)."""
+    table_before: list[list[int]]
+    table_after: list[list[int]]
+    rate_before: list[int]
+    """``[rate_ppm, rate_offset_mhz]`` in force before."""
+    rate_after: list[int]
+    fit: dict[str, Any]
+    as_found_max_error: float
+    as_left_max_error: float | None
+    """``None`` when nothing was verified (rejected)."""
+    uncertainty: float
+    """Expanded uncertainty, k = 2 (mm, or fraction of the rate)."""
+    repeatability: float
+    hysteresis: float
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    """Every reading (:data:`RAW_COLUMNS`), as found and as left."""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {self.verdict!r}")
+        if self.kind not in ("depth", "rate"):
+            raise ValueError(f"kind must be depth or rate, got {self.kind!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def in_force(self) -> str:
+        """The calibration version text a pass record names (``PEN-1/v3``)."""
+        return f"{self.pen_serial}/v{self.table_version_after}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalibrationRecord:
+        return cls(**data)
+
+    def raw_csv(self) -> str:
+        """The raw points as CSV (one reading a row, with a header)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=RAW_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.raw:
+            writer.writerow({k: row.get(k, "") for k in RAW_COLUMNS})
+        return out.getvalue()
