@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LinkLost, PenConnectionError
@@ -39,20 +40,26 @@ OPTIONS = ("serial", "telemetry_hz", "trajectory", "link", "mtu")
 """The keys a ``sim://`` URL understands; any other is a typo, refused rather than ignored."""
 
 
-def _options(query: str) -> dict[str, str]:
-    """The URL's options, each checked here so that nonsense fails before a pen exists (a
-    negative telemetry rate would otherwise busy-loop the pen, a huge one fail deep inside)."""
+def _query(query: str, known: Sequence[str], kind: str = "option") -> dict[str, str]:
+    """A ``sim://`` URL's ``key=value&...`` pairs, each key one of ``known`` and given once."""
     try:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
-        raise ValueError(f"cannot read the options {query!r} (use key=value&key=value)") from None
+        raise ValueError(f"cannot read the {kind}s {query!r} (use key=value&key=value)") from None
     options: dict[str, str] = {}
     for key, value in pairs:
-        if key not in OPTIONS:
-            raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
+        if key not in known:
+            raise ValueError(f"unknown {kind} {key!r} (known: {', '.join(known)})")
         if key in options:
-            raise ValueError(f"option {key!r} given twice")
+            raise ValueError(f"{kind} {key!r} given twice")
         options[key] = value
+    return options
+
+
+def _options(query: str) -> dict[str, str]:
+    """The URL's options, each checked here so that nonsense fails before a pen exists (a
+    negative telemetry rate would otherwise busy-loop the pen, a huge one fail deep inside)."""
+    options = _query(query, OPTIONS)
     link = options.get("link", "bytes")
     if link not in LINKS:
         raise ValueError(f"link must be one of {', '.join(LINKS)}, got {link!r}")
@@ -248,14 +255,8 @@ def bench_gauge(transport: Transport, url: str = "sim://") -> BenchGauge:
     from simulator.gauge import GaugeParams, bench_gauge_for
 
     query = urllib.parse.urlparse(url).query
-    try:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ValueError(f"cannot read the gauge options {query!r} (use key=value&...)") from None
     values: dict[str, float] = {}
-    for key, value in pairs:
-        if key not in GAUGE_OPTIONS:
-            raise ValueError(f"unknown gauge option {key!r} (known: {', '.join(GAUGE_OPTIONS)})")
+    for key, value in _query(query, GAUGE_OPTIONS, "gauge option").items():
         try:
             values[key] = float(value)
         except ValueError:
