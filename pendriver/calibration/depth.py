@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from firmware_protocol.calibration import MAX_TABLE_POINTS
+
 from ..errors import PenRefused
 from . import fit as fitting
 from . import pentable
@@ -60,8 +62,8 @@ class DepthPlan:
     """Explicit set points instead of :attr:`points` spread over the range."""
 
     def __post_init__(self) -> None:
-        if self.points < 2 or self.points > fitting.MAX_TABLE_POINTS:
-            raise ValueError(f"points must be 2..{fitting.MAX_TABLE_POINTS}, got {self.points}")
+        if self.points < 2 or self.points > MAX_TABLE_POINTS:
+            raise ValueError(f"points must be 2..{MAX_TABLE_POINTS}, got {self.points}")
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
         if not (0 < self.tolerance_mm <= 0.5):
@@ -186,9 +188,7 @@ async def calibrate_depth(
             tolerance=plan.tolerance_mm,
             verdict=verdict,
             reason=reason,
-            table_version_before=before.version,
-            rate_before=[before.rate_ppm, before.rate_offset_mhz],
-            table_before=[list(p) for p in before.points],
+            **_table_fields(before, "before"),
             **kw,
         )
 
@@ -224,9 +224,7 @@ async def calibrate_depth(
                 return record(
                     "rejected",
                     pentable.refused_table_reason(exc, candidate),
-                    table_version_after=before.version,
-                    table_after=[list(p) for p in before.points],
-                    rate_after=[before.rate_ppm, before.rate_offset_mhz],
+                    **_table_fields(before, "after"),
                     as_left_max_error=None,
                     raw=rows,
                     **common,
@@ -246,9 +244,7 @@ async def calibrate_depth(
                     f"after correction the largest error is {as_left:.3f} mm, beyond the "
                     f"±{plan.tolerance_mm:.3f} mm tolerance: the table was discarded and the "
                     f"previous calibration (version {before.version}) is in force",
-                    table_version_after=before.version,
-                    table_after=[list(p) for p in before.points],
-                    rate_after=[before.rate_ppm, before.rate_offset_mhz],
+                    **_table_fields(before, "after"),
                     as_left_max_error=as_left,
                     raw=rows,
                     **common,
@@ -260,9 +256,7 @@ async def calibrate_depth(
                 f"largest error {analysis.max_error_um / 1000:.3f} mm as found, "
                 f"{as_left:.3f} mm as left (tolerance ±{plan.tolerance_mm:.3f} mm); "
                 f"table version {stored.version} committed",
-                table_version_after=stored.version,
-                table_after=[list(p) for p in stored.points],
-                rate_after=[stored.rate_ppm, stored.rate_offset_mhz],
+                **_table_fields(stored, "after"),
                 as_left_max_error=as_left,
                 raw=rows,
                 **common,
@@ -270,6 +264,15 @@ async def calibrate_depth(
         finally:
             if trial is not None:  # interrupted between staging and committing
                 await asyncio.shield(pentable.discard_quietly(pen))
+
+
+def _table_fields(table: pentable.PenTable, when: str) -> dict[str, Any]:
+    """The record's fields for the table in force ``when`` (``before`` or ``after``)."""
+    return {
+        f"table_version_{when}": table.version,
+        f"table_{when}": [list(p) for p in table.points],
+        f"rate_{when}": [table.rate_ppm, table.rate_offset_mhz],
+    }
 
 
 def _rows(phase: str, readings: Sequence[fitting.Reading]) -> list[dict[str, Any]]:
