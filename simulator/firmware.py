@@ -32,6 +32,13 @@ from firmware_protocol import (
     UnsupportedFrame,
 )
 from firmware_protocol import messages as m
+from firmware_protocol.calibration import (
+    MAX_RATE_CORRECTION_PPM,
+    MAX_RATE_OFFSET_MHZ,
+    NOT_STAGED,
+    RATE_OUT_OF_BOUNDS,
+    rate_correction_valid,
+)
 from firmware_protocol.events import Event
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
 from firmware_protocol.replay import Verdict
@@ -61,18 +68,6 @@ def piecewise_linear(x: float, xs: list[int], ys: list[int]) -> float:
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
-NOT_STAGED = 0xFFFF
-"""Detail of NACK CALIBRATION_INVALID to a COMMIT when no table is on trial under its version,
-and to a CALIBRATION_READ of the trial when there is none."""
-RATE_OUT_OF_BOUNDS = 0xFFFE
-"""Detail of NACK CALIBRATION_INVALID to a table whose stroke-rate correction is too large."""
-MAX_RATE_CORRECTION_PPM = 50_000
-"""The largest stroke-rate gain correction a pen accepts (5 %): a motor further off needs
-service. The simulated motors are off by at most 1 % in gain (MotorParams.max_rate_error)."""
-MAX_RATE_OFFSET_MHZ = 5_000
-"""The largest stroke-rate offset correction a pen accepts (5 Hz)."""
-
-
 @dataclass(frozen=True, slots=True)
 class TrialTable:
     """A calibration table written and in use, but held in RAM only until it is committed."""
@@ -81,11 +76,6 @@ class TrialTable:
     points: tuple[tuple[int, int], ...]
     rate_ppm: int
     rate_offset_mhz: int
-
-
-def rate_correction_valid(rate_ppm: int, rate_offset_mhz: int) -> bool:
-    """Whether a stroke-rate correction is within what a pen accepts (docs/PROTOCOL.md)."""
-    return abs(rate_ppm) <= MAX_RATE_CORRECTION_PPM and abs(rate_offset_mhz) <= MAX_RATE_OFFSET_MHZ
 
 
 @dataclass(frozen=True, slots=True)

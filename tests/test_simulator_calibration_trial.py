@@ -15,6 +15,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from firmware_protocol import messages as m
+from firmware_protocol.calibration import (
+    MAX_RATE_CORRECTION_PPM,
+    MAX_RATE_OFFSET_MHZ,
+    NOT_STAGED,
+    RATE_OUT_OF_BOUNDS,
+)
 from firmware_protocol.messages import (
     PROTOCOL_VERSION,
     SCHEMA_HASH,
@@ -23,12 +29,6 @@ from firmware_protocol.messages import (
     PenState,
 )
 from simulator import PenFirmware, VirtualClock
-from simulator.firmware import (
-    MAX_RATE_CORRECTION_PPM,
-    MAX_RATE_OFFSET_MHZ,
-    NOT_STAGED,
-    RATE_OUT_OF_BOUNDS,
-)
 from simulator.nvm import MemoryFlash, NvmImage, NvmStore
 from simulator.physics import UnitError
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from firmware_protocol import PROTOCOL_VERSION, SCHEMA
 from firmware_protocol import messages as m
+from firmware_protocol.calibration import NOT_STAGED
 from firmware_protocol.messages import (
     MESSAGE_CLASSES,
     CartridgeState,
@@ -28,7 +29,7 @@ from firmware_protocol.messages import (
 )
 from firmware_protocol.replay import REPLAY_EXPIRY_S
 from simulator import PROFILES, Cartridge, PenProfile
-from simulator.firmware import NOT_STAGED, TrialTable, calibration_problem
+from simulator.firmware import TrialTable, calibration_problem
 from simulator.physics import UnitError
 
 PROFILE_NAMES = sorted(PROFILES)

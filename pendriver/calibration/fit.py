@@ -38,11 +38,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_protocol.calibration import MAX_TABLE_POINTS
+
 MAD_TO_SIGMA = 1.4826
 """A normal distribution's standard deviation per median absolute deviation."""
 OUTLIER_SIGMAS = 3.0
 OUTLIER_MIN_RESOLUTIONS = 2.0
-MAX_TABLE_POINTS = 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from firmware_protocol import messages as m
+from firmware_protocol.calibration import RATE_OUT_OF_BOUNDS
 
 from ..errors import PenError, PenRefused
 
 if TYPE_CHECKING:
     from ..driver import Pen
-
-NOTHING_STAGED = 0xFFFF
-RATE_OUT_OF_BOUNDS = 0xFFFE
 
 
 @dataclass(frozen=True, slots=True)

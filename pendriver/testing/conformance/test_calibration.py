@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 
 from firmware_protocol import messages as m
+from firmware_protocol.calibration import NOT_STAGED
 from firmware_protocol.messages import Capability, ErrorCode
 
 from ...driver import Pen
 from . import Check, nack_of
 
 CAL = m.CalibrationPoint
-NOT_STAGED = 0xFFFF
 UNUSED_VERSION = 0xC0FF
 
 
