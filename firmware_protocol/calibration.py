@@ -1,11 +1,15 @@
-"""The calibration table's rules that are numbers on the wire (docs/PROTOCOL.md, "Calibration
-tables"), for both sides of it: the pen that enforces them and the host that reads its NACKs.
+"""The calibration table's rules (docs/PROTOCOL.md, "Calibration tables"), for both sides of the
+wire: the pen that enforces and applies them, and the host that reads its NACKs and predicts
+where a table drives the actuator.
 
 The schema's prose says them (ErrorCode CALIBRATION_INVALID); here they are named once, so the
 simulated firmware, the driver's calibration and the conformance checks cannot drift apart.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
 
 from .schema import SCHEMA
 
@@ -28,3 +32,15 @@ MAX_TABLE_POINTS = next(
 def rate_correction_valid(rate_ppm: int, rate_offset_mhz: int) -> bool:
     """Whether a stroke-rate correction is within what a pen accepts."""
     return abs(rate_ppm) <= MAX_RATE_CORRECTION_PPM and abs(rate_offset_mhz) <= MAX_RATE_OFFSET_MHZ
+
+
+def piecewise_linear(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """``y(x)`` on the polyline through (xs, ys), its end segments extended beyond the ends.
+
+    A one-point table shifts by a constant; ``xs`` must be strictly increasing.
+    """
+    if len(xs) == 1:
+        return float(ys[0] + x - xs[0])
+    i = min(max(bisect_left(xs, x), 1), len(xs) - 1)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)

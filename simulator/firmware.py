@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -37,6 +36,7 @@ from firmware_protocol.calibration import (
     MAX_RATE_OFFSET_MHZ,
     NOT_STAGED,
     RATE_OUT_OF_BOUNDS,
+    piecewise_linear,
     rate_correction_valid,
 )
 from firmware_protocol.events import Event
@@ -54,18 +54,6 @@ HEARTBEAT_PERIOD_S = 1.0
 
 TipPosition = Callable[[float], tuple[float, float]]
 """Tip position in µm as a function of seconds since boot."""
-
-
-def piecewise_linear(x: float, xs: list[int], ys: list[int]) -> float:
-    """``y(x)`` on the polyline through (xs, ys), its end segments extended beyond the ends.
-
-    A one-point table shifts by a constant; ``xs`` must be strictly increasing.
-    """
-    if len(xs) == 1:
-        return float(ys[0] + x - xs[0])
-    i = min(max(bisect_left(xs, x), 1), len(xs) - 1)
-    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,7 +135,7 @@ async def _sweep(
                     band_mm=band,
                     timeout_s=plan.settle_timeout_s,
                 )
-                actuator = float(fitting.apply_table(table, setpoint))
+                actuator = fitting.apply_table(table, setpoint)
                 readings.append(
                     fitting.Reading(setpoint, direction, repeat + 1, actuator, value * 1000)
                 )

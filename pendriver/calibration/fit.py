@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_protocol.calibration import MAX_TABLE_POINTS
+from firmware_protocol.calibration import MAX_TABLE_POINTS, piecewise_linear
 
 MAD_TO_SIGMA = 1.4826
 """A normal distribution's standard deviation per median absolute deviation."""
@@ -125,19 +125,12 @@ class Analysis:
     """Expanded uncertainty of one setting, k = 2 (see the module docstring)."""
 
 
-def apply_table(points: Sequence[tuple[int, int]], depth_um: float | np.ndarray) -> np.ndarray:
-    """Where a pen with this calibration table drives its actuator for ``depth_um``
-    (docs/PROTOCOL.md: linear between points, end segments extended, empty = identity, one
-    point = a constant shift)."""
-    d = np.asarray(depth_um, dtype=float)
+def apply_table(points: Sequence[tuple[int, int]], depth_um: float) -> float:
+    """Where a pen with this calibration table drives its actuator for ``depth_um``: the pen's
+    own rule (:func:`firmware_protocol.calibration.piecewise_linear`; empty = identity)."""
     if not points:
-        return d.copy()
-    xs = np.array([p[0] for p in points], dtype=float)
-    ys = np.array([p[1] for p in points], dtype=float)
-    if len(points) == 1:
-        shifted: np.ndarray = d + (ys[0] - xs[0])
-        return shifted
-    return _extended_interp(d, xs, ys)
+        return float(depth_um)
+    return piecewise_linear(depth_um, [d for d, _ in points], [a for _, a in points])
 
 
 def _extended_interp(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
