@@ -31,7 +31,7 @@ from ..errors import PenRefused
 from . import fit as fitting
 from . import pentable
 from .gauges import Gauge, GaugeError
-from .record import CalibrationRecord
+from .record import CalibrationRecord, table_fields, why_not_verified
 
 if TYPE_CHECKING:
     from ..driver import Pen
@@ -188,7 +188,7 @@ async def calibrate_depth(
             tolerance=plan.tolerance_mm,
             verdict=verdict,
             reason=reason,
-            **_table_fields(before, "before"),
+            **table_fields(before, "before"),
             **kw,
         )
 
@@ -221,10 +221,12 @@ async def calibrate_depth(
             try:
                 trial = await pentable.stage(pen, candidate)
             except PenRefused as exc:
+                if not pentable.is_table_refusal(exc):
+                    raise
                 return record(
                     "rejected",
                     pentable.refused_table_reason(exc, candidate),
-                    **_table_fields(before, "after"),
+                    **table_fields(before, "after"),
                     as_left_max_error=None,
                     raw=rows,
                     **common,
@@ -236,15 +238,17 @@ async def calibrate_depth(
             common["repeatability"] = verified.repeatability_um / 1000
             common["hysteresis"] = verified.max_hysteresis_um / 1000
             as_left = verified.max_error_um / 1000
-            if as_left > plan.tolerance_mm:
+            why = why_not_verified(
+                as_left, common["uncertainty"], plan.tolerance_mm, lambda v: f"{v:.3f} mm"
+            )
+            if why is not None:
                 await pentable.discard(pen)
                 trial = None
                 return record(
                     "fail",
-                    f"after correction the largest error is {as_left:.3f} mm, beyond the "
-                    f"±{plan.tolerance_mm:.3f} mm tolerance: the table was discarded and the "
-                    f"previous calibration (version {before.version}) is in force",
-                    **_table_fields(before, "after"),
+                    f"{why}: the table was discarded and the previous calibration (version "
+                    f"{before.version}) is in force",
+                    **table_fields(before, "after"),
                     as_left_max_error=as_left,
                     raw=rows,
                     **common,
@@ -256,7 +260,7 @@ async def calibrate_depth(
                 f"largest error {analysis.max_error_um / 1000:.3f} mm as found, "
                 f"{as_left:.3f} mm as left (tolerance ±{plan.tolerance_mm:.3f} mm); "
                 f"table version {stored.version} committed",
-                **_table_fields(stored, "after"),
+                **table_fields(stored, "after"),
                 as_left_max_error=as_left,
                 raw=rows,
                 **common,
@@ -264,15 +268,6 @@ async def calibrate_depth(
         finally:
             if trial is not None:  # interrupted between staging and committing
                 await asyncio.shield(pentable.discard_quietly(pen))
-
-
-def _table_fields(table: pentable.PenTable, when: str) -> dict[str, Any]:
-    """The record's fields for the table in force ``when`` (``before`` or ``after``)."""
-    return {
-        f"table_version_{when}": table.version,
-        f"table_{when}": [list(p) for p in table.points],
-        f"rate_{when}": [table.rate_ppm, table.rate_offset_mhz],
-    }
 
 
 def _rows(phase: str, readings: Sequence[fitting.Reading]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from firmware_protocol import messages as m
 from firmware_protocol.calibration import RATE_OUT_OF_BOUNDS
+from firmware_protocol.messages import ErrorCode
 
 from ..errors import PenError, PenRefused
 
@@ -48,9 +49,14 @@ class PenTable:
     def describe(self) -> str:
         if self.empty:
             return f"version {self.version}: uncalibrated (the actuator is driven as commanded)"
-        pts = ", ".join(f"{d / 1000:.3f}→{a / 1000:.3f}" for d, a in self.points) or "none"
+        pts = ", ".join(f"{d / 1000:.3f}→{a / 1000:.3f}" for d, a in self.points)
+        depth = (
+            f"{len(self.points)} depth points (mm→actuator mm) {pts}"
+            if self.points
+            else "depth uncorrected"
+        )
         return (
-            f"version {self.version}: {len(self.points)} depth points (mm→actuator mm) {pts}; "
+            f"version {self.version}: {depth}; "
             f"stroke rate {self.rate_ppm:+d} ppm {self.rate_offset_mhz / 1000:+.3f} Hz"
         )
 
@@ -124,6 +130,12 @@ async def discard_quietly(pen: Pen, timeout_s: float = 2.0) -> None:
 
 class TableMismatch(PenError):
     """The pen holds a different table from the one written or committed."""
+
+
+def is_table_refusal(exc: PenRefused) -> bool:
+    """Whether a NACK refused the table itself (a point or the rate correction out of bounds),
+    as opposed to the moment (the motor running, say), which is an error, not a verdict."""
+    return exc.code is ErrorCode.CALIBRATION_INVALID
 
 
 def refused_table_reason(exc: PenRefused, table: PenTable) -> str:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pentable import PenTable
 
 VERDICTS = ("pass", "fail", "rejected")
 """``pass``: verified within tolerance and committed. ``fail``: written on trial, verified out
 of tolerance, discarded. ``rejected``: the pen cannot be corrected (or refused the table);
 nothing was written."""
 
-RAW_COLUMNS = (
+DEPTH_COLUMNS = (
     "phase",
     "setpoint_mm",
     "direction",
@@ -28,6 +32,22 @@ RAW_COLUMNS = (
     "rejected",
     "reason",
 )
+"""One settled gauge reading a row; ``phase`` is ``as found`` or ``as left``."""
+RATE_COLUMNS = (
+    "phase",
+    "setpoint_hz",
+    "repeat",
+    "window_s",
+    "strokes",
+    "measured_hz",
+    "error_pct",
+    "rejected",
+    "reason",
+)
+"""One timed window a row: the strokes the pen counted over ``window_s`` seconds of its own
+clock, so ``measured_hz = strokes / window_s``."""
+RAW_COLUMNS = {"depth": DEPTH_COLUMNS, "rate": RATE_COLUMNS}
+"""The raw CSV's columns, by the calibration's ``kind``."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,7 @@ class CalibrationRecord:
     repeatability: float
     hysteresis: float
     raw: list[dict[str, Any]] = field(default_factory=list)
-    """Every reading (:data:`RAW_COLUMNS`), as found and as left."""
+    """Every reading (:data:`RAW_COLUMNS` of its ``kind``), as found and as left."""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -95,8 +115,41 @@ class CalibrationRecord:
     def raw_csv(self) -> str:
         """The raw points as CSV (one reading a row, with a header)."""
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=RAW_COLUMNS, lineterminator="\n")
+        columns = RAW_COLUMNS[self.kind]
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in self.raw:
-            writer.writerow({k: row.get(k, "") for k in RAW_COLUMNS})
+            writer.writerow({k: row.get(k, "") for k in columns})
         return out.getvalue()
+
+
+def table_fields(table: PenTable, when: str) -> dict[str, Any]:
+    """A record's fields for the table in force ``when`` (``before`` or ``after``)."""
+    return {
+        f"table_version_{when}": table.version,
+        f"table_{when}": [list(p) for p in table.points],
+        f"rate_{when}": [table.rate_ppm, table.rate_offset_mhz],
+    }
+
+
+def why_not_verified(
+    as_left: float, uncertainty: float, tolerance: float, show: Callable[[float], str]
+) -> str | None:
+    """The decision rule for a verification sweep; ``None`` when it passes.
+
+    It passes when the largest error after correction is within the tolerance *and* the
+    measurement could tell: an expanded uncertainty larger than the tolerance cannot show a
+    pen within it, however small the error it happened to see.
+    """
+    if as_left > tolerance:
+        return (
+            f"after correction the largest error is {show(as_left)}, beyond the "
+            f"±{show(tolerance)} tolerance"
+        )
+    if uncertainty > tolerance:
+        return (
+            f"the measurement's uncertainty ({show(uncertainty)}, k = 2) is larger than the "
+            f"±{show(tolerance)} tolerance, so it cannot show the pen within it (more repeats, "
+            "longer windows or a finer gauge)"
+        )
+    return None
