@@ -914,6 +914,11 @@ def describe(entry: Entry[Any]) -> str:
         return f"{r.course_id}: {r.client_id}, {r.indication}, {r.planned_sessions} sessions"
     if kind == "zone_profile":
         return f"{r.zone} {r.depth_min_mm:g}-{r.depth_max_mm:g} mm for {r.clinic_id or 'all'}"
+    if kind == "calibration":
+        return (
+            f"{r.quantity} of {r.pen_serial}: {r.verdict}, table v{r.table_version} in force; "
+            f"id {r.calibration_id[:8]}"
+        )
     return ""
 
 

@@ -351,6 +351,38 @@ class Correction(Record):
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Calibration(Record):
+    """A pen's calibration as filed: :class:`pendriver.calibration.record.CalibrationRecord`
+    whole (``document``: its raw points, fit, as found and as left, verdict).
+
+    In the chain so that a pass's ``calibration_version`` (``v3``, what the pen reported) leads
+    to who calibrated the pen, when, against which gauge and with what result, and so that the
+    record cannot be edited afterwards. Never corrected: a wrong calibration is superseded by
+    the next one.
+    """
+
+    kind: ClassVar[str] = "calibration"
+    calibration_id: str
+    pen_serial: str
+    document: dict[str, Any]
+
+    @property
+    def quantity(self) -> str:
+        """``depth`` or ``rate``."""
+        return str(self.document.get("kind", ""))
+
+    @property
+    def verdict(self) -> str:
+        return str(self.document.get("verdict", ""))
+
+    @property
+    def table_version(self) -> int:
+        """The version in force after it (the pen's ``v<N>``)."""
+        value = self.document.get("table_version_after", 0)
+        return value if isinstance(value, int) else 0
+
+
 KINDS: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -364,6 +396,7 @@ KINDS: dict[str, type[Record]] = {
         SessionEnd,
         Pass,
         Correction,
+        Calibration,
     )
 }
 """The records the chain stores, by kind."""
@@ -389,6 +422,10 @@ CORRECTABLE: dict[str, tuple[frozenset[str], str]] = {
     "course": (frozenset({"indication", "planned_sessions", "min_interval_days", "zones"}), ""),
     "session": (frozenset({"operator_id", "zones", "course_id"}), ""),
     "session_end": (frozenset({"note"}), ""),
+    "calibration": (
+        frozenset(),
+        "a calibration is what was measured at the bench: calibrate again to supersede it",
+    ),
     "pass": (
         frozenset({"zone", "operator_id", "cartridge", "calibration_version"}),
         "the set point, the figures, the times, how it ended and the override reasons are what "
@@ -453,6 +490,7 @@ __all__ = [
     "CORRECTABLE",
     "KINDS",
     "Answer",
+    "Calibration",
     "Cartridge",
     "Client",
     "Clinic",

@@ -14,7 +14,7 @@ later ``verify`` against that head shows whether anything in the report was chan
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -224,7 +224,7 @@ class ZoneBlock:
     incomplete: int
 
 
-def _row(e: Entry[Pass], operator: str) -> PassRow:
+def _row(e: Entry[Pass], operator: str, calibration: str) -> PassRow:
     p, f = e.record, e.record.figures
     mean, p95, peak = density_figures(p)
     overrides = [
@@ -264,7 +264,7 @@ def _row(e: Entry[Pass], operator: str) -> PassRow:
         pen=" ".join(
             x for x in (p.pen.serial, p.pen.model, p.pen.firmware and f"fw {p.pen.firmware}") if x
         ),
-        calibration=p.calibration_version,
+        calibration=calibration,
         operator=operator,
         ended_how=p.ended_how,
         complete=p.complete,
@@ -276,10 +276,36 @@ def _row(e: Entry[Pass], operator: str) -> PassRow:
     )
 
 
+def _calibrations(logbook: Logbook) -> Callable[[Pass], str]:
+    """A pass's calibration as the report names it: the version the pen reported and, when
+    the calibration that left it is filed, when it was made, by whom and its record number."""
+    filed = {
+        (e.record.pen_serial, f"v{e.record.table_version}"): e
+        for e in logbook.calibrations()
+        if e.record.verdict == "pass"
+    }
+
+    def calibrated(p: Pass) -> str:
+        e = filed.get((p.pen.serial, p.calibration_version))
+        if e is None:
+            return p.calibration_version
+        doc = e.record.document
+        when = str(doc.get("ended_at", ""))[:10]
+        who = doc.get("operator_id") or "-"
+        return f"{p.calibration_version} ({e.record.quantity}, {when}, by {who}, record {e.seq})"
+
+    return calibrated
+
+
 def _zone_block(
-    index: int, name: str, passes: list[Entry[Pass]], profile: ZoneProfile | None, names: Any
+    index: int,
+    name: str,
+    passes: list[Entry[Pass]],
+    profile: ZoneProfile | None,
+    names: Any,
+    calibrated: Any,
 ) -> ZoneBlock:
-    rows = [_row(e, names(e.record.operator_id)) for e in passes]
+    rows = [_row(e, names(e.record.operator_id), calibrated(e.record)) for e in passes]
     maps = [e.record.figures.density_map for e in passes if e.record.figures.density_map]
     limit = profile.max_density_per_cm2 if profile is not None else math.inf
     heatmaps: list[Heatmap] = []
@@ -358,8 +384,9 @@ def session_report(
         by_zone.setdefault(zone_key(z), [])
     for e in g.passes:
         by_zone.setdefault(e.record.zone, []).append(e)
+    calibrated = _calibrations(logbook)
     zones = [
-        _zone_block(i, z, passes, profiles.get(z), name)
+        _zone_block(i, z, passes, profiles.get(z), name, calibrated)
         for i, (z, passes) in enumerate(by_zone.items())
     ]
     screening = g.screenings.get(s.screening_id)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Generic, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, cast
 
 from sqlalchemy import Engine, Row, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -40,6 +40,7 @@ from .errors import LogbookError, NotFound, Refused, StorageError
 from .migrations import HEAD, current, run_upgrade
 from .records import (
     ENDED_RECOVERED,
+    Calibration,
     Cartridge,
     Client,
     Clinic,
@@ -70,6 +71,9 @@ from .schema import (
 )
 from .screening import items_for
 from .zones import profiles_with, zone_key
+
+if TYPE_CHECKING:
+    from ..calibration.record import CalibrationRecord
 
 R = TypeVar("R", bound=Record)
 
@@ -1001,6 +1005,62 @@ class Logbook:
                 conn.execute(delete(pass_progress).where(pass_progress.c.pass_id == r.pass_id))
                 out.append(self._append(conn, head, rec, RECOVERY_AUTHOR, at=now))
         return out
+
+    # -- calibrations --------------------------------------------------------------------
+
+    def add_calibration(self, calibration: CalibrationRecord, *, author: str) -> Entry[Calibration]:
+        """File a calibration (any verdict: a failed or rejected one is device history too)."""
+        record = Calibration(
+            calibration.calibration_id, calibration.pen_serial, calibration.to_dict()
+        )
+        with self._tx(True) as conn:
+            head = self._lock_head(conn)
+            if any(
+                e.record.calibration_id == record.calibration_id
+                for e in self._find(conn, Calibration)
+            ):
+                raise Refused(
+                    "duplicate",
+                    f"calibration {record.calibration_id} is already in the logbook",
+                )
+            return self._append(conn, head, record, author)
+
+    def calibrations(self, pen_serial: str | None = None) -> list[Entry[Calibration]]:
+        """Calibrations in the order they were filed, of one pen if given."""
+        with self._tx(False, "read") as conn:
+            found = self._find(conn, Calibration)
+        return [e for e in found if pen_serial is None or e.record.pen_serial == pen_serial]
+
+    def calibration(self, ident: str) -> Entry[Calibration]:
+        """The calibration whose id is ``ident`` or starts with it (at least 6 characters, as
+        ``pen calibrate history`` shows them), or whose record number it is."""
+        found = self.calibrations()
+        ident = ident.strip().lower()
+        if ident.isdigit() and len(ident) < 6:
+            hits = [e for e in found if e.seq == int(ident)]
+        elif len(ident) < 6:
+            hits = [e for e in found if e.record.calibration_id == ident]
+        else:
+            hits = [e for e in found if e.record.calibration_id.startswith(ident)]
+        if len(hits) > 1:
+            raise NotFound(f"{len(hits)} calibrations start with {ident!r}: give more of the id")
+        if not hits:
+            raise NotFound(
+                f"no calibration {ident!r} in the logbook at {self.url} (pen calibrate history "
+                "SERIAL lists them)"
+            )
+        return hits[0]
+
+    def calibration_in_force(self, pen_serial: str, version: str) -> Entry[Calibration] | None:
+        """The filed calibration that left ``pen_serial`` on table ``version`` (``v3``, as a
+        pass records it), if it is in the logbook."""
+        if not version.startswith("v") or not version[1:].isdigit():
+            return None
+        number = int(version[1:])
+        for e in reversed(self.calibrations(pen_serial)):
+            if e.record.verdict == "pass" and e.record.table_version == number:
+                return e
+        return None
 
     # -- queries -------------------------------------------------------------------------
 
