@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "Logbook": "pendriver.logbook",
     "LogbookError": "pendriver.logbook",
     "run_logged_pass": "pendriver.logged_pass",
+    "calibrate_depth": "pendriver.calibration",
+    "calibrate_rate": "pendriver.calibration",
+    "open_gauge": "pendriver.calibration",
 }
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
         PenState,
     )
 
+    from .calibration import calibrate_depth, calibrate_rate, open_gauge
     from .config import DriverConfig
     from .driver import Pen, TelemetryStream, connect
     from .errors import (
@@ -161,7 +165,10 @@ __all__ = [
     "TelemetryStream",
     "WrongPen",
     "__version__",
+    "calibrate_depth",
+    "calibrate_rate",
     "connect",
     "connect_sync",
+    "open_gauge",
     "run_logged_pass",
 ]

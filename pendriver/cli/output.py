@@ -62,6 +62,9 @@ class Output:
         self.motor_stop: str | None = None
         """After a pass: ``""`` when the pen confirmed its motor stopped, otherwise why that
         could not be confirmed; ``None`` while no pass has ended."""
+        self.interrupt_note: str | None = None
+        """What a Ctrl-C must say, set by a command that knows (``pen calibrate``: which
+        calibration is in force)."""
         self._consoles: dict[int, Console] = {}
 
     @property

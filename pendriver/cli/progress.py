@@ -1,7 +1,7 @@
 """What a long command shows while it runs: a rich progress bar on a terminal, with the
 pen's live values as columns; one plain line a second anywhere else (a log, CI).
 
-Used by ``pen run`` now, and meant for every later long command (calibration, uploads).
+Used by ``pen run`` (:class:`PassProgress`) and ``pen calibrate`` (:class:`SweepProgress`).
 """
 
 from __future__ import annotations
@@ -96,6 +96,59 @@ class PassProgress:
             self._progress.console.print(text, style="bold red", markup=False, highlight=False)
         else:
             self.output.say(text)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class SweepProgress:
+    """The progress of a calibration's sweeps: one bar per phase (``as found``, ``as left``)
+    on a terminal; elsewhere one plain line per quarter of a phase, so a log shows it is alive
+    without a line per reading."""
+
+    def __init__(self, output: Output, what: str) -> None:
+        self.output = output
+        self.what = what
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._plain: dict[str, int] = {}
+
+    def __enter__(self) -> SweepProgress:
+        if is_terminal(self.output.human):
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description:<18}"),
+                BarColumn(bar_width=30),
+                TextColumn("{task.completed:>3.0f}/{task.total:.0f} {task.fields[unit]}"),
+                TimeElapsedColumn(),
+                console=self.output.console(),
+                refresh_per_second=10,
+            )
+            self._progress.start()
+        return self
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        """The calibration's progress callback: ``done`` of ``total`` readings in ``phase``."""
+        unit = "windows" if self.what == "rate" else "readings"
+        if self._progress is not None:
+            task = self._tasks.get(phase)
+            if task is None:
+                task = self._tasks[phase] = self._progress.add_task(
+                    f"{self.what} {phase}", total=total, unit=unit
+                )
+            self._progress.update(task, completed=done)
+            return
+        quarter = done * 4 // max(total, 1)
+        if self._plain.get(phase, -1) < quarter and (quarter > 0 or done == 1):
+            self._plain[phase] = quarter
+            self.output.say(f"{self.what} {phase}: {done}/{total} {unit}")
 
     def __exit__(
         self,

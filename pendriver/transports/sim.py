@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import LinkLost, PenConnectionError
 from ..limits import MAX_TELEMETRY_HZ
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from simulator.gauge import BenchGauge
 
     from .ble import BleTransport
+
+T = TypeVar("T")
 
 LINKS = ("bytes", "ble")
 OPTIONS = ("serial", "telemetry_hz", "trajectory", "link", "mtu")
@@ -262,3 +264,13 @@ def bench_gauge(transport: Transport, url: str = "sim://") -> BenchGauge:
         except ValueError:
             raise ValueError(f"gauge option {key} must be a number, got {value!r}") from None
     return bench_gauge_for(firmware, GaugeParams(**values) if values else None)
+
+
+def run_on_virtual_time(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the simulator's virtual-time loop: a ``sim://`` pen (and its
+    bench gauge) live through minutes of their time in a fraction of a second, with the same
+    timing as in real time. Only for pens in this process: time would not wait for a pty,
+    TCP or serial device in another (``pen calibrate --virtual-time`` refuses them)."""
+    from simulator.virtual_loop import run_virtual
+
+    return run_virtual(main)
