@@ -153,3 +153,19 @@ def why_not_verified(
             "longer windows or a finer gauge)"
         )
     return None
+
+
+DECISION_RULES = {
+    "depth": "Pass when the largest as-left error of the set points' means (the upward and "
+    "downward approaches averaged, after the outlier rule) is within ±tolerance, and the "
+    "expanded uncertainty is no larger than the tolerance (a measurement that uncertain could "
+    "not show the pen within it). The uncertainty is not taken off the tolerance (no guard "
+    "band).",
+    "rate": "Pass when the largest as-left error of the set points' mean rates is within "
+    "±tolerance of the set rate, and the expanded uncertainty is no larger than the tolerance "
+    "(a measurement that uncertain could not show the pen within it). The uncertainty is not "
+    "taken off the tolerance (no guard band).",
+}
+"""The pass/fail rule quoted on the report (ISO/IEC 17025 §7.8.6 wants it stated) in words:
+:func:`why_not_verified`, which both procedures decide by, is beside it so the two change
+together."""

@@ -34,28 +34,13 @@ from markupsafe import Markup
 
 from .readings import PointSummary, flag, summarise, tolerance_in_error_units
 from .readings import rows as reading_rows
-from .record import RAW_COLUMNS, CalibrationRecord
+from .record import DECISION_RULES, RAW_COLUMNS, CalibrationRecord
 
 PLOT_CAPTIONS = {
     "measured": "Measured against set point, with the ideal line and the ±tolerance band.",
     "error": "Error of every reading against its set point, with the ±tolerance band; lines "
     "join the set points' means (dashed as found, solid as left).",
 }
-
-DECISION_RULES = {
-    "depth": "Pass when the largest as-left error of the set points' means (the upward and "
-    "downward approaches averaged, after the outlier rule) is within ±tolerance, and the "
-    "expanded uncertainty is no larger than the tolerance (a measurement that uncertain could "
-    "not show the pen within it). The uncertainty is not taken off the tolerance (no guard "
-    "band).",
-    "rate": "Pass when the largest as-left error of the set points' mean rates is within "
-    "±tolerance of the set rate, and the expanded uncertainty is no larger than the tolerance "
-    "(a measurement that uncertain could not show the pen within it). The uncertainty is not "
-    "taken off the tolerance (no guard band).",
-}
-"""The pass/fail rule quoted on the report (ISO/IEC 17025 §7.8.6 wants it stated): the words
-of :func:`.record.why_not_verified`, which both procedures decide by."""
-
 
 # -- formatting ---------------------------------------------------------------------------------
 
@@ -634,7 +619,6 @@ def write_report(
 
 
 __all__ = [
-    "DECISION_RULES",
     "ReportFiles",
     "render_html",
     "report_stem",
