@@ -12,7 +12,8 @@
 
 Anything that stops it (Ctrl-C, a lost link, a gauge that falls silent, a table the pen
 refuses) before the commit leaves the previous calibration in force: the trial is discarded
-on the way out, and the pen drops it by itself if the link is gone.
+on the way out, and if the link is gone the pen drops it at its next session (HELLO: the
+driver's reconnect, or any other host), reboot or watchdog stop, never keeping it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from firmware_protocol.calibration import MAX_TABLE_POINTS
+from firmware_protocol.messages import CartridgeState
 
 from ..errors import PenRefused
 from . import fit as fitting
 from . import pentable
+from .ending import Ending
 from .gauges import Gauge, GaugeError
-from .record import CalibrationRecord, table_fields, why_not_verified
+from .record import CalibrationRecord, table_fields
 
 if TYPE_CHECKING:
     from ..driver import Pen
@@ -167,6 +170,10 @@ async def calibrate_depth(
         points = setpoints_um(raw.depth_min_um, raw.depth_max_um, raw.depth_step_um, plan.points)
     tolerance_um = plan.tolerance_mm * 1000
     resolution_um = gauge.resolution_mm * 1000
+    cartridge = await pen.cartridge()
+    ceiling_um = (
+        None if cartridge.state is CartridgeState.ABSENT else cartridge.needle_length_mm * 1000
+    )
 
     def record(verdict: str, reason: str, **kw: Any) -> CalibrationRecord:
         return CalibrationRecord(
@@ -197,7 +204,7 @@ async def calibrate_depth(
         try:
             found = await _sweep(pen, gauge, plan, points, before.points, "as found", progress)
             analysis = fitting.analyse(
-                found, resolution_um=resolution_um, tolerance_um=tolerance_um
+                found, resolution_um=resolution_um, tolerance_um=tolerance_um, ceiling_um=ceiling_um
             )
             rows = _rows("as found", analysis.readings)
             fit_doc = _fit_doc(analysis.fit)
@@ -218,53 +225,48 @@ async def calibrate_depth(
                 before.rate_ppm,
                 before.rate_offset_mhz,
             )
+            ending = Ending(
+                pen, before, record, plan.tolerance_mm, lambda v: f"{v:.3f} mm", "table"
+            )
+            below = next((i for i, (_d, a) in enumerate(table) if a < 0), None)
+            if below is not None:
+                # Outside the travel, so the pen would refuse it; but the wire cannot even
+                # carry it (actuator_um is unsigned), so it is refused here in the pen's words.
+                d, a = table[below]
+                return ending.reject(
+                    f"the correction it needs at {d / 1000:.3f} mm (drive the actuator to "
+                    f"{a / 1000:.3f} mm, {a - d:+d} µm) is beyond the pen's actuator travel "
+                    "(the needles stand out further than that with the actuator at its zero): "
+                    "the pen needs service, not calibration",
+                    rows,
+                    common,
+                )
+            # From the WRITE's first byte the pen may hold it on trial: an interruption before
+            # stage() returns (its answer or the read-back lost, a Ctrl-C) must discard it too.
+            trial = candidate
             try:
                 trial = await pentable.stage(pen, candidate)
             except PenRefused as exc:
-                if not pentable.is_table_refusal(exc):
-                    raise
-                return record(
-                    "rejected",
-                    pentable.refused_table_reason(exc, candidate),
-                    **table_fields(before, "after"),
-                    as_left_max_error=None,
-                    raw=rows,
-                    **common,
-                )
+                return ending.rejected(exc, candidate, rows, common)
             left = await _sweep(pen, gauge, plan, points, table, "as left", progress)
-            verified = fitting.analyse(left, resolution_um=resolution_um, tolerance_um=tolerance_um)
+            verified = fitting.analyse(
+                left, resolution_um=resolution_um, tolerance_um=tolerance_um, ceiling_um=ceiling_um
+            )
             rows += _rows("as left", verified.readings)
             common["uncertainty"] = verified.uncertainty_um / 1000
             common["repeatability"] = verified.repeatability_um / 1000
             common["hysteresis"] = verified.max_hysteresis_um / 1000
             as_left = verified.max_error_um / 1000
-            why = why_not_verified(
-                as_left, common["uncertainty"], plan.tolerance_mm, lambda v: f"{v:.3f} mm"
+            outcome = await ending.decide(
+                trial,
+                as_left=as_left,
+                rows=rows,
+                common=common,
+                summary=f"largest error {analysis.max_error_um / 1000:.3f} mm as found, "
+                f"{as_left:.3f} mm as left (tolerance ±{plan.tolerance_mm:.3f} mm)",
             )
-            if why is not None:
-                await pentable.discard(pen)
-                trial = None
-                return record(
-                    "fail",
-                    f"{why}: the table was discarded and the previous calibration (version "
-                    f"{before.version}) is in force",
-                    **table_fields(before, "after"),
-                    as_left_max_error=as_left,
-                    raw=rows,
-                    **common,
-                )
-            stored = await pentable.commit(pen, trial)
             trial = None
-            return record(
-                "pass",
-                f"largest error {analysis.max_error_um / 1000:.3f} mm as found, "
-                f"{as_left:.3f} mm as left (tolerance ±{plan.tolerance_mm:.3f} mm); "
-                f"table version {stored.version} committed",
-                **table_fields(stored, "after"),
-                as_left_max_error=as_left,
-                raw=rows,
-                **common,
-            )
+            return outcome
         finally:
             if trial is not None:  # interrupted between staging and committing
                 await asyncio.shield(pentable.discard_quietly(pen))

@@ -16,6 +16,10 @@ Rules, stated so a report can quote them:
   robust standard deviations) and two gauge resolutions (so a quantised gauge, whose MAD is
   often 0, does not reject its own last digit). At most a third of a group may go; a group
   that would lose more is kept whole and flagged (the pen, not the gauge, is then suspect).
+* **Needle length.** With a cartridge fitted, a reading within two gauge resolutions of its
+  needles' length is rejected first: the needles stand out no further than they are long, so
+  it measures the cartridge, not the actuator's stop. A set point left with no reading is
+  left out of the fit (and of the verification), and the table extends the fit there.
 * **Backlash.** The mean of the upward and the downward approach is the depth the table
   corrects to; their difference is the hysteresis, reported, not corrected (a pen cannot know
   from which side a user will come).
@@ -148,7 +152,8 @@ def reject_outliers(readings: Sequence[Reading], resolution_um: float) -> list[R
     """The readings with outliers marked (the rule is in the module docstring)."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(readings):
-        groups.setdefault((r.setpoint_um, r.direction), []).append(i)
+        if not r.rejected:  # already out (at the needles' length): not part of the spread
+            groups.setdefault((r.setpoint_um, r.direction), []).append(i)
     out = list(readings)
     floor = OUTLIER_MIN_RESOLUTIONS * resolution_um
     for (setpoint, direction), idx in groups.items():
@@ -245,9 +250,40 @@ def fit_scale(
     return Fit("piecewise", float(gain), float(offset), knots, 0.0, 0.0)
 
 
-def analyse(readings: Sequence[Reading], *, resolution_um: float, tolerance_um: float) -> Analysis:
-    """Outliers, summaries, the fit and the uncertainty of one sweep."""
-    marked = reject_outliers(readings, resolution_um)
+def at_needle_length(
+    readings: Sequence[Reading], ceiling_um: float | None, resolution_um: float
+) -> list[Reading]:
+    """The readings with those at the fitted needles' length marked rejected.
+
+    The actuator's stop only limits how far the needles come out: set beyond their length,
+    they stand out as far as they are long and no further, so a reading there (within two
+    gauge resolutions) measures the cartridge, not the stop, and would bend the fit.
+    """
+    if ceiling_um is None:
+        return list(readings)
+    limit = ceiling_um - OUTLIER_MIN_RESOLUTIONS * resolution_um
+    why = (
+        f"at the fitted needles' length ({ceiling_um / 1000:.3f} mm): they stand out no "
+        "further, so the reading does not measure the stop"
+    )
+    return [
+        Reading(r.setpoint_um, r.direction, r.repeat, r.actuator_um, r.measured_um, True, why)
+        if r.measured_um >= limit and not r.rejected
+        else r
+        for r in readings
+    ]
+
+
+def analyse(
+    readings: Sequence[Reading],
+    *,
+    resolution_um: float,
+    tolerance_um: float,
+    ceiling_um: float | None = None,
+) -> Analysis:
+    """Outliers, summaries, the fit and the uncertainty of one sweep; ``ceiling_um``: the
+    fitted needles' length, if a cartridge is fitted (:func:`at_needle_length`)."""
+    marked = reject_outliers(at_needle_length(readings, ceiling_um, resolution_um), resolution_um)
     points, repeatability = summarise(marked)
     fit = fit_scale(points, tolerance_um=tolerance_um, repeatability_um=repeatability)
     hysteresis = max((abs(p.hysteresis_um) for p in points), default=0.0)

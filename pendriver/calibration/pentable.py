@@ -122,7 +122,7 @@ async def discard(pen: Pen) -> None:
 
 async def discard_quietly(pen: Pen, timeout_s: float = 2.0) -> None:
     """Drop a trial on the way out of a failed or interrupted procedure, if the link still
-    lets us (if not, the pen drops it itself when its session ends)."""
+    lets us (if not, the pen drops it at its next HELLO, reboot or watchdog stop)."""
     with contextlib.suppress(PenError, TimeoutError, OSError):
         async with asyncio.timeout(timeout_s):
             await discard(pen)

@@ -40,7 +40,8 @@ from ..limits import rate_mhz
 from ..models import TelemetrySample
 from . import pentable
 from .depth import Progress
-from .record import CalibrationRecord, table_fields, why_not_verified
+from .ending import Ending
+from .record import CalibrationRecord, table_fields
 
 if TYPE_CHECKING:
     from ..driver import Pen
@@ -306,20 +307,17 @@ async def calibrate_rate(
                     analysis.rate_ppm,
                     analysis.rate_offset_mhz,
                 )
+                ending = Ending(
+                    pen, before, record, plan.tolerance, lambda v: f"{v:.2%}", "correction"
+                )
                 await pen.stop()  # the pen takes a table only while idle
+                # From the WRITE's first byte the pen may hold it on trial: an interruption
+                # before stage() returns must discard it too.
+                trial = candidate
                 try:
                     trial = await pentable.stage(pen, candidate)
                 except PenRefused as exc:
-                    if not pentable.is_table_refusal(exc):
-                        raise
-                    return record(
-                        "rejected",
-                        pentable.refused_table_reason(exc, candidate),
-                        **table_fields(before, "after"),
-                        as_left_max_error=None,
-                        raw=rows,
-                        **common,
-                    )
+                    return ending.rejected(exc, candidate, rows, common)
                 await pen.start()
                 left = await _sweep(pen, samples, plan, points, trial, "as left", progress)
                 await pen.stop()
@@ -328,41 +326,25 @@ async def calibrate_rate(
                 common["uncertainty"] = verified.uncertainty
                 common["repeatability"] = verified.repeatability
                 as_left = verified.max_error
-                why = why_not_verified(
-                    as_left, verified.uncertainty, plan.tolerance, lambda v: f"{v:.2%}"
+                outcome = await ending.decide(
+                    trial,
+                    as_left=as_left,
+                    rows=rows,
+                    common=common,
+                    summary=f"largest rate error {analysis.max_error:.2%} as found, "
+                    f"{as_left:.2%} as left (tolerance ±{plan.tolerance:.2%}); correction "
+                    f"{trial.rate_ppm:+d} ppm {trial.rate_offset_mhz / 1000:+.3f} Hz",
                 )
-                if why is not None:
-                    await pentable.discard(pen)
-                    trial = None
-                    return record(
-                        "fail",
-                        f"{why}: the correction was discarded and the previous calibration "
-                        f"(version {before.version}) is in force",
-                        **table_fields(before, "after"),
-                        as_left_max_error=as_left,
-                        raw=rows,
-                        **common,
-                    )
-                stored = await pentable.commit(pen, trial)
                 trial = None
-                return record(
-                    "pass",
-                    f"largest rate error {analysis.max_error:.2%} as found, {as_left:.2%} as "
-                    f"left (tolerance ±{plan.tolerance:.2%}); correction "
-                    f"{stored.rate_ppm:+d} ppm {stored.rate_offset_mhz / 1000:+.3f} Hz, table "
-                    f"version {stored.version} committed",
-                    **table_fields(stored, "after"),
-                    as_left_max_error=as_left,
-                    raw=rows,
-                    **common,
-                )
+                return outcome
         finally:
             await asyncio.shield(_put_back(pen, trial, status.rate_setpoint_hz, status))
 
 
 async def _put_back(pen: Pen, trial: pentable.PenTable | None, rate_hz: float, status: Any) -> None:
     """Stop the motor, drop an unfinished trial, restore the set rate and telemetry, as far as
-    the link still lets us (a pen that lost its host stops and drops the trial by itself)."""
+    the link still lets us (a pen that lost its host stops its motor by its watchdog, which
+    drops the trial too)."""
     with contextlib.suppress(PenError, TimeoutError, OSError):
         async with asyncio.timeout(2.0):
             await pen.stop()

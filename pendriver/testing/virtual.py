@@ -20,7 +20,14 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from simulator import DEFAULT_PROFILE, Cartridge, LoopClock, PenFirmware, PenService
+from simulator import (
+    DEFAULT_PROFILE,
+    Cartridge,
+    LoopClock,
+    PenFirmware,
+    PenProfile,
+    PenService,
+)
 from simulator.faultcontrol import FaultControl
 from simulator.nvm import FileFlash, MemoryFlash, NvmStore
 from simulator.virtual_loop import VirtualTimeLoop
@@ -33,7 +40,7 @@ T = TypeVar("T")
 
 
 def firmware_options(
-    profile: str = DEFAULT_PROFILE,
+    profile: str | PenProfile = DEFAULT_PROFILE,
     *,
     serial: str = "SIM-000001",
     telemetry_hz: int | None = None,
@@ -62,7 +69,7 @@ class VirtualPen:
 
     def __init__(
         self,
-        profile: str = DEFAULT_PROFILE,
+        profile: str | PenProfile = DEFAULT_PROFILE,
         *,
         serial: str = "SIM-000001",
         telemetry_hz: int | None = None,
