@@ -8,14 +8,23 @@ pen-sim --tcp 127.0.0.1:7001 --nvm pen.nvm --scenario faults.toml --capture wire
 pen-sim --pty --trajectory raster:width_mm=40,height_mm=30,glide_mm_s=20,tip_width_mm=8
 pen-sim --version
 pen-sim --tcp 127.0.0.1:7001 --idle-limit 30   # drop a host that sends nothing for 30 s
+pen-sim --pty --gauge-pty                        # ... and its bench gauge on a pty of its own
+pen-sim --tcp 127.0.0.1:7001 --gauge-pty --gauge-pty-link /tmp/gauge --gauge-request '?'
 
 ``--nvm FILE`` never passes a memory it cannot read off as a new one: a missing or empty FILE
 is a new memory, but a FILE that is not a pen memory, or whose records all fail their check,
 is refused (the pen would forget its serial, its calibration and which cartridges it has
 used) unless ``--format-nvm`` says to start it blank.
 
+``--gauge-pty`` serves the pen's bench gauge (a digital indicator resting on its needle tips,
+reading their true depth to 1 µm with noise and lag) as a serial indicator: one reading per
+line, streamed, or only in answer to ``--gauge-request``. It reads the very pen the link
+drives, on the same clock, so a depth calibration can be run against pen-sim end to end. Its
+path is printed after the pen's (the pen's line stays the first that names a device).
+
 Every argument that cannot work is refused before anything starts, with one error line and
-exit status 2: an empty path or serial, a rate beyond the pen's, a negative time.
+exit status 2: an empty path or serial, a rate beyond the pen's, a negative time, a gauge
+option without ``--gauge-pty``.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from firmware_protocol.capture import Direction, format_record
 
 from .clock import LoopClock
 from .firmware import MAX_TELEMETRY_HZ, PenFirmware
+from .gauge import GaugeParams, GaugePtyServer, bench_gauge_for
 from .nvm import DEFAULT_SECTOR_COUNT, DEFAULT_SECTOR_SIZE, MAX_ID_BYTES, FileFlash, NvmStore
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .scenario import add_fault_arguments, faults_from_args
@@ -128,6 +138,16 @@ def _nonempty_path(text: str) -> Path:
 def _nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+    return text
+
+
+def _request_line(text: str) -> str:
+    """``--gauge-request``: one line of printable text (the gauge answers lines, so a line
+    break in a request could never be matched)."""
+    if not text.strip() or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"expected the text the gauge answers, such as '?' (one printable line), got {text!r}"
+        )
     return text
 
 
@@ -238,6 +258,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonempty_path,
         help="append every byte both ways, with timestamps, to FILE (read: pen decode FILE)",
     )
+    gauge = parser.add_argument_group(
+        "bench gauge",
+        "the digital indicator on the pen's needle tips, as a calibration bench has: it reads "
+        "their true depth (1 µm, with noise and a settling lag), not what the pen believes",
+    )
+    gauge.add_argument(
+        "--gauge-pty",
+        action="store_true",
+        help="also serve the bench gauge on a pseudo-terminal of its own (with --pty, --tcp or "
+        "--ble), printed after the pen's: one reading per line such as '+1.234 mm', streamed "
+        f"{GaugeParams().rate_hz:g} times a second unless --gauge-request is given",
+    )
+    gauge.add_argument(
+        "--gauge-pty-link",
+        metavar="PATH",
+        type=_nonempty_path,
+        help="with --gauge-pty: also make PATH a symbolic link to the gauge's pseudo-terminal, "
+        "as --pty-link does for the pen's (same rules, removed on exit)",
+    )
+    gauge.add_argument(
+        "--gauge-request",
+        metavar="TEXT",
+        type=_request_line,
+        help="with --gauge-pty: send nothing unasked; answer each line that is TEXT (e.g. '?') "
+        "with one reading, one reading period later, as indicators that answer only when "
+        "asked do (other lines are ignored)",
+    )
     add_fault_arguments(parser)
     return parser
 
@@ -321,25 +368,13 @@ async def _serve(args: argparse.Namespace, nvm: NvmStore | None) -> None:
     if not link_config.perfect:
         service.set_link_faults(link_config)
     capture = _open_capture(args.capture, service) if args.capture else None
-    server: PtyServer | TcpServer | BlePeripheral
-    if args.ble:
-        from .ble import BlePeripheral  # bumble: the 'sim' extra
-
-        server = BlePeripheral(service, hci_transport=args.ble, name=args.ble_name)
-        await server.start()
-        where = f"ble://{server.name}"
-    elif args.tcp:
-        host, port = args.tcp
-        idle = DEFAULT_IDLE_LIMIT_S if args.idle_limit is None else args.idle_limit
-        server = TcpServer(service, host, port, log=_say, idle_limit_s=idle)
-        await server.start()
-        where = server.url
-    else:
-        server = PtyServer(service, link=args.pty_link, log=_say)
-        await server.start()
-        where = server.path
-        if args.pty_link is not None:
-            where += f" (linked from {args.pty_link})"
+    gauge = await _start_gauge(args, firmware) if args.gauge_pty else None
+    try:
+        server, where = await _start_server(args, service)
+    except BaseException:
+        if gauge is not None:
+            await gauge.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -351,13 +386,72 @@ async def _serve(args: argparse.Namespace, nvm: NvmStore | None) -> None:
     )
     port = args.pty_link if args.pty_link is not None else where
     _say(f"connect with: pen --port {port} info    (Ctrl-C stops)")
+    if gauge is not None:
+        _say(_describe_gauge(gauge))
     try:
         await stop.wait()
     finally:
         await server.close()
+        if gauge is not None:
+            await gauge.close()
         if capture is not None:
             capture.close()
         _say("stopped")
+
+
+async def _start_server(
+    args: argparse.Namespace, service: PenService
+) -> tuple[PtyServer | TcpServer | BlePeripheral, str]:
+    """The pen's server, started, and where it is (as the first line announces it)."""
+    server: PtyServer | TcpServer | BlePeripheral
+    if args.ble:
+        from .ble import BlePeripheral  # bumble: the 'sim' extra
+
+        server = BlePeripheral(service, hci_transport=args.ble, name=args.ble_name)
+        await server.start()
+        return server, f"ble://{server.name}"
+    if args.tcp:
+        host, port = args.tcp
+        idle = DEFAULT_IDLE_LIMIT_S if args.idle_limit is None else args.idle_limit
+        server = TcpServer(service, host, port, log=_say, idle_limit_s=idle)
+        await server.start()
+        return server, server.url
+    server = PtyServer(service, link=args.pty_link, log=_say)
+    await server.start()
+    where = server.path
+    if args.pty_link is not None:
+        where += f" (linked from {args.pty_link})"
+    return server, where
+
+
+async def _start_gauge(args: argparse.Namespace, firmware: PenFirmware) -> GaugePtyServer:
+    """The bench gauge on its pty, started before the pen's server so that a refused
+    ``--gauge-pty-link`` refuses before a pen is served. It reads ``firmware`` itself (the
+    pen the link drives, on the loop's clock), never a copy: a calibration through it must
+    see the depth the host just set."""
+    gauge = GaugePtyServer(
+        bench_gauge_for(firmware), request=args.gauge_request, link=args.gauge_pty_link, log=_say
+    )
+    try:
+        await gauge.start()
+    except BaseException:
+        await gauge.close()
+        raise
+    return gauge
+
+
+def _describe_gauge(gauge: GaugePtyServer) -> str:
+    """The gauge's line, ending in its path as the pen's line does, so that the same
+    ``on (/dev/\\S+)`` a script uses for the pen finds it (nothing may follow the path)."""
+    p = gauge.gauge.params
+    if gauge.request is None:
+        how = f"streams one reading a line, {p.rate_hz:g} a second"
+    else:
+        how = f"answers each {gauge.request!r} line with one reading"
+    where = gauge.path
+    if gauge.link is not None:
+        where += f" (linked from {gauge.link})"
+    return f"bench gauge ({p.resolution_um:g} µm, {how}) on {where}"
 
 
 def _open_capture(path: Path, service: PenService) -> TextIO:
@@ -379,6 +473,13 @@ def _usage_error(args: argparse.Namespace) -> str:
     """What is wrong with a combination of arguments, each fine alone ("" when nothing)."""
     if args.pty_link is not None and (args.tcp or args.ble):
         return "--pty-link needs --pty (a TCP or BLE pen has no device to link to)"
+    if not args.gauge_pty:
+        if args.gauge_pty_link is not None:
+            return "--gauge-pty-link needs --gauge-pty (without it there is no gauge to link to)"
+        if args.gauge_request is not None:
+            return "--gauge-request needs --gauge-pty (without it no gauge is served to answer it)"
+    elif args.gauge_pty_link is not None and args.gauge_pty_link == args.pty_link:
+        return "--gauge-pty-link and --pty-link must be different paths (one link, two ptys)"
     if args.idle_limit is not None:
         if not args.tcp:
             return "--idle-limit applies to --tcp only (a pty or BLE host cannot be dropped)"

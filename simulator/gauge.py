@@ -15,28 +15,38 @@ it:
 
 :class:`GaugePtyServer` serves it on a pseudo-terminal of its own as such an indicator does on
 its USB-serial port: one reading per line (``+1.234 mm``), streamed ``rate_hz`` times a
-second, or one line per request line when ``on_request`` (indicators that answer only when
-asked). Nothing here knows the driver; the lines are the format the driver's serial gauge
-reads.
+second, or one line for each ``request`` line (``?``, for indicators that answer only when
+asked). ``pen-sim --gauge-pty`` serves one beside the pen, reading the very firmware the pen's
+link drives on the same loop clock, so a calibration run against pen-sim goes through the same
+serial-gauge code as one on a bench. Nothing here knows the driver; the lines are the format
+the driver's serial gauge reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import math
 import os
 import random
 import tty
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .ptylink import make_pty_link, remove_pty_link
 
 if TYPE_CHECKING:
     from .firmware import PenFirmware
 
 READ_CHUNK = 256
+"""Bytes taken from the host at a time; requests are a few bytes, so a flood is cut short."""
+MAX_PENDING_ANSWERS = 64
+"""Requests waiting for their reading at once; a host asking faster than the gauge samples
+gets this many answers queued and the rest ignored, so it cannot grow the loop's timers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,65 +115,142 @@ class BenchGauge:
         return round(value / p.resolution_um) * p.resolution_um
 
     def line(self) -> bytes | None:
-        """One reading as the indicator prints it: ``+1.234 mm`` and CR LF."""
+        """One reading as the indicator prints it: ``+1.234 mm`` and CR LF, with as many
+        decimals as its resolution has (a 0.5 µm gauge prints four)."""
         value = self.read_um()
         if value is None:
             return None
-        return f"{value / 1000:+.3f} mm\r\n".encode()
+        digits = min(6, max(0, math.ceil(-math.log10(self.params.resolution_um / 1000) - 1e-9)))
+        return f"{value / 1000 + 0.0:+.{digits}f} mm\r\n".encode()  # + 0.0: never "-0.000"
 
 
-_GAUGES: weakref.WeakKeyDictionary[PenFirmware, BenchGauge] = weakref.WeakKeyDictionary()
+_GAUGE_ATTRIBUTE = "_sim_bench_gauge"
 
 
 def bench_gauge_for(firmware: PenFirmware, params: GaugeParams | None = None) -> BenchGauge:
     """The one bench gauge resting on ``firmware``'s needles (made on first use), so a test
-    that makes it fall silent and the procedure that reads it see the same gauge."""
-    gauge = _GAUGES.get(firmware)
-    if gauge is None or (params is not None and gauge.params != params):
+    that makes it fall silent and the procedure that reads it see the same gauge; different
+    ``params`` put another gauge in its place.
+
+    The gauge is kept on the firmware itself rather than in a table keyed weakly by it: the
+    gauge holds its pen, so such a table would keep every pen that ever had a gauge alive.
+    """
+    gauge = getattr(firmware, _GAUGE_ATTRIBUTE, None)
+    if not isinstance(gauge, BenchGauge) or (params is not None and gauge.params != params):
         gauge = BenchGauge(firmware, params)
-        _GAUGES[firmware] = gauge
+        setattr(firmware, _GAUGE_ATTRIBUTE, gauge)
     return gauge
 
 
 class GaugePtyServer:
     """A bench gauge on a pseudo-terminal of its own, printing one reading per line.
 
-    Streams ``params.rate_hz`` lines a second, or with ``on_request`` answers each line the
-    host sends (``?`` and CR LF, or any line) with one reading. ``path`` is the device a
-    serial gauge opens.
+    Streams ``params.rate_hz`` lines a second, or with ``request`` (such as ``"?"``) answers
+    each line the host sends that is that request, and nothing else, with one reading one
+    period later, as an indicator that samples when asked does. ``path`` is the device a
+    serial gauge opens; ``link`` also makes a symbolic link there, as
+    :class:`~simulator.servers.PtyServer` does for the pen (same rules, removed on close).
+
+    A host that stops reading loses readings whole: a line the pty takes only part of is
+    finished before any other is sent, and readings meanwhile are dropped (counted in
+    ``lines_dropped``), so the host never sees two readings run together into a third.
     """
 
-    def __init__(self, gauge: BenchGauge, *, on_request: bool = False) -> None:
+    def __init__(
+        self,
+        gauge: BenchGauge,
+        *,
+        request: str | None = None,
+        link: str | os.PathLike[str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if request is not None and (not request.strip() or "\r" in request or "\n" in request):
+            raise ValueError(f"a gauge request must be one non-blank line, got {request!r}")
         self.gauge = gauge
-        self.on_request = on_request
+        self.request = request.strip() if request is not None else None
+        self.link = Path(link) if link is not None else None
+        self._log = log or (lambda _line: None)
         self._master, self._slave = os.openpty()
+        # Raw at once: a new pty echoes and translates newlines until pyserial configures it.
         tty.setraw(self._slave)
         os.set_blocking(self._master, False)
         self.path = os.ttyname(self._slave)
-        self._pending = b""
-        self._task: asyncio.Task[None] | None = None
+        self._received = b""
+        self._unsent = b""
+        self._stream_timer: asyncio.TimerHandle | None = None
+        self._next_at = 0.0
+        self._answers: collections.deque[asyncio.TimerHandle] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._linked = False
+        self._closed = False
         self.lines_sent = 0
+        self.lines_dropped = 0
+        """Readings lost because the host was not reading (a streaming gauge does not wait)."""
+        self.requests = 0
+        """Request lines received (only those that are the request)."""
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.gauge.params.rate_hz
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._master, self._on_readable)
-        if not self.on_request:
-            self._task = asyncio.ensure_future(self._stream())
+        if self.link is not None:
+            make_pty_link(self.link, self.path, option="--gauge-pty-link", log=self._log)
+            self._linked = True
+        loop = self._loop = asyncio.get_running_loop()
+        loop.add_reader(self._master, self._on_readable)
+        if self.request is None:
+            self._next_at = loop.time() + self.period_s
+            self._stream_timer = loop.call_at(self._next_at, self._stream)
 
-    async def _stream(self) -> None:
-        period = 1.0 / self.gauge.params.rate_hz
-        while True:
-            await asyncio.sleep(period)
+    def _stream(self) -> None:
+        """One streamed reading, the next due a period after this one was due (not after it
+        ran), so the rate holds on a busy loop; a loop fallen far behind skips, not bursts."""
+        loop = self._loop
+        if self._closed or loop is None:
+            return
+        self._send_reading()
+        self._next_at += self.period_s
+        now = loop.time()
+        if self._next_at < now:
+            self._next_at = now + self.period_s
+        self._stream_timer = loop.call_at(self._next_at, self._stream)
+
+    def _answer(self) -> None:
+        if self._answers:
+            self._answers.popleft()  # all wait one period, so they fire in order
+        if not self._closed:
             self._send_reading()
 
     def _send_reading(self) -> None:
         line = self.gauge.line()
         if line is None:
+            return  # silent: as an indicator whose battery died
+        if self._unsent:
+            self._flush()
+            if self._unsent:
+                self.lines_dropped += 1
+                return
+        try:
+            written = os.write(self._master, line)
+        except BlockingIOError:
+            written = 0
+        except OSError:
             return
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._master, line)  # a few bytes: the pty never refuses them whole
-            self.lines_sent += 1
+        if written == 0:
+            self.lines_dropped += 1
+            return
+        self._unsent = line[written:]
+        self.lines_sent += 1
+
+    def _flush(self) -> None:
+        try:
+            written = os.write(self._master, self._unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(self._unsent)
+        self._unsent = self._unsent[written:]
 
     def _on_readable(self) -> None:
         try:
@@ -172,23 +259,34 @@ class GaugePtyServer:
             if exc.errno in (errno.EIO, errno.EAGAIN):
                 return
             raise
-        if not self.on_request:
+        if self.request is None or self._loop is None or self._closed:
             return  # a streaming indicator ignores what it is sent
-        self._pending = (self._pending + data.replace(b"\r", b"\n"))[-READ_CHUNK:]
-        while b"\n" in self._pending:
-            request, self._pending = self._pending.split(b"\n", 1)
-            if request.strip() and self._loop is not None:
-                # Answered after one reading period, as the indicator samples.
-                self._loop.call_later(1.0 / self.gauge.params.rate_hz, self._send_reading)
+        self._received = (self._received + data)[-READ_CHUNK:]
+        *lines, self._received = self._received.replace(b"\r", b"\n").split(b"\n")
+        wanted = self.request.encode()
+        for line in lines:
+            if line.strip() != wanted:
+                continue  # not its command: an indicator does not answer what it does not know
+            self.requests += 1
+            if len(self._answers) < MAX_PENDING_ANSWERS:
+                self._answers.append(self._loop.call_later(self.period_s, self._answer))
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._closed:
+            return
+        self._closed = True
+        # Every pending timer goes: one firing after the descriptors are closed could write a
+        # reading into whatever file reuses the number.
+        if self._stream_timer is not None:
+            self._stream_timer.cancel()
+            self._stream_timer = None
+        while self._answers:
+            self._answers.popleft().cancel()
         if self._loop is not None:
             self._loop.remove_reader(self._master)
+        if self.link is not None and self._linked:
+            self._linked = False
+            remove_pty_link(self.link, self.path)
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -33,6 +33,8 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from .ptylink import PtyLinkRefused as PtyLinkRefused  # its home before ptylink existed
+from .ptylink import make_pty_link, remove_pty_link
 from .service import PenService
 
 Log = Callable[[str], None]
@@ -71,10 +73,6 @@ def _describe(peer: object) -> str:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(peer)
-
-
-class PtyLinkRefused(ValueError):
-    """``--pty-link PATH`` would clobber something that is not a stale pen-sim link."""
 
 
 class PtyServer:
@@ -119,48 +117,19 @@ class PtyServer:
 
     async def start(self) -> None:
         if self.link is not None:
-            self._make_link(self.link)
+            make_pty_link(self.link, self.path, log=self._log)
+            self._linked = True
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._master, self._on_readable)
         self.service.attach(self._write)
         self.service.start()
 
-    def _make_link(self, link: Path) -> None:
-        """Point ``link`` at the pty, replacing only a dangling link (see the class)."""
-        if link.is_symlink():
-            target = os.readlink(link)
-            if link.exists():
-                raise PtyLinkRefused(
-                    f"--pty-link {link} already links to {target}, which exists (another "
-                    "pen-sim serving there?); remove it or give another path"
-                )
-            spare = link.with_name(f".{link.name}.pen-sim-{os.getpid()}")
-            os.symlink(self.path, spare)
-            os.replace(spare, link)  # atomic: the stale link is never missing in between
-            self._log(f"replaced the dangling link {link} (it pointed to {target})")
-        elif link.exists():
-            raise PtyLinkRefused(
-                f"--pty-link {link} exists and is not a link pen-sim made; remove it or give "
-                "another path"
-            )
-        else:
-            try:
-                os.symlink(self.path, link)
-            except FileExistsError:
-                raise PtyLinkRefused(
-                    f"--pty-link {link} appeared meanwhile: not replaced"
-                ) from None
-        self._linked = True
-
     def _remove_link(self) -> None:
-        """Remove the link, but only if it is still ours (it may have been replaced)."""
         link = self.link
         if link is None or not self._linked:
             return
         self._linked = False
-        with contextlib.suppress(OSError):
-            if os.readlink(link) == self.path:
-                link.unlink()
+        remove_pty_link(link, self.path)
 
     def _on_readable(self) -> None:
         try:
