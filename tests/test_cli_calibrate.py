@@ -140,10 +140,15 @@ def test_show_prints_the_table_in_force(db: list[str], capsys: pytest.CaptureFix
     assert shown["calibration_id"] is None
 
 
-def test_ctrl_c_mid_sweep_exits_130_and_says_the_old_calibration_is_in_force(
-    tmp_path: Path, db: list[str]
+@pytest.mark.parametrize(
+    ("signal_name", "status", "word"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],
+)
+def test_ctrl_c_or_kill_mid_sweep_says_the_old_calibration_is_in_force(
+    tmp_path: Path, db: list[str], signal_name: str, status: int, word: str
 ) -> None:
-    """SIGINT to a real ``pen calibrate depth`` on the real-time simulator, mid-sweep."""
+    """SIGINT (Ctrl-C) or SIGTERM (kill) to a real ``pen calibrate depth`` on the real-time
+    simulator, mid-sweep: the trial is discarded on the way out and the line says so."""
     import os
     import signal
     import subprocess
@@ -161,11 +166,11 @@ def test_ctrl_c_mid_sweep_exits_130_and_says_the_old_calibration_is_in_force(
     for line in child.stdout:  # a reading has been taken once this line is out
         if line.startswith("depth as found: 1/"):
             break
-    child.send_signal(signal.SIGINT)
+    child.send_signal(getattr(signal, signal_name))
     _out, err = child.communicate(timeout=30)
-    assert child.returncode == 130, err
+    assert child.returncode == status, err
     assert (
-        "interrupted: nothing was committed; the pen's previous calibration (table version 0) "
+        f"{word}: nothing was committed; the pen's previous calibration (table version 0) "
         "is in force" in err
     )
     with Logbook.open(db[1], create=False) as book:

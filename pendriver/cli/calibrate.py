@@ -23,6 +23,7 @@ from .options import (
     positive_float,
 )
 from .output import Output, fields_table, rows_table
+from .pen_commands import EXIT_TERMINATED
 
 if TYPE_CHECKING:
     from ..calibration.record import CalibrationRecord
@@ -182,11 +183,13 @@ def _no_handler(args: argparse.Namespace, output: Output) -> int:  # pragma: no 
 
 
 def _interrupted(output: Output) -> tuple[str | None, int]:
-    return (
+    note = (
         output.interrupt_note
-        or "interrupted: nothing was committed; the pen's previous calibration is in force",
-        EXIT_INTERRUPTED,
+        or "interrupted: nothing was committed; the pen's previous calibration is in force"
     )
+    if output.terminated:
+        return note.replace("interrupted", "terminated", 1), EXIT_TERMINATED
+    return note, EXIT_INTERRUPTED
 
 
 # ---------------------------------------------------------------------------- procedures
@@ -270,6 +273,8 @@ def _refuse(output: Output, why: str) -> int:
 def _calibrate(args: argparse.Namespace, output: Output, what: str, body: Any) -> int:
     """Run a procedure on the pen, then file and report what it found."""
     import asyncio
+    import contextlib
+    import signal
 
     from ..calibration import pentable
     from ..calibration.pentable import TableMismatch
@@ -298,6 +303,15 @@ def _calibrate(args: argparse.Namespace, output: Output, what: str, body: Any) -
 
     async def session() -> None:
         nonlocal in_force
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_terminate() -> None:  # SIGTERM (kill, a service manager): as Ctrl-C does
+            output.terminated = True
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_terminate)
         async with connect(url, config=driver_config(args), capture=capture) as pen:
             before = await pentable.read_table(pen)
             in_force = (
@@ -311,6 +325,10 @@ def _calibrate(args: argparse.Namespace, output: Output, what: str, body: Any) -
     with logbook:
         try:
             run(session())
+        except asyncio.CancelledError:
+            if not output.terminated:
+                raise
+            raise KeyboardInterrupt from None
         except PenError as exc:
             if isinstance(exc, TableMismatch):
                 raise
