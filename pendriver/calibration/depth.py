@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,9 +31,9 @@ from firmware_protocol.messages import CartridgeState
 from ..errors import PenRefused
 from . import fit as fitting
 from . import pentable
-from .ending import Ending
+from .ending import Ending, record_maker
 from .gauges import Gauge, GaugeError
-from .record import CalibrationRecord, table_fields
+from .record import CalibrationRecord
 
 if TYPE_CHECKING:
     from ..driver import Pen
@@ -175,29 +174,21 @@ async def calibrate_depth(
         None if cartridge.state is CartridgeState.ABSENT else cartridge.needle_length_mm * 1000
     )
 
-    def record(verdict: str, reason: str, **kw: Any) -> CalibrationRecord:
-        return CalibrationRecord(
-            calibration_id=uuid.uuid4().hex,
-            kind="depth",
-            pen_serial=info.serial_number,
-            pen_model=info.model,
-            firmware=info.firmware_version,
-            profile=(
-                f"{info.model}: {info.depth_min_mm:g}-{info.depth_max_mm:g} mm in "
-                f"{info.depth_step_mm:g} mm steps"
-            ),
-            gauge_id=gauge.gauge_id,
-            gauge_resolution_mm=gauge.resolution_mm,
-            operator_id=operator_id,
-            started_at=started.isoformat(timespec="seconds"),
-            ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            environment=environment,
-            tolerance=plan.tolerance_mm,
-            verdict=verdict,
-            reason=reason,
-            **table_fields(before, "before"),
-            **kw,
-        )
+    record = record_maker(
+        "depth",
+        info,
+        before,
+        started,
+        profile=(
+            f"{info.model}: {info.depth_min_mm:g}-{info.depth_max_mm:g} mm in "
+            f"{info.depth_step_mm:g} mm steps"
+        ),
+        gauge_id=gauge.gauge_id,
+        gauge_resolution_mm=gauge.resolution_mm,
+        operator_id=operator_id,
+        environment=environment,
+        tolerance=plan.tolerance_mm,
+    )
 
     async with pen.calibration_mode():
         trial: pentable.PenTable | None = None

@@ -8,8 +8,10 @@ decided here once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import pentable
@@ -18,9 +20,40 @@ from .record import CalibrationRecord, table_fields, why_not_verified
 if TYPE_CHECKING:
     from ..driver import Pen
     from ..errors import PenRefused
+    from ..models import DeviceInfo
 
 Maker = Callable[..., CalibrationRecord]
 """``make(verdict, reason, **fields)``: the procedure's record with what it already knows."""
+
+
+def record_maker(
+    kind: str,
+    info: DeviceInfo,
+    before: pentable.PenTable,
+    started: datetime,
+    **known: Any,
+) -> Maker:
+    """The :data:`Maker` of a calibration of ``kind`` on the pen ``info`` describes, begun at
+    ``started`` with ``before`` in force; ``known``: the procedure's own fixed fields (profile,
+    gauge, operator, environment, tolerance). Each record gets a fresh id and its end time."""
+
+    def make(verdict: str, reason: str, **fields: Any) -> CalibrationRecord:
+        return CalibrationRecord(
+            calibration_id=uuid.uuid4().hex,
+            kind=kind,
+            pen_serial=info.serial_number,
+            pen_model=info.model,
+            firmware=info.firmware_version,
+            started_at=started.isoformat(timespec="seconds"),
+            ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            verdict=verdict,
+            reason=reason,
+            **table_fields(before, "before"),
+            **known,
+            **fields,
+        )
+
+    return make
 
 
 @dataclass(frozen=True)

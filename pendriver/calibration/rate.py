@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,8 +39,8 @@ from ..limits import rate_mhz
 from ..models import TelemetrySample
 from . import pentable
 from .depth import Progress
-from .ending import Ending
-from .record import CalibrationRecord, table_fields
+from .ending import Ending, record_maker
+from .record import CalibrationRecord
 
 if TYPE_CHECKING:
     from ..driver import Pen
@@ -253,27 +252,19 @@ async def calibrate_rate(
     for p in points:  # refuse a set point the pen does not take before anything moves
         rate_mhz(info, p)
 
-    def record(verdict: str, reason: str, **kw: Any) -> CalibrationRecord:
-        return CalibrationRecord(
-            calibration_id=uuid.uuid4().hex,
-            kind="rate",
-            pen_serial=info.serial_number,
-            pen_model=info.model,
-            firmware=info.firmware_version,
-            profile=_profile(info),
-            gauge_id=f"the pen's stroke counter over {plan.window_s:g} s windows of its clock",
-            gauge_resolution_mm=0.0,
-            operator_id=operator_id,
-            started_at=started.isoformat(timespec="seconds"),
-            ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            environment=environment,
-            tolerance=plan.tolerance,
-            verdict=verdict,
-            reason=reason,
-            hysteresis=0.0,
-            **table_fields(before, "before"),
-            **kw,
-        )
+    record = record_maker(
+        "rate",
+        info,
+        before,
+        started,
+        profile=_profile(info),
+        gauge_id=f"the pen's stroke counter over {plan.window_s:g} s windows of its clock",
+        gauge_resolution_mm=0.0,
+        operator_id=operator_id,
+        environment=environment,
+        tolerance=plan.tolerance,
+        hysteresis=0.0,
+    )
 
     async with pen.calibration_mode():
         trial: pentable.PenTable | None = None
