@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..density.picture import PlotUnavailable
-from .readings import PHASES, Row, rows, summarise, tolerance_in_error_units
+from .readings import PHASES, PointSummary, Row, rows, summarise, tolerance_in_error_units
 from .record import CalibrationRecord
 
 if TYPE_CHECKING:
@@ -202,6 +202,25 @@ def _legend(axes: Axes) -> None:
     )
 
 
+def _mean_lines(
+    axes: Axes, summary: Sequence[PointSummary], value: str, width: float, suffix: str
+) -> None:
+    """Each phase's set-point means (``value``: ``mean`` or ``error``) joined, dashed as found
+    and solid as left."""
+    for phase in PHASES:
+        points = [p for p in summary if p.phase == phase]
+        if points:
+            axes.plot(
+                [p.setpoint for p in points],
+                [getattr(p, value) for p in points],
+                color=COLOURS[phase],
+                linewidth=width,
+                linestyle="--" if phase == "as found" else "-",
+                label=f"{phase} mean{suffix}",
+                zorder=2,
+            )
+
+
 def measured_vs_set_png(record: CalibrationRecord, *, dpi: int = DPI) -> bytes:
     """Measured against set, with the ideal line and the tolerance band around it."""
     unit, _ = _units(record)
@@ -219,19 +238,7 @@ def measured_vs_set_png(record: CalibrationRecord, *, dpi: int = DPI) -> bytes:
         band = f"±{100 * record.tolerance:.2f} % tolerance"
     axes.fill_between(xs, low, high, color=BAND, edgecolor=BAND_EDGE, linewidth=0.6, label=band)
     axes.plot(xs, xs, color="black", linewidth=0.9, label="ideal: measured = set", zorder=2)
-    summary = summarise(record, readings)
-    for phase in PHASES:
-        points = [p for p in summary if p.phase == phase]
-        if points:
-            axes.plot(
-                [p.setpoint for p in points],
-                [p.mean for p in points],
-                color=COLOURS[phase],
-                linewidth=1.0,
-                linestyle="--" if phase == "as found" else "-",
-                label=f"{phase} mean",
-                zorder=2,
-            )
+    _mean_lines(axes, summarise(record, readings), "mean", 1.0, "")
     _scatter(axes, record, readings, "measured", 0.0)
     if not readings:
         axes.text(0.5, 0.5, "no readings recorded", transform=axes.transAxes, ha="center")
@@ -257,19 +264,8 @@ def error_vs_set_png(record: CalibrationRecord, *, dpi: int = DPI) -> bytes:
     for y in (-tol, tol):
         axes.axhline(y, color=BAND_EDGE, linewidth=0.8, linestyle=":", zorder=1)
     axes.axhline(0.0, color="black", linewidth=0.8, zorder=1)
-    summary = summarise(record, readings)
-    for phase in PHASES:
-        points = [p for p in summary if p.phase == phase]
-        if points:
-            axes.plot(
-                [p.setpoint for p in points],
-                [p.error for p in points],
-                color=COLOURS[phase],
-                linewidth=1.3,
-                linestyle="--" if phase == "as found" else "-",
-                label=f"{phase} mean" + (" (up + down)/2" if record.kind == "depth" else ""),
-                zorder=2,
-            )
+    suffix = " (up + down)/2" if record.kind == "depth" else ""
+    _mean_lines(axes, summarise(record, readings), "error", 1.3, suffix)
     _scatter(axes, record, readings, "error", (x1 - x0) * 0.006)
     errors = [abs(r.error) for r in readings if math.isfinite(r.error)]
     top = max([tol, *errors]) * 1.2
