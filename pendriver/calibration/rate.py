@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import PenError, PenRefused
 from ..limits import rate_mhz
-from ..models import TelemetrySample
+from ..models import Status, TelemetrySample
 from . import pentable
 from .depth import Progress
 from .ending import Ending, record_maker
@@ -329,10 +329,10 @@ async def calibrate_rate(
                 trial = None
                 return outcome
         finally:
-            await asyncio.shield(_put_back(pen, trial, status.rate_setpoint_hz, status))
+            await asyncio.shield(_put_back(pen, trial, status))
 
 
-async def _put_back(pen: Pen, trial: pentable.PenTable | None, rate_hz: float, status: Any) -> None:
+async def _put_back(pen: Pen, trial: pentable.PenTable | None, status: Status) -> None:
     """Stop the motor, drop an unfinished trial, restore the set rate and telemetry, as far as
     the link still lets us (a pen that lost its host stops its motor by its watchdog, which
     drops the trial too)."""
@@ -343,7 +343,7 @@ async def _put_back(pen: Pen, trial: pentable.PenTable | None, rate_hz: float, s
         await pentable.discard_quietly(pen)
     with contextlib.suppress(PenError, TimeoutError, OSError, ValueError):
         async with asyncio.timeout(2.0):
-            await pen.set_stroke_rate(rate_hz)
+            await pen.set_stroke_rate(status.rate_setpoint_hz)
             await pen.set_telemetry_rate(status.telemetry_rate_hz)
 
 
