@@ -25,7 +25,7 @@ from .chain import VerifyResult
 from .densitymap import DensityMap, sum_maps
 from .export import CorrectionNote, Selection, density_figures, gather
 from .records import Pass, ZoneProfile
-from .store import Entry, Logbook
+from .store import Entry, Logbook, table_version_number
 from .zones import zone_key
 
 MAX_CELLS = 6400
@@ -279,14 +279,11 @@ def _row(e: Entry[Pass], operator: str, calibration: str) -> PassRow:
 def _calibrations(logbook: Logbook) -> Callable[[Pass], str]:
     """A pass's calibration as the report names it: the version the pen reported and, when
     the calibration that left it is filed, when it was made, by whom and its record number."""
-    filed = {
-        (e.record.pen_serial, f"v{e.record.table_version}"): e
-        for e in logbook.calibrations()
-        if e.record.verdict == "pass"
-    }
+    filed = logbook.calibrations_in_force()
 
     def calibrated(p: Pass) -> str:
-        e = filed.get((p.pen.serial, p.calibration_version))
+        number = table_version_number(p.calibration_version)
+        e = None if number is None else filed.get((p.pen.serial, number))
         if e is None:
             return p.calibration_version
         doc = e.record.document

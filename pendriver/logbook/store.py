@@ -1051,16 +1051,22 @@ class Logbook:
             )
         return hits[0]
 
+    def calibrations_in_force(self) -> dict[tuple[str, int], Entry[Calibration]]:
+        """By ``(pen serial, table version)``: the passing calibration that left each pen on
+        that version (the last one filed, should two claim it)."""
+        return {
+            (e.record.pen_serial, e.record.table_version): e
+            for e in self.calibrations()
+            if e.record.verdict == "pass"
+        }
+
     def calibration_in_force(self, pen_serial: str, version: str) -> Entry[Calibration] | None:
         """The filed calibration that left ``pen_serial`` on table ``version`` (``v3``, as a
         pass records it), if it is in the logbook."""
-        if not version.startswith("v") or not version[1:].isdigit():
+        number = table_version_number(version)
+        if number is None:
             return None
-        number = int(version[1:])
-        for e in reversed(self.calibrations(pen_serial)):
-            if e.record.verdict == "pass" and e.record.table_version == number:
-                return e
-        return None
+        return self.calibrations_in_force().get((pen_serial, number))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -1216,6 +1222,14 @@ class Logbook:
             head=head,
             search_of_text=search_columns_of_text if search_columns_too else None,
         )
+
+
+def table_version_number(version: str) -> int | None:
+    """``3`` for a pass's calibration version ``v3``; ``None`` for ``uncalibrated`` or text
+    that names no table version."""
+    if not version.startswith("v") or not version[1:].isdigit():
+        return None
+    return int(version[1:])
 
 
 def _no_logbook(url: str) -> str:
