@@ -1,13 +1,12 @@
-"""Text generated from the schema: the typed Python classes, the document's tables, a C header.
+"""Text generated from the schema: the typed Python classes and the document's tables.
 
 These are pure functions from a :class:`Schema` to text. ``tools/gen_protocol.py`` writes
 them to disk and, with ``--check``, fails when a file on disk differs: that is how the
-classes, the firmware header and ``docs/PROTOCOL.md`` are kept from drifting from the schema.
+classes and ``docs/PROTOCOL.md`` are kept from drifting from the schema.
 """
 
 from __future__ import annotations
 
-from .framing import CRC_SIZE, HEADER_FIELDS, HEADER_PREFIX, HEADER_V1
 from .schema import INT_TYPES, EnumDef, FieldDef, MessageDef, Schema
 
 GENERATED_NOTE = (
@@ -221,114 +220,3 @@ def markdown_tables(schema: Schema) -> str:
     for e in schema.enums:
         lines += _enum_section(e)
     return "\n".join(lines).rstrip() + "\n"
-
-
-_C_TYPES = {
-    "u8": "uint8_t",
-    "i8": "int8_t",
-    "u16": "uint16_t",
-    "i16": "int16_t",
-    "u32": "uint32_t",
-    "i32": "int32_t",
-    "u64": "uint64_t",
-    "i64": "int64_t",
-}
-
-
-def _c_frame_layout(schema: Schema) -> tuple[list[str], list[str]]:
-    """The header's size and offset constants, and its packed struct, from
-    :data:`~firmware_protocol.framing.HEADER_FIELDS`: the one description of the header."""
-    defines: list[str] = []
-    fields: list[str] = []
-    offset = 0
-    for name, wire_type in HEADER_FIELDS:
-        defines.append(f"#define PEN_HEADER_OFFSET_{name.upper()} {offset}u")
-        fields.append(f"    {_C_TYPES[wire_type]} {name};")
-        offset += INT_TYPES[wire_type][1]
-    header_size = offset
-    min_frame = header_size + CRC_SIZE
-    max_encoded = schema.max_frame + (schema.max_frame + 253) // 254
-    defines = [
-        f"#define PEN_HEADER_SIZE {header_size}u",
-        *defines,
-        "/* length = payload bytes after the header. A receiver drops a frame whose decoded size",
-        "   is not PEN_HEADER_SIZE + length + PEN_CRC_SIZE, even when its CRC is right: it is a",
-        "   piece of a frame split (or two merged) by a bit error on the wire. */",
-        f"#define PEN_CRC_SIZE {CRC_SIZE}u",
-        f"#define PEN_MIN_FRAME {min_frame}u",
-        f"#define PEN_MAX_PAYLOAD {schema.max_frame - min_frame}u",
-        f"#define PEN_MAX_ENCODED {max_encoded}u /* COBS-encoded, delimiter excluded */",
-        "/* Every protocol version's header begins with version, flags, seq and msg_id (the",
-        "   offsets above): read them from a frame of another version to NACK it UNSUPPORTED.",
-        "   Version 1 had no length field: its header was 7 bytes, its shortest frame 9. */",
-        f"#define PEN_HEADER_PREFIX_SIZE {HEADER_PREFIX.size}u",
-        f"#define PEN_V1_HEADER_SIZE {HEADER_V1.size}u",
-        f"#define PEN_MIN_FRAME_ANY_VERSION {HEADER_V1.size + CRC_SIZE}u",
-    ]
-    struct = [
-        "typedef struct { /* the frame header, little-endian; payload and CRC follow */",
-        *fields,
-        "} pen_frame_header_t;",
-        "",
-    ]
-    return defines, struct
-
-
-def c_header(schema: Schema) -> str:
-    """A C header with ids, hashes, enums and packed payload structs for the firmware."""
-    layout_defines, header_struct = _c_frame_layout(schema)
-    out = [
-        f"/* {GENERATED_NOTE} */",
-        "#ifndef PEN_PROTOCOL_H",
-        "#define PEN_PROTOCOL_H",
-        "",
-        "#include <stdint.h>",
-        "",
-        f"#define PEN_PROTOCOL_VERSION {schema.protocol_version}u",
-        f"#define PEN_SCHEMA_HASH 0x{schema.schema_hash:08X}u",
-        f"#define PEN_MAX_FRAME {schema.max_frame}u",
-        *layout_defines,
-        "/* CRC-16/IBM-3740: width 16, poly 0x1021, init 0xFFFF, refin false, refout false,",
-        "   xorout 0x0000, check 0x29B1; appended most significant byte first. */",
-        "#define PEN_FLAG_RESPONSE 0x01u",
-        "#define PEN_FLAG_RETRY 0x10u",
-        "#define PEN_FLAGS_MUST_UNDERSTAND 0x0Fu",
-        "",
-    ]
-    for m in schema.messages:
-        out.append(f"#define PEN_MSG_{m.name} 0x{m.id:02X}u")
-        out.append(f"#define PEN_HASH_{m.name} 0x{m.schema_hash:04X}u")
-    out.append("")
-    for e in schema.enums:
-        prefix = "".join("_" + c if c.isupper() else c.upper() for c in e.name).lstrip("_")
-        out.append(f"/* {e.doc} */")
-        out.append("enum {")
-        for v in e.values:
-            out.append(f"    PEN_{prefix}_{v.name} = 0x{v.value:X},")
-        out.append("};")
-        out.append("")
-    out.append("#pragma pack(push, 1)")
-    out += header_struct
-    for s in schema.structs:
-        out.append(f"typedef struct {{ /* {s.doc} */")
-        for f in s.fields:
-            out.append(f"    {_C_TYPES[f.type]} {f.name}; /* {f.unit} */")
-        out.append(f"}} pen_{s.name.lower()}_t;")
-        out.append("")
-    for m in schema.messages:
-        if not m.fields:
-            continue
-        out.append(f"typedef struct {{ /* 0x{m.id:02X} {m.name} */")
-        for f in m.fields:
-            if f.type == "str":
-                out.append(f"    char {f.name}[{f.size}];")
-            elif f.type == "list":
-                out.append(f"    uint8_t {f.name}_count;")
-                out.append(f"    pen_{f.of.lower()}_t {f.name}[{f.max}]; /* only _count sent */")
-            else:
-                unit = f" /* {f.unit} */" if f.unit else ""
-                out.append(f"    {_C_TYPES[f.type]} {f.name};{unit}")
-        out.append(f"}} pen_{m.name.lower()}_t;")
-        out.append("")
-    out += ["#pragma pack(pop)", "", "#endif /* PEN_PROTOCOL_H */", ""]
-    return "\n".join(out)

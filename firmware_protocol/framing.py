@@ -44,7 +44,7 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
     ("length", "u16"),
 )
 """Name and wire type of each header field, in order: the layout the C header is generated
-from (:func:`firmware_protocol.codegen.c_header`), so C and Python cannot disagree on it."""
+from (:func:`firmware_protocol.codegen_c.c_header`), so C and Python cannot disagree on it."""
 HEADER = struct.Struct("<BBHBHH")
 """The version 2 header, :data:`HEADER_FIELDS` packed little-endian."""
 HEADER_SIZE = HEADER.size

@@ -51,21 +51,21 @@ def test_check_reports_drift_and_regeneration_repairs_it(
 ) -> None:
     """On a copy of the tree, so the real files are never touched."""
     tool = _load_tool()
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "firmware_protocol").mkdir()
-    for name in ("docs/PROTOCOL.md", "docs/pen_protocol.h", "firmware_protocol/messages.py"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    for path in _load_tool().expected_files():
+        name = path.relative_to(ROOT)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / name)
     monkeypatch.setattr(tool, "ROOT", tmp_path)
     assert tool.main(["--check"]) == 0
 
     doc = tmp_path / "docs" / "PROTOCOL.md"
     text = doc.read_text("utf-8")
     doc.write_text(text.replace("| 0x12 | [SET_DEPTH]", "| 0x12 | [SET_DEPTHS]"), "utf-8")
-    (tmp_path / "docs" / "pen_protocol.h").unlink()
+    (tmp_path / "firmware" / "c" / "pen_protocol.h").unlink()
     capsys.readouterr()
     assert tool.main(["--check"]) == 1
     out = capsys.readouterr().out
-    assert "docs/PROTOCOL.md" in out and "docs/pen_protocol.h" in out
+    assert "docs/PROTOCOL.md" in out and "firmware/c/pen_protocol.h" in out
     assert "messages.py" not in out
 
     assert tool.main([]) == 0

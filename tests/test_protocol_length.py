@@ -40,7 +40,7 @@ from firmware_protocol import (
     messages,
 )
 from firmware_protocol.codec import CODECS
-from firmware_protocol.schema import MessageDef
+from firmware_protocol.schema import INT_TYPES, MessageDef
 
 FIXED = settings(derandomize=True, deadline=None)
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,17 +227,14 @@ def test_the_version_bump_leaves_every_hash_as_it_was() -> None:
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_the_c_header_describes_the_same_frame(tmp_path: Path) -> None:
-    """docs/pen_protocol.h compiles, and its header struct and constants match framing.py."""
-    offsets = "\n".join(
-        f"_Static_assert(offsetof(pen_frame_header_t, {name}) == "
-        f'PEN_HEADER_OFFSET_{name.upper()}, "{name}");'
-        for name, _ in framing.HEADER_FIELDS
-    )
+    """firmware/c/pen_protocol.h compiles, and its header offsets and sizes match framing.py."""
+    offsets, at = [], 0
+    for name, wire_type in framing.HEADER_FIELDS:
+        offsets.append(f'_Static_assert(PEN_HEADER_OFFSET_{name.upper()} == {at}, "{name}");')
+        at += INT_TYPES[wire_type][1]
     source = tmp_path / "check.c"
     source.write_text(
-        f"""#include <stddef.h>
-#include "pen_protocol.h"
-_Static_assert(sizeof(pen_frame_header_t) == PEN_HEADER_SIZE, "size");
+        f"""#include "pen_protocol.h"
 _Static_assert(PEN_HEADER_SIZE == {framing.HEADER_SIZE}, "python size");
 _Static_assert(PEN_PROTOCOL_VERSION == {PROTOCOL_VERSION}, "version");
 _Static_assert(PEN_MIN_FRAME == {framing.MIN_FRAME}, "min frame");
@@ -245,12 +242,21 @@ _Static_assert(PEN_MAX_PAYLOAD == {framing.MAX_PAYLOAD}, "max payload");
 _Static_assert(PEN_MAX_ENCODED == {framing.MAX_ENCODED}, "max encoded");
 _Static_assert(PEN_HEADER_PREFIX_SIZE == {framing.HEADER_PREFIX.size}, "prefix");
 _Static_assert(PEN_MIN_FRAME_ANY_VERSION == {framing.MIN_FRAME_ANY_VERSION}, "any version");
-{offsets}
+{chr(10).join(offsets)}
 int main(void) {{ return 0; }}
 """
     )
     done = subprocess.run(
-        ["cc", "-std=c11", "-Wall", "-Werror", "-I", str(ROOT / "docs"), "-c", str(source)],
+        [
+            "cc",
+            "-std=c11",
+            "-Wall",
+            "-Werror",
+            "-I",
+            str(ROOT / "firmware" / "c"),
+            "-c",
+            str(source),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

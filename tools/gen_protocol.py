@@ -3,8 +3,9 @@
     python tools/gen_protocol.py          # rewrite the generated files
     python tools/gen_protocol.py --check  # exit 1 and name the files that drifted
 
-Derived files: firmware_protocol/messages.py (typed classes), docs/pen_protocol.h (C header
-for the firmware) and the part of docs/PROTOCOL.md between the GENERATED markers.
+Derived files: firmware_protocol/messages.py (typed classes), firmware/c/pen_protocol.h and
+pen_protocol.c (the firmware's C library) and the part of docs/PROTOCOL.md between the
+GENERATED markers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ REGENERATING = "FIRMWARE_PROTOCOL_REGENERATING"
 # exactly when this tool must run: tell it that the file is being regenerated.
 os.environ[REGENERATING] = "1"
 
-from firmware_protocol.codegen import c_header, markdown_tables, python_module  # noqa: E402
+from firmware_protocol.codegen import markdown_tables, python_module  # noqa: E402
+from firmware_protocol.codegen_c import c_header, c_source  # noqa: E402
 from firmware_protocol.schema import load_schema  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED TABLES -->"
@@ -40,7 +42,8 @@ def expected_files() -> dict[Path, str]:
     _, tail = rest.split(END, 1)
     return {
         ROOT / "firmware_protocol" / "messages.py": python_module(schema),
-        ROOT / "docs" / "pen_protocol.h": c_header(schema),
+        ROOT / "firmware" / "c" / "pen_protocol.h": c_header(schema),
+        ROOT / "firmware" / "c" / "pen_protocol.c": c_source(schema),
         doc_path: f"{head}{BEGIN}\n{markdown_tables(schema)}{END}{tail}",
     }
 
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         drifted.append(path)
         if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, "utf-8")
     if args.check and drifted:
         for path in drifted:
