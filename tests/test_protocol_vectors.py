@@ -8,6 +8,7 @@ checked, because a parser that silently found nothing would make every test here
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from firmware_protocol.crc import (
     CRC_XOROUT,
     crc16_reference,
 )
+from firmware_protocol.schema import SCHEMA
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 KINDS = ("frame", "reject", "cobs", "crc")
@@ -156,6 +158,22 @@ def _message(vector: Vector) -> messages.Message:
     return value
 
 
+def neutral_message(vector: Vector) -> messages.Message:
+    """The message of a frame vector read from its language-neutral form alone
+    (``message_name`` and the JSON ``fields``), as a reader in another language would."""
+    definition = SCHEMA.message(vector.fields["message_name"])
+    raw = json.loads(vector.fields["fields"])
+    assert list(raw) == [f.name for f in definition.fields], f"{vector}: fields out of order"
+    values: dict[str, object] = {}
+    for f in definition.fields:
+        if f.type == "list":
+            item_cls = getattr(messages, f.of)
+            values[f.name] = tuple(item_cls(**item) for item in raw[f.name])
+        else:
+            values[f.name] = raw[f.name]
+    return messages.MESSAGE_CLASSES[definition.id](**values)
+
+
 # -- the parse itself ----------------------------------------------------------------------
 
 
@@ -210,6 +228,22 @@ def test_frame_vector_encodes_exactly(vector: Vector) -> None:
     wire = _hex(vector.fields["wire"])
     seq, flags = int(vector.fields["seq"], 16), int(vector.fields["flags"], 16)
     assert encode_frame(_message(vector), seq, flags).hex(" ") == wire.hex(" ")
+
+
+@pytest.mark.parametrize("vector", _of_kind("frame"), ids=str)
+def test_frame_vector_says_the_same_message_without_python(vector: Vector) -> None:
+    """The JSON form is the Python constructor's message, field for field."""
+    assert neutral_message(vector) == _message(vector)
+
+
+@pytest.mark.parametrize("vector", _of_kind("cobs"), ids=str)
+def test_cobs_vector_has_its_bytes_in_hex(vector: Vector) -> None:
+    """Every COBS vector gives its bytes as hex too, for readers without Python."""
+    for key in ("input", "output"):
+        assert key in vector.fields, f"{vector}: no {key}"
+        if key + "_expr" in vector.fields:
+            made = eval(vector.fields[key + "_expr"], dict(_EVAL_NAMESPACE))
+            assert _hex(vector.fields[key]) == made, f"{vector}: {key} is not {key}_expr"
 
 
 @pytest.mark.parametrize("vector", _of_kind("frame"), ids=str)

@@ -18,6 +18,7 @@ Everything outside the ```test-vectors fence is left as it is.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from firmware_protocol import (  # noqa: E402
     messages,
 )
 from firmware_protocol.codec import CODECS  # noqa: E402
+from firmware_protocol.schema import SCHEMA  # noqa: E402
 
 DOC = ROOT / "docs" / "PROTOCOL.md"
 FENCE = "```test-vectors"
@@ -401,11 +403,56 @@ def _text_lines(text: str, key: str) -> list[str]:
     )
 
 
+def neutral_fields(message: messages.Message) -> dict[str, object]:
+    """A message's field values as plain JSON data, in schema order: what a reader in any
+    language takes instead of the Python constructor (strings as text, lists as arrays of
+    objects, enumerations and flags as their integers)."""
+    definition = CODECS[message.MSG_ID].definition
+    out: dict[str, object] = {}
+    for f in definition.fields:
+        value = getattr(message, f.name)
+        if f.type == "str":
+            out[f.name] = value
+        elif f.type == "list":
+            names = [x.name for x in SCHEMA.struct(f.of).fields]
+            out[f.name] = [{n: int(getattr(item, n)) for n in names} for item in value]
+        else:
+            out[f.name] = int(value)
+    return out
+
+
+def _cobs_records_with_hex(text: str) -> list[str]:
+    """The literal COBS records, each ``input_expr`` / ``output_expr`` followed by the same
+    bytes as hex (checked to be what the encoder makes), for readers without Python."""
+    lines: list[str] = []
+    namespace = {"__builtins__": {}, "bytes": bytes, "range": range}
+    record: dict[str, bytes] = {}
+    for line in text.splitlines():
+        lines.append(line)
+        stripped = line.strip()
+        if not line.startswith(" "):
+            record = {}
+        for key in ("input", "output"):
+            if stripped.startswith(f"{key}_expr: "):
+                value = eval(stripped.split(": ", 1)[1], dict(namespace))
+                assert isinstance(value, bytes)
+                record[key] = value
+                lines.extend(_hex_lines(value, key) if value else [f"  {key}:"])
+        if "input" in record and "output" in record:
+            if cobs_encode(record["input"]) != record["output"]:
+                raise SystemExit(f"a COBS vector's output is not the encoding: {line}")
+            record = {}
+    return lines
+
+
 def render() -> str:
     """The body of the ```test-vectors block (without the fences)."""
     lines = ["# frames"]
     for f in FRAMES:
+        message = message_of(f)
+        fields = json.dumps(neutral_fields(message), ensure_ascii=False)
         lines += [f"frame {f.name}", *_text_lines(f.message, "message")]
+        lines += [f"  message_name: {message.NAME}", *_text_lines(fields, "fields")]
         lines += [f"  seq: 0x{f.seq:04X}", f"  flags: 0x{f.flags:02X}"]
         lines += [*_hex_lines(encode_frame(message_of(f), f.seq, f.flags), "wire"), ""]
     lines.append("# rejects")
@@ -420,7 +467,7 @@ def render() -> str:
         lines += [f"reject {r.name}", *_text_lines(note, "note"), *_hex_lines(wire, "wire")]
         lines += [f"  event: {r.event.__name__}", ""]
     body = cobs_decode(frame_wire("SET_DEPTH")[:-1])
-    lines += COBS_AND_CRC_HEAD.splitlines()
+    lines += _cobs_records_with_hex(COBS_AND_CRC_HEAD)
     lines += [
         "",
         "crc SET_DEPTH_BODY",
