@@ -11,6 +11,7 @@ with the sanitizers watching every read and write.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import random
@@ -112,6 +113,14 @@ def test_the_library_is_freestanding(c_build: Path) -> None:
     )
     undefined = {line.split()[-1] for line in done.stdout.splitlines() if line.strip()}
     assert undefined <= {"memchr", "memcpy", "memmove", "memset"}, undefined
+
+
+def test_the_readme_examples_compile(c_build: Path) -> None:
+    """The C in firmware/c/README.md is what a firmware engineer copies: it must build."""
+    blocks = re.findall(r"```c\n(.*?)```", (LIBRARY / "README.md").read_text("utf-8"), re.S)
+    assert len(blocks) >= 2
+    (c_build / "readme.c").write_text("\n".join(blocks), "utf-8")
+    _compile([*STRICT, "-I", str(LIBRARY), "-c", "readme.c", "-o", "readme.o"], c_build)
 
 
 # -- the test vectors, from their language-neutral form -----------------------------------------
@@ -323,3 +332,16 @@ def test_a_fuzz_corpus_gives_the_same_events_and_counters_in_c(sanitized: WireTo
         bounds = [0, *cuts, len(stream)]
         chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
         assert _c_events(sanitized, chunks) == _python_events(chunks)
+
+
+def test_the_c_benchmark_runs_and_counts_every_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    """tools/bench_c_protocol.py (the figures in the closing notes) on a small stream."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_c_protocol", ROOT / "tools" / "bench_c_protocol.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--frames", "3000", "--repeat", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 3000 and result["c_receive_frames_per_s"] > 0
