@@ -6,11 +6,17 @@ hot path, is a single run: one ``unpack_from`` and one constructor call per fram
 
 Forward compatibility is built in: a payload shorter than ours is read as if zero-filled
 (an older sender without our extension fields), a longer one has its tail ignored (a newer
-sender with extension fields we do not know).
+sender with extension fields we do not know). A short payload may lack only whole trailing
+fields: it must end exactly at a field boundary (right before a list's count byte included,
+which reads as an empty list). One that ends inside an integer or a string, or whose list
+announces items that are not all there, is malformed (docs/PROTOCOL.md, "Evolving the
+schema"). Where a payload may end inside each run of fixed-size fields is computed once, at
+import, so the check is one set lookup, made only for a payload shorter than the run.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import struct
@@ -33,6 +39,11 @@ class _Run:
     packer: struct.Struct
     names: tuple[str, ...]
     str_sizes: tuple[tuple[int, int], ...]  # (index in run, size) of str fields
+    boundaries: frozenset[int]
+    """Where a payload may end inside this run: 0 and every offset between two of its fields
+    (not the run's full size: a payload that reaches it is not short here)."""
+    widths: tuple[int, ...]
+    """Each field's size in bytes, in order (to name the field a payload ends inside)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +62,22 @@ def _compile_fields(
     fmt = ""
     names: list[str] = []
     strs: list[tuple[int, int]] = []
+    widths: list[int] = []
 
     def flush() -> None:
-        nonlocal fmt, names, strs
+        nonlocal fmt, names, strs, widths
         if names:
-            parts.append(_Run(struct.Struct("<" + fmt), tuple(names), tuple(strs)))
-        fmt, names, strs = "", [], []
+            ends = list(itertools.accumulate(widths, initial=0))[:-1]
+            parts.append(
+                _Run(
+                    struct.Struct("<" + fmt),
+                    tuple(names),
+                    tuple(strs),
+                    frozenset(ends),
+                    tuple(widths),
+                )
+            )
+        fmt, names, strs, widths = "", [], [], []
 
     for f in fields:
         if f.type == "list":
@@ -70,9 +91,11 @@ def _compile_fields(
             strs.append((len(names), f.size))
             names.append(f.name)
             fmt += f"{f.size}s"
+            widths.append(f.size)
         else:
             names.append(f.name)
             fmt += INT_TYPES[f.type][0]
+            widths.append(INT_TYPES[f.type][1])
     flush()
     return parts
 
@@ -108,8 +131,9 @@ class MessageCodec:
         self._getter = operator.attrgetter(*self._names) if self._names else None
         single = self._parts[0] if len(self._parts) == 1 else None
         # The fast path: one run of integers, no strings, no lists (TELEMETRY, STATUS, ...).
+        self._fast_run = single if isinstance(single, _Run) and not single.str_sizes else None
         self._fast: struct.Struct | None = (
-            single.packer if isinstance(single, _Run) and not single.str_sizes else None
+            self._fast_run.packer if self._fast_run is not None else None
         )
         self.fixed_size = sum(p.packer.size if isinstance(p, _Run) else 1 for p in self._parts)
 
@@ -170,6 +194,10 @@ class MessageCodec:
         fast = self._fast
         if fast is not None:
             if len(payload) < fast.size:
+                whole = self._fast_run
+                assert whole is not None
+                if len(payload) not in whole.boundaries:
+                    raise PayloadError(_cut_inside(whole, 0, len(payload)))
                 payload = payload + bytes(fast.size - len(payload))
             return self.cls(*fast.unpack_from(payload))
         values: list[object] = []
@@ -179,6 +207,9 @@ class MessageCodec:
                 end = offset + part.packer.size
                 chunk = payload[offset:end]
                 if len(chunk) < part.packer.size:
+                    # Short here: only whole trailing fields may be missing.
+                    if len(chunk) not in part.boundaries:
+                        raise PayloadError(_cut_inside(part, offset, offset + len(chunk)))
                     chunk += bytes(part.packer.size - len(chunk))
                 run = list(part.packer.unpack(chunk))
                 for index, _size in part.str_sizes:
@@ -200,6 +231,20 @@ class MessageCodec:
                 )
                 offset = end
         return self.cls(*values)
+
+
+def _cut_inside(run: _Run, start: int, size: int) -> str:
+    """Why a payload of ``size`` bytes is malformed: it ends inside a field of ``run``, which
+    begins at offset ``start``."""
+    offset = start
+    for name, width in zip(run.names, run.widths, strict=True):
+        if offset < size < offset + width:
+            return (
+                f"{name}: the payload ends {size - offset} of its {width} bytes in (a short "
+                "payload must end at a field boundary)"
+            )
+        offset += width
+    raise AssertionError(f"{size} bytes end at a field boundary")  # pragma: no cover
 
 
 _INT_LIMITS = {

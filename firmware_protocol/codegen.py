@@ -154,7 +154,7 @@ def _message_section(m: MessageDef) -> list[str]:
         "",
         f"{m.doc}",
         "",
-        f"*{m.kind}, {_DIRECTION_TEXT[m.direction]}; schema hash 0x{m.schema_hash:04X}*"
+        f"*{m.kind}, {_DIRECTION_TEXT[m.direction]}; layout hash 0x{m.schema_hash:04X}*"
         + (f"; answered by {', '.join(m.responses)} or NACK." if m.responses else "."),
         "",
     ]
@@ -188,7 +188,7 @@ def markdown_tables(schema: Schema) -> str:
     lines = [
         f"<!-- {GENERATED_NOTE} -->",
         "",
-        f"Protocol version {schema.protocol_version}; whole-schema hash "
+        f"Protocol version {schema.protocol_version}; schema hash (32 bits, whole schema) "
         f"**0x{schema.schema_hash:08X}**; maximum frame {schema.max_frame} bytes before COBS.",
         "",
         "### Message ids",

@@ -26,13 +26,13 @@ class PenState(OpenIntEnum):
     """What the pen is doing."""
 
     BOOTING = 0
-    """Starting up; commands are refused with BUSY."""
+    """Starting up: requests are not heard (the host retries) or are refused with BUSY."""
     IDLE = 1
     """Motor off, ready to start."""
     RUNNING = 2
     """Motor on, needles oscillating."""
     FAULT = 3
-    """Stopped by a fault that must be cleared before starting."""
+    """A fault is latched and the motor is stopped; START is refused until CLEAR_FAULTS clears it."""
     CALIBRATING = 4
     """Running a calibration move; set points are refused."""
     SHUTDOWN = 5
@@ -77,7 +77,7 @@ class ErrorCode(OpenIntEnum):
     MALFORMED = 2
     """The payload could not be decoded."""
     OUT_OF_RANGE = 3
-    """A value is outside the pen's range; detail = the limit it crossed."""
+    """A value is outside the pen's range; detail = the limit it crossed (for a depth deeper than the fitted needles, their length)."""
     NOT_ON_STEP = 4
     """A value is not on the pen's step grid; detail = the step."""
     INVALID_STATE = 5
@@ -91,9 +91,9 @@ class ErrorCode(OpenIntEnum):
     FAULT_ACTIVE = 9
     """A fault is latched; detail = the FaultFlags; clear it first."""
     BUSY = 10
-    """The pen is booting or writing its memory; retry shortly."""
+    """The pen cannot take the request now (writing its memory, say); retry shortly: a refusal BUSY is not remembered, so the retry is executed afresh."""
     BATTERY_LOW = 11
-    """The battery is too low to start the motor."""
+    """Not sent by pens of this version: a low battery latches the BATTERY_LOW fault, and START is refused with FAULT_ACTIVE."""
     UNSUPPORTED = 12
     """Not supported: detail = the Capability bit lacking, or the pen's protocol version for a frame it cannot read."""
     NVM_ERROR = 13
@@ -107,26 +107,26 @@ class ErrorCode(OpenIntEnum):
 
 
 class FaultFlags(enum.IntFlag):
-    """Faults a pen can report; STATUS and TELEMETRY carry the set, FAULT one at a time."""
+    """Faults a pen can report; STATUS and TELEMETRY carry the set, FAULT one at a time. Every fault latches: the pen is in FAULT, START is refused, until CLEAR_FAULTS (or, for CALIBRATION_INVALID, a valid table committed) clears it."""
 
     MOTOR_STALL = 0x0001
-    """The motor stopped turning while driven."""
+    """The motor stopped turning while driven; FAULT detail = the stall current, mA."""
     WATCHDOG = 0x0002
-    """No valid frame from the host within the watchdog period."""
+    """No valid frame from the host for the watchdog period while running; FAULT detail = ms since the last valid frame."""
     BATTERY_LOW = 0x0004
-    """Battery below the low threshold."""
+    """Battery below the low threshold; CLEAR_FAULTS keeps it while the battery stays low; FAULT detail = the voltage, mV."""
     CARTRIDGE_REMOVED = 0x0008
-    """The cartridge was pulled while running."""
+    """The cartridge was pulled while running; FAULT detail 0."""
     OVERCURRENT = 0x0010
-    """Motor current above its limit."""
+    """Motor current above its limit; FAULT detail = the current, mA."""
     DEPTH_ERROR = 0x0020
-    """Measured depth did not reach the set point in time."""
+    """Measured depth did not reach the set point in time; FAULT detail = the measured depth, µm."""
     OVERTEMP = 0x0040
-    """The handpiece is too hot."""
+    """The handpiece is too hot; CLEAR_FAULTS keeps it until it has cooled; FAULT detail = the temperature, m°C."""
     BROWNOUT = 0x0080
-    """The supply dipped and the pen restarted."""
+    """The supply dipped and the pen restarted (latched at boot); FAULT detail 0."""
     NVM_CORRUPT = 0x0100
-    """A non-volatile record failed its check and was not used."""
+    """A non-volatile record failed its check and was not used (latched at boot); FAULT detail = the failed slots, bit 0 A, bit 1 B."""
     CALIBRATION_INVALID = 0x0200
     """The stored calibration table failed its check at boot and is not used (the actuator is driven as commanded); START is refused, and CLEAR_FAULTS keeps it, until a valid table is committed; FAULT detail = the first bad point."""
 
@@ -184,7 +184,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """Opens a session: the pen answers with DEVICE_INFO and forgets earlier sessions' retries.
+    """Opens a session: the pen answers with DEVICE_INFO, with its own protocol version and schema hash whatever the host sent, and forgets earlier sessions' retries. Not required before other requests.
 
     HELLO (0x01), request, host → pen.
     """
@@ -194,7 +194,7 @@ class Hello(Message):
     protocol_version: int = 0
     """The host's protocol version."""
     schema_hash: int = 0
-    """The host's whole-schema hash."""
+    """The host's schema hash (32 bits, over the whole schema)."""
     host_name: str = ""
     """Who is connecting, for the pen's log."""
 
@@ -221,7 +221,7 @@ class DeviceInfo(Message):
     protocol_version: int = 0
     """The pen's protocol version."""
     schema_hash: int = 0
-    """The pen's whole-schema hash."""
+    """The pen's schema hash (32 bits, over the whole schema)."""
     capabilities: int = 0
     """Capability bits. (Capability)"""
     depth_min_um: int = 0
@@ -239,12 +239,14 @@ class DeviceInfo(Message):
     telemetry_rate_hz: int = 0
     """Current TELEMETRY rate (0: off). [Hz]"""
     watchdog_ms: int = 0
-    """A running pen stops after this long without a valid frame. [ms]"""
+    """A running pen stops (FAULT WATCHDOG) after this long without a valid frame. [ms]"""
+    telemetry_max_hz: int = 0
+    """The highest TELEMETRY rate SET_TELEMETRY accepts, at most 1,000 (0: not stated, which means 1,000). [Hz]"""
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
-    """Proof of life; any valid frame also counts. The host sends it to keep a running pen's watchdog fed.
+    """Proof of life; any valid frame also counts. The host sends it to keep a running pen's watchdog fed (a valid frame at least every watchdog_ms / 2); the pen sends one every second.
 
     HEARTBEAT (0x03), event, both ways.
     """
@@ -331,7 +333,7 @@ class Status(Message):
 
 @dataclass(frozen=True, slots=True)
 class SetDepth(Message):
-    """Sets the needle depth; refused with OUT_OF_RANGE or NOT_ON_STEP outside the pen's grid.
+    """Sets the needle depth; refused with OUT_OF_RANGE (detail: the limit) or NOT_ON_STEP (detail: the step) outside the pen's grid, and OUT_OF_RANGE (detail: needle_length_um) deeper than the fitted needles.
 
     SET_DEPTH (0x12), request, host → pen.
     """
@@ -379,7 +381,7 @@ class Stop(Message):
 
 @dataclass(frozen=True, slots=True)
 class SetTelemetry(Message):
-    """Sets the TELEMETRY rate; 0 turns the stream off.
+    """Sets the TELEMETRY rate; 0 turns the stream off; above the pen's maximum (DEVICE_INFO telemetry_max_hz, at most 1,000 Hz) refused with OUT_OF_RANGE, detail = the maximum.
 
     SET_TELEMETRY (0x16), request, host → pen.
     """
@@ -392,7 +394,7 @@ class SetTelemetry(Message):
 
 @dataclass(frozen=True, slots=True)
 class ClearFaults(Message):
-    """Clears latched faults whose cause has gone; refused with FAULT_ACTIVE if one persists.
+    """Clears every latched fault whose cause has gone, each with a FAULT active = 0, and leaves FAULT for IDLE; a fault whose cause persists stays, and the request is refused with FAULT_ACTIVE naming it.
 
     CLEAR_FAULTS (0x17), request, host → pen.
     """
@@ -450,7 +452,7 @@ class Fault(Message):
     device_time_us: int = 0
     """When. [µs]"""
     detail: int = 0
-    """Fault-specific value (for WATCHDOG: ms since the last valid frame)."""
+    """Fault-specific value (see FaultFlags; for WATCHDOG: ms since the last valid frame); 0 when cleared."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,11 @@ answers (docs/PROTOCOL.md, "Sequence numbers, retries and at-most-once execution
   interleaved, the STOP's retry then only got the old ACK.
 * **Size** (``capacity``, 64 entries; the oldest goes first). A retry of a request that is no
   longer remembered (or never arrived) cannot be told from a first copy and is executed.
+* **Every answer is remembered, NACKs included, except NACK BUSY** (:func:`remembered`):
+  a refusal is as much an answer as an ACK (a retry of a refused START must not start the
+  motor because the cause went meanwhile; the host asks again under a new number), but BUSY
+  says "not now" and nothing else, so the retry of a request refused BUSY is executed
+  afresh when it arrives. A BUSY answer also forgets whatever the cache held under its key.
 * **HELLO clears it**: a new session never gets an earlier session's answers.
 
 The cache is sans-I/O like the rest of this package: it never reads a clock, the caller passes
@@ -49,7 +54,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import messages as m
-from .messages import Message
+from .messages import ErrorCode, Message
 
 REPLAY_EXPIRY_S = 10.0
 """How long a remembered answer answers retries: longer than the driver's longest retry
@@ -76,6 +81,15 @@ ALWAYS_EXECUTED: frozenset[int] = frozenset({m.Stop.MSG_ID})
 """Ids of requests executed even when their answer is replayed from the cache: STOP, which is
 idempotent and only ever makes the pen safer. Replaying its ACK without stopping would tell
 the host a motor is stopped that a START since the first copy set going."""
+
+
+TRANSIENT_CODES: frozenset[int] = frozenset({ErrorCode.BUSY})
+"""NACK codes that are not remembered: the refusal says "not now", so a retry is executed."""
+
+
+def remembered(answer: Message) -> bool:
+    """Whether ``answer`` goes into the replay cache: every answer but a NACK BUSY."""
+    return not (isinstance(answer, m.Nack) and answer.code in TRANSIENT_CODES)
 
 
 class Verdict(enum.Enum):
@@ -146,10 +160,25 @@ class ReplayCache:
         found = self.consult(seq, request, retry=True, now=now)
         return found.answer if found.verdict is Verdict.REPLAY else None
 
-    def remember(self, seq: int, request: Message, answer: bytes, *, now: float = 0.0) -> None:
+    def remember(
+        self,
+        seq: int,
+        request: Message,
+        answer: bytes,
+        *,
+        now: float = 0.0,
+        reply: Message | None = None,
+    ) -> None:
         """Remember ``answer`` (the whole frame) as given to ``request`` under ``seq`` at
-        ``now``; it replaces anything remembered under the same number and id."""
+        ``now``; it replaces anything remembered under the same number and id.
+
+        ``reply`` is the answer as a message: if it is one that is not :func:`remembered`
+        (a NACK BUSY), nothing is stored and what was under the key is forgotten, so that
+        the retry is executed afresh."""
         key = (seq, request.MSG_ID)
+        if reply is not None and not remembered(reply):
+            self._answers.pop(key, None)
+            return
         self._answers[key] = _Entry(request, answer, now)
         self._answers.move_to_end(key)
         while len(self._answers) > self.capacity:

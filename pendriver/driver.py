@@ -9,8 +9,9 @@ Any valid frame from the pen is proof of life. When none has come for
 ``DriverConfig.link_timeout_s`` (or the transport reports the link closed), the driver reports
 a :class:`~pendriver.events.LinkDown` event; with ``reconnect=True`` it then reconnects by
 itself and reports :class:`~pendriver.events.LinkUp` with the pen's state as found. It never
-sends START on its own: a pen that stopped on its watchdog while the link was down stays
-stopped until the user starts it.
+sends START or CLEAR_FAULTS on its own: a pen that stopped on its watchdog while the link was
+down stays in FAULT with WATCHDOG latched until the user clears it (:meth:`Pen.clear_faults`)
+and starts it.
 """
 
 from __future__ import annotations
@@ -323,7 +324,7 @@ class Pen:
         await self._request(m.SetStrokeRate(rate), m.Ack)
 
     async def set_telemetry_rate(self, rate_hz: int) -> None:
-        await self._request(m.SetTelemetry(limits.telemetry_hz(rate_hz)), m.Ack)
+        await self._request(m.SetTelemetry(limits.telemetry_hz(rate_hz, self._info)), m.Ack)
 
     @property
     def motor_may_run(self) -> bool:

@@ -52,7 +52,8 @@ class LinkUp:
     """The link is back after a loss; ``status`` is the pen's state as found on reconnecting.
 
     The driver never starts the motor again by itself: a pen that stopped on its watchdog
-    while the link was down is reported here as stopped, and stays stopped.
+    while the link was down is reported here in FAULT with WATCHDOG latched, and stays so
+    until the user calls :meth:`~pendriver.Pen.clear_faults` (START alone is refused).
     """
 
     status: Status

@@ -58,12 +58,20 @@ def rate_mhz(info: DeviceInfo, rate_hz: float) -> int:
 
 
 MAX_TELEMETRY_HZ = 1000
-"""The fastest telemetry any pen streams (SET_TELEMETRY above it is refused OUT_OF_RANGE)."""
+"""The fastest telemetry any pen of this protocol streams (SET_TELEMETRY above it is refused
+OUT_OF_RANGE); a pen may state a lower maximum in DEVICE_INFO ``telemetry_max_hz``."""
 
 
-def telemetry_hz(rate_hz: int) -> int:
-    if not isinstance(rate_hz, int) or not 0 <= rate_hz <= MAX_TELEMETRY_HZ:
-        raise LimitError(
-            f"telemetry rate must be a whole number 0-{MAX_TELEMETRY_HZ} Hz, got {rate_hz!r}"
-        )
+def max_telemetry_hz(info: DeviceInfo | None) -> int:
+    """The pen's stated maximum telemetry rate (DEVICE_INFO ``telemetry_max_hz``), or
+    :data:`MAX_TELEMETRY_HZ` for a pen that does not state it (0) or before the greeting."""
+    stated = info.raw.telemetry_max_hz if info is not None else 0
+    return min(stated, MAX_TELEMETRY_HZ) if stated else MAX_TELEMETRY_HZ
+
+
+def telemetry_hz(rate_hz: int, info: DeviceInfo | None = None) -> int:
+    """``rate_hz`` as the rate to send, or :class:`LimitError` above the pen's maximum."""
+    highest = max_telemetry_hz(info)
+    if not isinstance(rate_hz, int) or not 0 <= rate_hz <= highest:
+        raise LimitError(f"telemetry rate must be a whole number 0-{highest} Hz, got {rate_hz!r}")
     return rate_hz

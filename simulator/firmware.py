@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from firmware_protocol import (
+    FLAG_RESPONSE,
     PROTOCOL_VERSION,
+    SCHEMA,
     SCHEMA_HASH,
     Endpoint,
     MalformedPayload,
@@ -40,7 +42,7 @@ from firmware_protocol.calibration import (
     rate_correction_valid,
 )
 from firmware_protocol.events import Event
-from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
+from firmware_protocol.messages import Capability, CartridgeState, ErrorCode, FaultFlags, PenState
 from firmware_protocol.replay import Verdict
 
 from .cartridge import Cartridge
@@ -50,7 +52,12 @@ from .physics import Battery, DepthActuator, Motor, UnitError
 from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 
 MAX_TELEMETRY_HZ = 1000
+"""The fastest TELEMETRY rate a pen of this protocol streams (DEVICE_INFO telemetry_max_hz)."""
 HEARTBEAT_PERIOD_S = 1.0
+"""The pen's own HEARTBEAT period, in every state once booted."""
+
+REQUESTS: frozenset[int] = frozenset(d.id for d in SCHEMA.messages if d.kind == "request")
+"""Ids of the host-to-pen requests: the only messages a pen answers."""
 
 TipPosition = Callable[[float], tuple[float, float]]
 """Tip position in µm as a function of seconds since boot."""
@@ -159,6 +166,11 @@ class FirmwareCounters:
     starts_executed: int = 0
     stops_executed: int = 0
     nacks_sent: int = 0
+    frames_not_answered: int = 0
+    """Intact frames dropped unanswered because they are no request for the pen: the RESPONSE
+    flag set (whatever else is wrong with them), or a message that is not a host-to-pen
+    request (an ACK, a STATUS, a TELEMETRY sent to the pen). A host's HEARTBEAT, which asks
+    for no answer, is not counted."""
     telemetry_sent: int = 0
     watchdog_stops: int = 0
     power_cycles: int = 0
@@ -648,12 +660,12 @@ class PenFirmware:
             self.state = PenState.IDLE
             if self._brownout_pending:
                 self._brownout_pending = False
-                self._fault(FaultFlags.BROWNOUT, 0, next_state=PenState.IDLE)
+                self._fault(FaultFlags.BROWNOUT, 0, next_state=PenState.FAULT)
             self._report_memory_loss()
         if self._watchdog_deadline() <= t:
             silent_ms = round((t - self._last_valid_rx) * 1000)
             self.counters.watchdog_stops += 1
-            self._fault(FaultFlags.WATCHDOG, silent_ms, next_state=PenState.IDLE)
+            self._fault(FaultFlags.WATCHDOG, silent_ms, next_state=PenState.FAULT)
             self._drop_trial()
         if self._next_telemetry <= t:
             self._emit(self._telemetry_message())
@@ -738,34 +750,44 @@ class PenFirmware:
     # ---------------------------------------------------------------- requests
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MessageReceived):
+            # Only a frame that passed every receive check is a valid frame: it alone feeds
+            # the watchdog, whatever it holds (a frame dropped unanswered below included).
             self._last_valid_rx = self._t
             self._on_message(event)
+            return
+        if not isinstance(
+            event, UnknownMessage | SchemaMismatch | MalformedPayload | UnsupportedFrame
+        ):
+            # Corrupted frames (bad framing, CRC, length, oversize) are only counted: the
+            # sender cannot be trusted to be who it seems, and it will retry.
+            return
+        if event.flags & FLAG_RESPONSE:
+            # An answer (or what says it is one) is never answered, whatever is wrong with it:
+            # two peers must not NACK each other's NACKs for ever.
+            self.counters.frames_not_answered += 1
         elif isinstance(event, UnknownMessage):
-            self._last_valid_rx = self._t
             self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.UNKNOWN_MESSAGE, event.msg_id))
         elif isinstance(event, SchemaMismatch):
-            self._last_valid_rx = self._t
             self._answer(
                 event.seq, m.Nack(event.msg_id, ErrorCode.SCHEMA_MISMATCH, event.local_hash)
             )
         elif isinstance(event, MalformedPayload):
-            self._last_valid_rx = self._t
             self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.MALFORMED, 0))
-        elif isinstance(event, UnsupportedFrame):
+        else:
             # An intact frame of another protocol version or with a must-understand flag we
             # lack: say so (in our version) rather than leave the host to time out.
             self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.UNSUPPORTED, PROTOCOL_VERSION))
-        # Corrupted frames (bad framing, CRC, oversize) are only counted: the sender cannot
-        # be trusted to be who it seems, and it will retry.
 
     def _on_message(self, event: MessageReceived) -> None:
         message = event.message
-        if isinstance(message, m.Heartbeat):
+        if isinstance(message, m.Heartbeat) and not event.is_response:
+            return  # the host's proof of life: it fed the watchdog, and asks for nothing else
+        if event.is_response or message.MSG_ID not in REQUESTS:
+            # An answer, or a message that is no request for the pen (an ACK, a STATUS, a
+            # TELEMETRY sent to it): dropped, never answered.
+            self.counters.frames_not_answered += 1
             return
-        handler = self._HANDLERS.get(type(message))
-        if handler is None:
-            self._answer(event.seq, m.Nack(message.MSG_ID, ErrorCode.UNSUPPORTED, 0))
-            return
+        handler = self._HANDLERS[type(message)]
         # Only a RETRY is answered from memory, and only within the expiry; a fresh frame on
         # a number the cache holds (sequence numbers wrap) is executed. See ReplayCache.
         found = self._replay.consult(event.seq, message, retry=event.is_retry, now=self._t)
@@ -799,7 +821,8 @@ class PenFirmware:
             answer = m.Nack(message.MSG_ID, refusal.code, refusal.detail)
         self.counters.requests_executed += 1
         frame = self._answer(event.seq, answer)
-        self._replay.remember(event.seq, message, frame, now=self._t)
+        # Every answer is remembered, a NACK too, but a NACK BUSY: its retry runs afresh.
+        self._replay.remember(event.seq, message, frame, now=self._t, reply=answer)
 
     def _answer(self, seq: int, answer: m.Message) -> bytes:
         if isinstance(answer, m.Nack):
@@ -848,6 +871,7 @@ class PenFirmware:
             rate_step_mhz=p.rate_step_mhz,
             telemetry_rate_hz=self.telemetry_rate_hz,
             watchdog_ms=p.watchdog_ms,
+            telemetry_max_hz=MAX_TELEMETRY_HZ,
         )
 
     def _get_status(self, msg: m.GetStatus) -> m.Message:
@@ -866,6 +890,11 @@ class PenFirmware:
             stroke_count=self.motor.strokes & 0xFFFFFFFF,
             telemetry_rate_hz=self.telemetry_rate_hz,
         )
+
+    def _require(self, capability: Capability) -> None:
+        """Refuse a request the pen lacks the capability for: NACK UNSUPPORTED naming it."""
+        if not self.profile.capabilities & capability:
+            raise _Refused(ErrorCode.UNSUPPORTED, int(capability))
 
     def _refuse_if_off(self) -> None:
         if self.state is PenState.SHUTDOWN:
@@ -897,10 +926,13 @@ class PenFirmware:
         return m.Ack(msg.MSG_ID)
 
     def _start(self, msg: m.Start) -> m.Message:
+        # The checks in the order of docs/PROTOCOL.md ("Which refusal wins"): the first that
+        # applies is the answer. A cartridge pulled while running leaves CARTRIDGE_REMOVED
+        # latched, so that START gets FAULT_ACTIVE, not NO_CARTRIDGE.
         self._refuse_if_off()
-        latched = self.fault_flags & ~self._ACKNOWLEDGED_BY_START
-        if self.state is PenState.FAULT or latched:
-            raise _Refused(ErrorCode.FAULT_ACTIVE, int(latched))
+        if self.fault_flags or self.state is PenState.FAULT:
+            # Every fault latches until CLEAR_FAULTS: a safety stop is never undone by START.
+            raise _Refused(ErrorCode.FAULT_ACTIVE, int(self.fault_flags))
         if self.cartridge is None:
             raise _Refused(ErrorCode.NO_CARTRIDGE)
         if self.cartridge_state is CartridgeState.USED:
@@ -928,8 +960,6 @@ class PenFirmware:
                 image = image.with_used_cartridge(self.cartridge.cartridge_id)
             self._persist(image)
             self._run_started = (self._t, self.motor.strokes)
-        # An explicit START is the user's acknowledgement of a watchdog stop or a brown-out.
-        self.fault_flags &= ~self._ACKNOWLEDGED_BY_START
         self.state = PenState.RUNNING
         if was_running:
             self._drive_motor()
@@ -940,9 +970,6 @@ class PenFirmware:
         self.cartridge_state = CartridgeState.IN_USE
         self.counters.starts_executed += 1
         return m.Ack(msg.MSG_ID)
-
-    _ACKNOWLEDGED_BY_START = FaultFlags.WATCHDOG | FaultFlags.BROWNOUT
-    """Faults that stopped the motor but whose cause is gone: the next START clears them."""
 
     def _stop(self, msg: m.Stop) -> m.Message:
         self._stop_motor()
@@ -957,6 +984,9 @@ class PenFirmware:
         return m.Ack(msg.MSG_ID)
 
     def _clear_faults(self, msg: m.ClearFaults) -> m.Message:
+        """Clear every latched fault whose cause has gone, each with a FAULT active = 0; what
+        persists stays latched and is named in a NACK FAULT_ACTIVE (the one refusal that
+        changes something: what could be cleared was)."""
         self._refuse_if_off()
         persisting = FaultFlags(0)
         params = self.battery.params
@@ -964,17 +994,26 @@ class PenFirmware:
             persisting |= FaultFlags.BATTERY_LOW
         if self.calibration_problem is not None:
             persisting |= FaultFlags.CALIBRATION_INVALID  # the bad table is still stored
-        self.fault_flags = persisting
-        if persisting:
-            raise _Refused(ErrorCode.FAULT_ACTIVE, int(persisting))
-        if self.state is PenState.FAULT:
-            self.state = PenState.IDLE
+        self._clear(self.fault_flags & ~persisting)
+        if self.fault_flags:
+            raise _Refused(ErrorCode.FAULT_ACTIVE, int(self.fault_flags))
         return m.Ack(msg.MSG_ID)
+
+    def _clear(self, flags: FaultFlags) -> None:
+        """Unlatch ``flags``, announcing each with a FAULT active = 0 (detail 0); with no fault
+        left, FAULT becomes IDLE."""
+        for flag in FaultFlags:
+            if flag & flags and flag & self.fault_flags:
+                self.fault_flags &= ~flag
+                self._emit(m.Fault(fault=flag, active=0, device_time_us=self.uptime_us, detail=0))
+        if self.state is PenState.FAULT and not self.fault_flags:
+            self.state = PenState.IDLE
 
     def _get_cartridge(self, msg: m.GetCartridge) -> m.Message:
         return self._cartridge_message()
 
     def _calibration_read(self, msg: m.CalibrationRead) -> m.Message:
+        self._require(Capability.CALIBRATION)
         if msg.staged:
             trial = self._trial
             if trial is None:
@@ -997,6 +1036,7 @@ class PenFirmware:
         )
 
     def _calibration_write(self, msg: m.CalibrationWrite) -> m.Message:
+        self._require(Capability.CALIBRATION)
         if self.state is PenState.RUNNING:
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         table = tuple((p.depth_um, p.actuator_um) for p in msg.points)
@@ -1011,12 +1051,14 @@ class PenFirmware:
         return m.Ack(msg.MSG_ID)
 
     def _calibration_discard(self, msg: m.CalibrationDiscard) -> m.Message:
+        self._require(Capability.CALIBRATION)
         if self.state is PenState.RUNNING:
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
         self._drop_trial()
         return m.Ack(msg.MSG_ID)
 
     def _calibration_commit(self, msg: m.CalibrationCommit) -> m.Message:
+        self._require(Capability.CALIBRATION)
         if self.state is PenState.RUNNING:
             # A new table moves the needles; never mid-pass.
             raise _Refused(ErrorCode.INVALID_STATE, PenState.RUNNING)
@@ -1036,9 +1078,7 @@ class PenFirmware:
             # A valid table replaces the one that failed its check at boot: the fault's cause
             # is gone, so the flag goes, and with no other fault left so does the FAULT state.
             self.calibration_problem = None
-            self.fault_flags &= ~FaultFlags.CALIBRATION_INVALID
-            if self.state is PenState.FAULT and not self.fault_flags:
-                self.state = PenState.IDLE
+            self._clear(FaultFlags.CALIBRATION_INVALID)
         self.actuator.target_um = self._actuator_target(self.depth_setpoint_um)
         return m.Ack(msg.MSG_ID)
 

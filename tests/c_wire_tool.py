@@ -13,6 +13,7 @@ Requests, one a line, each answered by one line (``feed`` by one line per event 
     payload NAME field=value ...            -> payload HEX | error CODE
     decode NAME HEX                         -> fields field=value ... | error CODE
     feed HEX                                -> one event line per frame completed, then end
+    info ID                                 -> info NAME HASH KIND DIRECTION SAFE ALWAYS | unknown
     reset                                   -> ok (a fresh receiver)
     stats                                   -> stats counter=value ...
     cobs HEX / uncobs HEX / crc HEX         -> cobs HEX | data HEX | error CODE | crc VALUE
@@ -276,6 +277,15 @@ int main(void)
                 if (pen_receiver_push(&receiver, bytes[i], &event)) { print_event(&event); }
             }
             printf("end\n");
+        } else if (strcmp(command, "info") == 0) {
+            uint8_t id = (uint8_t)strtoul(rest ? rest : "0", NULL, 10);
+            const pen_message_info_t *info = pen_message_info(id);
+            if (!info) { printf("unknown\n"); }
+            else {
+                printf("info %s %u %d %d %d %d\n", info->name, (unsigned)info->layout_hash,
+                       (int)info->kind, (int)info->direction, (int)info->safe_to_repeat,
+                       (int)info->always_executed);
+            }
         } else if (strcmp(command, "reset") == 0) {
             pen_receiver_init(&receiver);
             printf("ok\n");

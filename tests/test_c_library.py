@@ -30,6 +30,7 @@ from test_protocol_properties import (
     FIXED,
     SEQ,
     VALID_FLAGS,
+    _largest,
     chunked,
     message_strategy,
     mutated_streams,
@@ -46,6 +47,13 @@ from firmware_protocol import (
     encode_frame,
     encode_payload,
     messages,
+)
+from firmware_protocol.framing import MAX_ENCODED
+from firmware_protocol.replay import (
+    ALWAYS_EXECUTED,
+    DEFAULT_CAPACITY,
+    REPLAY_EXPIRY_S,
+    SAFE_TO_REPEAT,
 )
 from firmware_protocol.schema import INT_TYPES, MessageDef
 
@@ -94,7 +102,8 @@ def sanitized(c_build: Path) -> Iterator[WireTool]:
 
 @pytest.fixture(params=["strict", "sanitized"])
 def both(request: pytest.FixtureRequest) -> WireTool:
-    return request.getfixturevalue("tool" if request.param == "strict" else "sanitized")
+    chosen: WireTool = request.getfixturevalue("tool" if request.param == "strict" else "sanitized")
+    return chosen
 
 
 # -- the library itself ------------------------------------------------------------------------
@@ -121,6 +130,32 @@ def test_the_readme_examples_compile(c_build: Path) -> None:
     assert len(blocks) >= 2
     (c_build / "readme.c").write_text("\n".join(blocks), "utf-8")
     _compile([*STRICT, "-I", str(LIBRARY), "-c", "readme.c", "-o", "readme.o"], c_build)
+
+
+def test_the_schema_facts_are_pythons(tool: WireTool, c_build: Path) -> None:
+    """Every id's name, hash, kind, direction and replay rules; the sizes and limits."""
+    kinds, directions = ["request", "response", "event"], ["host_to_pen", "pen_to_host", "both"]
+    for msg_id in range(256):
+        definition = DEFINITIONS.get(msg_id)
+        if definition is None:
+            assert tool.ask(f"info {msg_id}") == "unknown"
+            continue
+        kind, direction = kinds.index(definition.kind), directions.index(definition.direction)
+        safe, always = int(msg_id in SAFE_TO_REPEAT), int(msg_id in ALWAYS_EXECUTED)
+        assert tool.ask(f"info {msg_id}") == (
+            f"info {definition.name} {definition.schema_hash} {kind} {direction} {safe} {always}"
+        )
+    checks = [
+        f'_Static_assert(PEN_WIRE_SIZE(PEN_MAX_PAYLOAD) == {MAX_ENCODED + 1}, "wire");',
+        f'_Static_assert(PEN_MAX_WIRE == {MAX_ENCODED + 1}, "max wire");',
+        f'_Static_assert(PEN_REPLAY_EXPIRY_MS == {round(REPLAY_EXPIRY_S * 1000)}, "expiry");',
+        f'_Static_assert(PEN_REPLAY_CAPACITY == {DEFAULT_CAPACITY}, "capacity");',
+    ]
+    for m in SCHEMA.messages:
+        longest = len(encode_frame(_largest(m), 0xFFFF))
+        checks.append(f'_Static_assert(PEN_{m.name}_MAX_WIRE >= {longest}, "{m.name}");')
+    (c_build / "facts.c").write_text('#include "pen_protocol.h"\n' + "\n".join(checks) + "\n")
+    _compile([*STRICT, "-I", str(LIBRARY), "-c", "facts.c", "-o", "facts.o"], c_build)
 
 
 # -- the test vectors, from their language-neutral form -----------------------------------------

@@ -151,9 +151,13 @@ def test_watchdog_stops_a_pen_whose_host_falls_silent(route: Route, run: Run) ->
             assert fault.active
             assert fault.detail >= 1000  # ms of silence, at least the watchdog period
             status = await pen.status()
-            assert status.state == PenState.IDLE
+            assert status.state == PenState.FAULT
             assert FaultFlags.WATCHDOG in status.faults
-            # The pen stays stopped until the user starts it; START clears the latch.
+            # The pen stays stopped until the user clears the fault: START alone is refused,
+            # and says how to go on.
+            with pytest.raises(PenRefused, match=r"FAULT_ACTIVE.*WATCHDOG.*clear-faults"):
+                await pen.start()
+            await pen.clear_faults()
             await pen.start()
             status = await pen.status()
             assert status.state == PenState.RUNNING

@@ -198,9 +198,10 @@ def test_thousand_commands_over_a_noisy_link_complete_or_fail_clearly(
     driver knows (``test_too_few_retries_lose_track_of_starts`` shows it). GET_STATUS may and
     GET_CARTRIDGE will time out, which is a clear error too.
 
-    Heartbeats every 0.1 s keep the 1 s watchdog fed through the loss (a trip would be fine:
-    START acknowledges it), and the link timeout is long because at this loss rate the pen's
-    1 Hz heartbeat alone gets through only one time in nine.
+    Heartbeats every 0.1 s keep the 1 s watchdog fed through the loss (a trip would latch
+    WATCHDOG, refusing STARTs until one of the mix's CLEAR_FAULTS), and the link timeout is
+    long because at this loss rate the pen's 1 Hz heartbeat alone gets through only one time
+    in nine.
     """
     config = DriverConfig(
         first_seq=random.Random(4).randrange(0x10000),
@@ -311,8 +312,9 @@ def test_link_cut_mid_pass_stops_the_pen_and_nothing_restarts_it(
     """The cable is pulled for 5 s while the pen runs, and the driver reconnects by itself.
 
     The pen stops on its watchdog within its period; the driver reports LinkDown one link
-    timeout after the last frame, and LinkUp once the cable is back, with the pen found idle
-    with WATCHDOG set. Nothing starts the motor again until the test itself calls start().
+    timeout after the last frame, and LinkUp once the cable is back, with the pen found in
+    FAULT with WATCHDOG latched. Nothing starts the motor again: START is refused until the
+    user clears the fault, and only the test's own clear_faults() and start() run it.
     """
     config = DriverConfig(reconnect=True)
     vp = virtual_pen
@@ -340,7 +342,7 @@ def test_link_cut_mid_pass_stops_the_pen_and_nothing_restarts_it(
                 # The pen stops by itself within its watchdog period.
                 await _until(lambda: fw.state is not PenState.RUNNING, timeout=2 * watchdog_s)
                 assert vp.now - cut <= watchdog_s
-                assert fw.state == PenState.IDLE
+                assert fw.state == PenState.FAULT
                 assert fw.motor.target_hz == 0.0
                 assert FaultFlags.WATCHDOG in fw.fault_flags
                 assert fw.counters.watchdog_stops == 1
@@ -365,25 +367,30 @@ def test_link_cut_mid_pass_stops_the_pen_and_nothing_restarts_it(
                 await _until(lambda: bool(log.of(LinkUp)), timeout=10)
                 (t_up, up), *_ = log.of(LinkUp)
                 assert t_up >= cut + 5.0
-                assert up.status.state == PenState.IDLE
+                assert up.status.state == PenState.FAULT
                 assert FaultFlags.WATCHDOG in up.status.faults
                 assert up.down_s == pytest.approx(t_up - t_down)
                 assert pen.link_state == "up"
                 assert pen.counters.reconnects == 1
                 changes = [e for _, e in log.of(pendriver.StateChanged)]
                 assert changes[-1].previous == PenState.RUNNING
-                assert changes[-1].state == PenState.IDLE
+                assert changes[-1].state == PenState.FAULT
                 # The same subscription carries on, and shows a stopped pen.
                 sample = await stream.next(timeout=1)
                 while sample.time_s < up.status.uptime_s:
                     sample = await stream.next(timeout=1)
-                assert sample.state == PenState.IDLE
+                assert sample.state == PenState.FAULT
 
             # Nothing restarts the motor: not the reconnect, not the heartbeats, not time.
             await asyncio.sleep(3.0)
-            assert _state(vp) == PenState.IDLE
+            assert _state(vp) == PenState.FAULT
             assert fw.counters.starts_executed == starts
-            # Until the user says so.
+            # Not a START alone either: the watchdog stop is latched.
+            with pytest.raises(PenRefused, match="FAULT_ACTIVE"):
+                await pen.start()
+            assert fw.counters.starts_executed == starts
+            # Until the user says so: the fault cleared, then START.
+            await pen.clear_faults()
             await pen.start()
             assert fw.counters.starts_executed == starts + 1
             assert _state(vp) == PenState.RUNNING

@@ -364,19 +364,88 @@ def _outcome(msg_id: int, payload: bytes) -> messages.Message | str:
         return f"PayloadError: {exc}"
 
 
-FIXED_LAYOUT = [m for m in SCHEMA.messages if all(f.type != "list" for f in m.fields)]
+def field_ends(definition: MessageDef, message: messages.Message) -> list[int]:
+    """Where each field of ``message``'s payload begins, and where the last one ends, worked
+    out from the schema alone (not from the codec): the boundaries a short payload may end at.
+    """
+    ends = [0]
+    for f in definition.fields:
+        if f.type in INT_TYPES:
+            size = INT_TYPES[f.type][1]
+        elif f.type == "str":
+            size = f.size
+        else:
+            item = sum(INT_TYPES[x.type][1] for x in SCHEMA.struct(f.of).fields)
+            size = 1 + item * len(getattr(message, f.name))
+        ends.append(ends[-1] + size)
+    return ends
 
 
-@pytest.mark.parametrize("definition", FIXED_LAYOUT, ids=lambda m: m.name)
+def without_fields_from(message: messages.Message, first: int) -> messages.Message:
+    """``message`` with its fields from index ``first`` on as a receiver zero-fills them."""
+    names = [f.name for f in dataclasses.fields(message)]
+    defaults = type(message)()
+    return dataclasses.replace(message, **{n: getattr(defaults, n) for n in names[first:]})
+
+
+@pytest.mark.parametrize("definition", SCHEMA.messages, ids=lambda m: m.name)
 @settings(FIXED, max_examples=20)
 @given(data=st.data())
-def test_a_short_payload_reads_as_zero_filled(definition: MessageDef, data: st.DataObject) -> None:
-    payload = encode_payload(data.draw(message_strategy(definition)))
-    keep = data.draw(st.integers(0, len(payload)))
-    short = payload[:keep]
-    padded = short + bytes(len(payload) - keep)
-    # Equal outcomes: cut inside a multi-byte character, both are malformed UTF-8.
-    assert _outcome(definition.id, short) == _outcome(definition.id, padded)
+def test_a_payload_ending_at_a_field_boundary_reads_the_missing_fields_as_zero(
+    definition: MessageDef, data: st.DataObject
+) -> None:
+    """An older sender leaves out whole trailing fields: they read as 0, "" and (), and so
+    does a list whose count byte is the first missing byte."""
+    message = data.draw(message_strategy(definition))
+    payload = encode_payload(message)
+    ends = field_ends(definition, message)
+    assert ends[-1] == len(payload)
+    first = data.draw(st.integers(0, len(definition.fields)))
+    short = payload[: ends[first]]
+    assert decode_payload(definition.id, short) == without_fields_from(message, first)
+
+
+WITH_INSIDE = [
+    m
+    for m in SCHEMA.messages
+    if any(f.type not in INT_TYPES or INT_TYPES[f.type][1] > 1 for f in m.fields)
+]
+"""Messages with a field a payload can end inside (not ACK: one byte, nothing to cut)."""
+
+
+@pytest.mark.parametrize("definition", WITH_INSIDE, ids=lambda m: m.name)
+@settings(FIXED, max_examples=20)
+@given(data=st.data())
+def test_a_payload_ending_inside_a_field_is_malformed(
+    definition: MessageDef, data: st.DataObject
+) -> None:
+    """Ending inside an integer or a string, or inside a list's items, is not an older
+    sender: it is a broken one (a 2-byte SET_STROKE_RATE ``c0 d4`` is not 54,464 mHz)."""
+    message = data.draw(message_strategy(definition))
+    payload = encode_payload(message)
+    inside = sorted(set(range(len(payload))) - set(field_ends(definition, message)))
+    assume(inside)
+    cut = data.draw(st.sampled_from(inside))
+    with pytest.raises(PayloadError):
+        decode_payload(definition.id, payload[:cut])
+    event = decode_frame(raw_frame(payload[:cut], definition.id)[:-1])
+    assert isinstance(event, MalformedPayload), event
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "payload", "field"),
+    [
+        pytest.param(0x13, b"\xc0\xd4", "rate_mhz", id="SET_STROKE_RATE c0 d4"),
+        pytest.param(0x12, b"\xf4", "depth_um", id="SET_DEPTH, one byte of two"),
+        pytest.param(0x01, b"\x02\x46\x94\xa8\x49pen", "host_name", id="HELLO cut in its name"),
+        pytest.param(0x30, bytes(34), "fault_flags", id="TELEMETRY one byte short"),
+    ],
+)
+def test_a_payload_cut_inside_a_field_names_the_field(
+    msg_id: int, payload: bytes, field: str
+) -> None:
+    with pytest.raises(PayloadError, match=field):
+        decode_payload(msg_id, payload)
 
 
 @FIXED

@@ -551,7 +551,8 @@ def test_monitor_survives_a_pulled_cable_and_shows_it(
     texts = [e.text for e in view.events]
     assert any(t.startswith("link down: no valid frame") for t in texts), texts
     assert any(t.startswith("link up after") for t in texts), texts
-    assert "state RUNNING → IDLE" in texts  # the pen's watchdog stopped it; nothing restarted it
+    # The pen's watchdog stopped it, latched (FAULT); nothing restarted it.
+    assert "state RUNNING → FAULT" in texts
     assert view.faults & FaultFlags.WATCHDOG
     assert view.link is not None and view.link.state == "up" and view.link.reconnects == 1
     last_frame = term.getvalue().rsplit("\x1b[2K", 1)[-1]

@@ -262,7 +262,7 @@ def test_a_flood_of_invalid_frames_does_not_feed_the_watchdog(flood: str) -> Non
             service.feed(garbage)
             await asyncio.sleep(0.001)
         watchdog_s = firmware.profile.watchdog_ms / 1000
-        assert firmware.state is PenState.IDLE
+        assert firmware.state is PenState.FAULT
         assert firmware.fault_flags & FaultFlags.WATCHDOG
         assert firmware.counters.watchdog_stops == 1
         ((when, fault),) = faults
@@ -444,7 +444,7 @@ def test_pen_sim_stops_the_motor_of_a_host_that_floods_invalid_frames(
         sock.sendall(host.send(m.GetStatus()).data)
         status = answered(m.Status)
         assert isinstance(status, m.Status)
-        assert status.state == PenState.IDLE
+        assert status.state == PenState.FAULT
         assert status.fault_flags & FaultFlags.WATCHDOG
         sock.shutdown(socket.SHUT_RDWR)
         reader.join(WAIT_S)

@@ -97,7 +97,7 @@ def test_the_watchdog_drops_a_trial_whose_host_went_silent() -> None:
     bench.ack(m.CalibrationWrite(9, (), rate_ppm=20_000))
     bench.ack(m.Start())
     bench.advance(bench.pen.profile.watchdog_ms / 1000 + 0.2, step=0.05)
-    assert bench.pen.state is PenState.IDLE
+    assert bench.pen.state is PenState.FAULT
     assert bench.pen.fault_flags & FaultFlags.WATCHDOG
     assert bench.pen.trial_table is None and bench.pen.rate_correction == (0, 0)
 

@@ -390,14 +390,14 @@ def test_a_link_loss_longer_than_the_watchdog_stops_a_running_pen() -> None:
     wire.advance(0.99, heartbeat_every=0.2)
     assert wire.state() is PenState.RUNNING
     wire.advance(1.2, heartbeat_every=0.2)  # the heartbeats go nowhere now
-    assert wire.state() is PenState.IDLE
+    assert wire.state() is PenState.FAULT
     assert wire.pen.fault_flags & FaultFlags.WATCHDOG
     assert wire.pen.counters.watchdog_stops == 1
     seen = len(wire.received)
     assert FaultFlags.WATCHDOG not in wire.faults()  # said while the host could not hear
     wire.advance(1.0, heartbeat_every=0.2)  # back in range: the host sees the pen stopped
     latest = wire.messages(m.Telemetry, seen)[-1]
-    assert latest.state == PenState.IDLE and latest.fault_flags & FaultFlags.WATCHDOG
+    assert latest.state == PenState.FAULT and latest.fault_flags & FaultFlags.WATCHDOG
     for direction in (wire.link.to_pen, wire.link.to_host):
         assert direction.counters.bytes_lost > 0
 
@@ -462,7 +462,7 @@ def test_a_brownout_is_reported_after_the_boot() -> None:
     assert wire.state() is PenState.BOOTING and not wire.faults()
     wire.advance(wire.pen.profile.boot_time_s)
     assert wire.faults() == [FaultFlags.BROWNOUT]
-    assert wire.state() is PenState.IDLE
+    assert wire.state() is PenState.FAULT  # latched until CLEAR_FAULTS
 
 
 def test_a_cartridge_pulled_mid_run_stops_the_pen_and_a_fresh_one_can_go_in() -> None:
@@ -497,7 +497,7 @@ def test_a_watchdog_expiry_stops_a_running_pen() -> None:
     wire.start_pen()
     wire.start_scenario()
     wire.advance(1.5, heartbeat_every=0.2)
-    assert wire.state() is PenState.IDLE
+    assert wire.state() is PenState.FAULT
     assert wire.faults() == [FaultFlags.WATCHDOG]
 
 
@@ -563,7 +563,7 @@ def test_the_lossy_example_plays_as_written() -> None:
     ]
     # The 1.5 s loss outlasted the watchdog, so the stall found the motor already stopped.
     assert wire.pen.counters.watchdog_stops == 1
-    assert log[1][2] == "pen IDLE: no motor running to stall"
+    assert log[1][2] == "pen FAULT: no motor running to stall"
     assert wire.host.stats.bad_crc > 0
     assert wire.link.to_pen.counters.bytes_dropped > 0
     # The same file is the same run.

@@ -17,7 +17,7 @@ from helpers_sim import Bench, of_type, raw_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_protocol import PROTOCOL_VERSION, SCHEMA
+from firmware_protocol import PROTOCOL_VERSION, SCHEMA, MessageReceived
 from firmware_protocol import messages as m
 from firmware_protocol.calibration import NOT_STAGED
 from firmware_protocol.messages import (
@@ -423,12 +423,12 @@ def test_a_silent_host_stops_the_pen_at_the_watchdog_deadline(
     assert running and stopped
     assert running[-1].device_time_us <= deadline_us
     assert deadline_us <= stopped[0].device_time_us <= deadline_us + 1_000_000 // rate
-    assert all(t.state == PenState.IDLE for t in stopped)
+    assert all(t.state == PenState.FAULT for t in stopped)
     assert all(t.fault_flags & FaultFlags.WATCHDOG for t in stopped)
     assert bench.pen.motor.target_hz == 0
     assert bench.pen.counters.watchdog_stops == 1
     status = bench.status()
-    assert status.state == PenState.IDLE
+    assert status.state == PenState.FAULT
     assert status.fault_flags == FaultFlags.WATCHDOG
 
 
@@ -468,7 +468,7 @@ def test_corrupted_frames_do_not_feed_the_watchdog() -> None:
     faults = of_type([e.message for e in bench.received], m.Fault)
     assert len(faults) == 1 and faults[0].fault == FaultFlags.WATCHDOG
     assert faults[0].device_time_us == started_us + 1_000_000
-    assert bench.pen.state == PenState.IDLE
+    assert bench.pen.state == PenState.FAULT
 
 
 def test_an_idle_pen_never_trips_the_watchdog() -> None:
@@ -486,21 +486,31 @@ def test_an_idle_pen_never_trips_the_watchdog() -> None:
     assert not of_type(said, m.Fault)
 
 
-def test_a_later_start_clears_the_watchdog_latch() -> None:
+def test_a_watchdog_stop_latches_until_clear_faults() -> None:
+    """A safety stop is never undone by START: the pen stays in FAULT, START is refused naming
+    the fault, and only CLEAR_FAULTS (announced by a FAULT with active = 0) lets it run."""
     bench = Bench()
     bench.ack(m.Start())
     bench.advance(2.0, step=0.25)
-    assert bench.status().fault_flags == FaultFlags.WATCHDOG
-    bench.ack(m.Start())  # the watchdog does not block a new start
     status = bench.status()
-    assert status.state == PenState.RUNNING
-    assert status.fault_flags == FaultFlags(0)
+    assert (status.state, status.fault_flags) == (PenState.FAULT, FaultFlags.WATCHDOG)
+    nack = bench.nack(m.Start())
+    assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, FaultFlags.WATCHDOG)
+    assert bench.pen.state == PenState.FAULT and bench.pen.motor.target_hz == 0
+    heard = len(bench.received)
+    bench.ack(m.ClearFaults())
+    (cleared,) = of_type([e.message for e in bench.received[heard:]], m.Fault)
+    assert (cleared.fault, cleared.active, cleared.detail) == (FaultFlags.WATCHDOG, 0, 0)
+    status = bench.status()
+    assert (status.state, status.fault_flags) == (PenState.IDLE, FaultFlags(0))
+    bench.ack(m.Start())
+    assert bench.status().state == PenState.RUNNING
     # And the new run gets a full watchdog period of its own.
     bench.advance(0.99)
     assert bench.pen.counters.watchdog_stops == 1
     bench.advance(0.02)
     assert bench.pen.counters.watchdog_stops == 2
-    assert bench.pen.state == PenState.IDLE
+    assert bench.pen.state == PenState.FAULT
 
 
 # =============================================================== 4. at most once
@@ -743,12 +753,15 @@ PEN_TO_HOST = [d for d in SCHEMA.messages if d.direction == "pen_to_host"]
 
 
 @pytest.mark.parametrize("definition", PEN_TO_HOST, ids=[d.name for d in PEN_TO_HOST])
-def test_pen_to_host_messages_from_the_host_are_unsupported(definition: object) -> None:
+def test_pen_to_host_messages_from_the_host_are_dropped_unanswered(definition: object) -> None:
     msg_id = definition.id  # type: ignore[attr-defined]
     bench = Bench()
-    nack = bench.nack(MESSAGE_CLASSES[msg_id]())
-    assert nack.code == ErrorCode.UNSUPPORTED
+    sent = bench.host.send(MESSAGE_CLASSES[msg_id]())
+    events = bench.deliver(sent.data)
+    assert not [e for e in events if isinstance(e, MessageReceived) and e.is_response], events
     assert bench.pen.counters.requests_executed == 0
+    assert bench.pen.counters.frames_not_answered == 1
+    assert isinstance(bench.request(m.GetStatus()), m.Status)  # and the pen carries on
 
 
 # =============================================================== 6. telemetry

@@ -68,8 +68,14 @@ def test_a_brownout_does_not_lock_the_cartridge_in_use() -> None:
     status = bench.status()
     assert status.cartridge_state == CartridgeState.IN_USE
     assert status.fault_flags & FaultFlags.BROWNOUT
-    bench.ack(m.Start())  # the treatment can go on: START acknowledges the brown-out
+    assert status.state == PenState.FAULT
+    # The treatment can go on once the host has acknowledged the brown-out: START alone is
+    # refused (a safety stop latches), CLEAR_FAULTS then START runs the cartridge in use.
+    assert bench.nack(m.Start()).code == ErrorCode.FAULT_ACTIVE
+    bench.ack(m.ClearFaults())
     assert not bench.status().fault_flags & FaultFlags.BROWNOUT
+    bench.ack(m.Start())
+    assert bench.status().state == PenState.RUNNING
 
 
 def test_lifetime_counters_accumulate() -> None:
@@ -311,7 +317,13 @@ def test_committing_a_valid_table_clears_the_stored_bad_one(
     flash = _memory_with_table(BAD_TABLE)
     bench = Bench(nvm=NvmStore(flash))
     bench.ack(m.CalibrationWrite(4, table))
+    heard = len(bench.received)
     bench.ack(m.CalibrationCommit(4))
+    # The clearing is announced, before the ACK: a FAULT with active = 0, detail 0.
+    fault, ack = [e.message for e in bench.received[heard:]]
+    assert isinstance(fault, m.Fault)
+    assert (fault.fault, fault.active, fault.detail) == (FaultFlags.CALIBRATION_INVALID, 0, 0)
+    assert ack == m.Ack(m.CalibrationCommit.MSG_ID)
     status = bench.status()
     assert (status.state, status.fault_flags) == (PenState.IDLE, FaultFlags(0))
     bench.ack(m.Start())

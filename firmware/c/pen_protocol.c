@@ -166,28 +166,28 @@ static inline void write_str(uint8_t *p, size_t size, const char *s, size_t n)
 /* -- the schema ---------------------------------------------------------------------- */
 
 static const pen_message_info_t pen_messages[PEN_MESSAGE_COUNT] = {
-    {PEN_MSG_HELLO, "HELLO", PEN_HASH_HELLO, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_DEVICE_INFO, "DEVICE_INFO", PEN_HASH_DEVICE_INFO, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_HEARTBEAT, "HEARTBEAT", PEN_HASH_HEARTBEAT, PEN_KIND_EVENT, PEN_DIR_BOTH},
-    {PEN_MSG_ACK, "ACK", PEN_HASH_ACK, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_NACK, "NACK", PEN_HASH_NACK, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_GET_STATUS, "GET_STATUS", PEN_HASH_GET_STATUS, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_STATUS, "STATUS", PEN_HASH_STATUS, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_SET_DEPTH, "SET_DEPTH", PEN_HASH_SET_DEPTH, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_SET_STROKE_RATE, "SET_STROKE_RATE", PEN_HASH_SET_STROKE_RATE, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_START, "START", PEN_HASH_START, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_STOP, "STOP", PEN_HASH_STOP, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_SET_TELEMETRY, "SET_TELEMETRY", PEN_HASH_SET_TELEMETRY, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_CLEAR_FAULTS, "CLEAR_FAULTS", PEN_HASH_CLEAR_FAULTS, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_TELEMETRY, "TELEMETRY", PEN_HASH_TELEMETRY, PEN_KIND_EVENT, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_FAULT, "FAULT", PEN_HASH_FAULT, PEN_KIND_EVENT, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_GET_CARTRIDGE, "GET_CARTRIDGE", PEN_HASH_GET_CARTRIDGE, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_CARTRIDGE, "CARTRIDGE", PEN_HASH_CARTRIDGE, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_CALIBRATION_READ, "CALIBRATION_READ", PEN_HASH_CALIBRATION_READ, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_CALIBRATION_DATA, "CALIBRATION_DATA", PEN_HASH_CALIBRATION_DATA, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST},
-    {PEN_MSG_CALIBRATION_WRITE, "CALIBRATION_WRITE", PEN_HASH_CALIBRATION_WRITE, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_CALIBRATION_COMMIT, "CALIBRATION_COMMIT", PEN_HASH_CALIBRATION_COMMIT, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
-    {PEN_MSG_CALIBRATION_DISCARD, "CALIBRATION_DISCARD", PEN_HASH_CALIBRATION_DISCARD, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN},
+    {PEN_MSG_HELLO, "HELLO", PEN_HASH_HELLO, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, true, false},
+    {PEN_MSG_DEVICE_INFO, "DEVICE_INFO", PEN_HASH_DEVICE_INFO, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_HEARTBEAT, "HEARTBEAT", PEN_HASH_HEARTBEAT, PEN_KIND_EVENT, PEN_DIR_BOTH, false, false},
+    {PEN_MSG_ACK, "ACK", PEN_HASH_ACK, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_NACK, "NACK", PEN_HASH_NACK, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_GET_STATUS, "GET_STATUS", PEN_HASH_GET_STATUS, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, true, false},
+    {PEN_MSG_STATUS, "STATUS", PEN_HASH_STATUS, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_SET_DEPTH, "SET_DEPTH", PEN_HASH_SET_DEPTH, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
+    {PEN_MSG_SET_STROKE_RATE, "SET_STROKE_RATE", PEN_HASH_SET_STROKE_RATE, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
+    {PEN_MSG_START, "START", PEN_HASH_START, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
+    {PEN_MSG_STOP, "STOP", PEN_HASH_STOP, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, true, true},
+    {PEN_MSG_SET_TELEMETRY, "SET_TELEMETRY", PEN_HASH_SET_TELEMETRY, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, true, false},
+    {PEN_MSG_CLEAR_FAULTS, "CLEAR_FAULTS", PEN_HASH_CLEAR_FAULTS, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
+    {PEN_MSG_TELEMETRY, "TELEMETRY", PEN_HASH_TELEMETRY, PEN_KIND_EVENT, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_FAULT, "FAULT", PEN_HASH_FAULT, PEN_KIND_EVENT, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_GET_CARTRIDGE, "GET_CARTRIDGE", PEN_HASH_GET_CARTRIDGE, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, true, false},
+    {PEN_MSG_CARTRIDGE, "CARTRIDGE", PEN_HASH_CARTRIDGE, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_CALIBRATION_READ, "CALIBRATION_READ", PEN_HASH_CALIBRATION_READ, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, true, false},
+    {PEN_MSG_CALIBRATION_DATA, "CALIBRATION_DATA", PEN_HASH_CALIBRATION_DATA, PEN_KIND_RESPONSE, PEN_DIR_PEN_TO_HOST, false, false},
+    {PEN_MSG_CALIBRATION_WRITE, "CALIBRATION_WRITE", PEN_HASH_CALIBRATION_WRITE, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
+    {PEN_MSG_CALIBRATION_COMMIT, "CALIBRATION_COMMIT", PEN_HASH_CALIBRATION_COMMIT, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
+    {PEN_MSG_CALIBRATION_DISCARD, "CALIBRATION_DISCARD", PEN_HASH_CALIBRATION_DISCARD, PEN_KIND_REQUEST, PEN_DIR_HOST_TO_PEN, false, false},
 };
 
 const pen_message_info_t *pen_message_info(uint8_t msg_id)
@@ -335,13 +335,17 @@ pen_result_t pen_decode_device_info(const uint8_t *payload, size_t length, pen_d
     if (length - at < 2u) { return PEN_ERR_MALFORMED; }
     message->watchdog_ms = get_u16(payload + at);
     at += 2u;
+    if (length == at) { return PEN_OK; }
+    if (length - at < 2u) { return PEN_ERR_MALFORMED; }
+    message->telemetry_max_hz = get_u16(payload + at);
+    at += 2u;
     (void)at;
     return PEN_OK; /* bytes past the layout are ignored */
 }
 
 pen_result_t pen_encode_device_info(const pen_device_info_t *message, uint8_t *out, size_t capacity, size_t *length)
 {
-    size_t need = 66u;
+    size_t need = 68u;
     long model_length = str_length(message->model, 16u);
     if (model_length < 0) { return PEN_ERR_VALUE; }
     long serial_number_length = str_length(message->serial_number, 16u);
@@ -379,6 +383,8 @@ pen_result_t pen_encode_device_info(const pen_device_info_t *message, uint8_t *o
     put_u16(out + at, (uint16_t)message->telemetry_rate_hz);
     at += 2u;
     put_u16(out + at, (uint16_t)message->watchdog_ms);
+    at += 2u;
+    put_u16(out + at, (uint16_t)message->telemetry_max_hz);
     at += 2u;
     *length = at;
     return PEN_OK;
@@ -1239,6 +1245,8 @@ void pen_decode_frame(uint8_t *encoded, size_t length, pen_event_t *event)
         return;
     }
     size_t payload_length = size - PEN_MIN_FRAME;
+    event->payload = frame + PEN_HEADER_SIZE;
+    event->payload_length = payload_length;
     if (event->header.length != payload_length) {
         event->kind = PEN_EVENT_LENGTH_MISMATCH; /* 7: a piece of a frame, never answered */
         return;

@@ -54,6 +54,17 @@ extern "C" {
 #define PEN_CRC_INIT 0xFFFFu
 #define PEN_CRC_POLY 0x1021u
 
+/* Bytes on the wire (COBS and delimiter included) of a frame with this many payload
+   bytes, at most: the size of a buffer to encode it into. */
+#define PEN_WIRE_SIZE(payload_length) \
+    (PEN_MIN_FRAME + (payload_length) + (PEN_MIN_FRAME + (payload_length)) / 254u + 2u)
+
+/* The replay cache (PROTOCOL.md, "Sequence numbers, retries and at-most-once
+   execution"): an answer is given again to a RETRY for this long, and this many are
+   kept; see pen_message_info_t for which requests are safe to repeat or always run. */
+#define PEN_REPLAY_EXPIRY_MS 10000u
+#define PEN_REPLAY_CAPACITY 64u
+
 /* Reserved message id ranges: never sent, and answered UNKNOWN_MESSAGE. */
 /* Never a valid message id. */
 #define PEN_RESERVED_00_FIRST 0x00u
@@ -122,13 +133,14 @@ typedef enum {
 /* What the pen is doing. (enumeration; the wire field holds the integer, and a value not named
    here is data, not an error) */
 typedef enum {
-    /* Starting up; commands are refused with BUSY. */
+    /* Starting up: requests are not heard (the host retries) or are refused with BUSY. */
     PEN_STATE_BOOTING = 0,
     /* Motor off, ready to start. */
     PEN_STATE_IDLE = 1,
     /* Motor on, needles oscillating. */
     PEN_STATE_RUNNING = 2,
-    /* Stopped by a fault that must be cleared before starting. */
+    /* A fault is latched and the motor is stopped; START is refused until CLEAR_FAULTS clears
+       it. */
     PEN_STATE_FAULT = 3,
     /* Running a calibration move; set points are refused. */
     PEN_STATE_CALIBRATING = 4,
@@ -174,7 +186,8 @@ typedef enum {
     PEN_ERROR_CODE_UNKNOWN_MESSAGE = 1,
     /* The payload could not be decoded. */
     PEN_ERROR_CODE_MALFORMED = 2,
-    /* A value is outside the pen's range; detail = the limit it crossed. */
+    /* A value is outside the pen's range; detail = the limit it crossed (for a depth deeper
+       than the fitted needles, their length). */
     PEN_ERROR_CODE_OUT_OF_RANGE = 3,
     /* A value is not on the pen's step grid; detail = the step. */
     PEN_ERROR_CODE_NOT_ON_STEP = 4,
@@ -188,9 +201,11 @@ typedef enum {
     PEN_ERROR_CODE_CARTRIDGE_EXPIRED = 8,
     /* A fault is latched; detail = the FaultFlags; clear it first. */
     PEN_ERROR_CODE_FAULT_ACTIVE = 9,
-    /* The pen is booting or writing its memory; retry shortly. */
+    /* The pen cannot take the request now (writing its memory, say); retry shortly: a refusal
+       BUSY is not remembered, so the retry is executed afresh. */
     PEN_ERROR_CODE_BUSY = 10,
-    /* The battery is too low to start the motor. */
+    /* Not sent by pens of this version: a low battery latches the BATTERY_LOW fault, and START
+       is refused with FAULT_ACTIVE. */
     PEN_ERROR_CODE_BATTERY_LOW = 11,
     /* Not supported: detail = the Capability bit lacking, or the pen's protocol version for a
        frame it cannot read. */
@@ -210,27 +225,33 @@ typedef enum {
     PEN_ERROR_CODE_CALIBRATION_INVALID = 16,
 } pen_error_code_t;
 
-/* Faults a pen can report; STATUS and TELEMETRY carry the set, FAULT one at a time. (flag set:
-   any combination of the bits; the wire field holds the integer, and a value not named here is
-   data, not an error) */
+/* Faults a pen can report; STATUS and TELEMETRY carry the set, FAULT one at a time. Every fault
+   latches: the pen is in FAULT, START is refused, until CLEAR_FAULTS (or, for
+   CALIBRATION_INVALID, a valid table committed) clears it. (flag set: any combination of the
+   bits; the wire field holds the integer, and a value not named here is data, not an error) */
 typedef enum {
-    /* The motor stopped turning while driven. */
+    /* The motor stopped turning while driven; FAULT detail = the stall current, mA. */
     PEN_FAULT_FLAGS_MOTOR_STALL = 0x0001,
-    /* No valid frame from the host within the watchdog period. */
+    /* No valid frame from the host for the watchdog period while running; FAULT detail = ms
+       since the last valid frame. */
     PEN_FAULT_FLAGS_WATCHDOG = 0x0002,
-    /* Battery below the low threshold. */
+    /* Battery below the low threshold; CLEAR_FAULTS keeps it while the battery stays low; FAULT
+       detail = the voltage, mV. */
     PEN_FAULT_FLAGS_BATTERY_LOW = 0x0004,
-    /* The cartridge was pulled while running. */
+    /* The cartridge was pulled while running; FAULT detail 0. */
     PEN_FAULT_FLAGS_CARTRIDGE_REMOVED = 0x0008,
-    /* Motor current above its limit. */
+    /* Motor current above its limit; FAULT detail = the current, mA. */
     PEN_FAULT_FLAGS_OVERCURRENT = 0x0010,
-    /* Measured depth did not reach the set point in time. */
+    /* Measured depth did not reach the set point in time; FAULT detail = the measured depth,
+       µm. */
     PEN_FAULT_FLAGS_DEPTH_ERROR = 0x0020,
-    /* The handpiece is too hot. */
+    /* The handpiece is too hot; CLEAR_FAULTS keeps it until it has cooled; FAULT detail = the
+       temperature, m°C. */
     PEN_FAULT_FLAGS_OVERTEMP = 0x0040,
-    /* The supply dipped and the pen restarted. */
+    /* The supply dipped and the pen restarted (latched at boot); FAULT detail 0. */
     PEN_FAULT_FLAGS_BROWNOUT = 0x0080,
-    /* A non-volatile record failed its check and was not used. */
+    /* A non-volatile record failed its check and was not used (latched at boot); FAULT detail =
+       the failed slots, bit 0 A, bit 1 B. */
     PEN_FAULT_FLAGS_NVM_CORRUPT = 0x0100,
     /* The stored calibration table failed its check at boot and is not used (the actuator is
        driven as commanded); START is refused, and CLEAR_FAULTS keeps it, until a valid table is
@@ -279,14 +300,16 @@ typedef struct {
     uint16_t actuator_um;
 } pen_calibration_point_t;
 
-/* 0x01 HELLO, request: Opens a session: the pen answers with DEVICE_INFO and forgets earlier
-   sessions' retries. */
+/* 0x01 HELLO, request: Opens a session: the pen answers with DEVICE_INFO, with its own protocol
+   version and schema hash whatever the host sent, and forgets earlier sessions' retries. Not
+   required before other requests. */
 #define PEN_HELLO_HOST_NAME_SIZE 16u /* bytes on the wire */
 #define PEN_HELLO_MAX_PAYLOAD 21u /* bytes, with every list full */
+#define PEN_HELLO_MAX_WIRE PEN_WIRE_SIZE(PEN_HELLO_MAX_PAYLOAD)
 typedef struct {
     /* The host's protocol version. */
     uint8_t protocol_version;
-    /* The host's whole-schema hash. */
+    /* The host's schema hash (32 bits, over the whole schema). */
     uint32_t schema_hash;
     /* Who is connecting, for the pen's log. */
     char host_name[PEN_HELLO_HOST_NAME_SIZE + 1u]; /* NUL-terminated UTF-8 */
@@ -295,7 +318,8 @@ typedef struct {
 /* 0x02 DEVICE_INFO, response: What the pen is and what it can do; the answer to HELLO. */
 #define PEN_DEVICE_INFO_MODEL_SIZE 16u /* bytes on the wire */
 #define PEN_DEVICE_INFO_SERIAL_NUMBER_SIZE 16u /* bytes on the wire */
-#define PEN_DEVICE_INFO_MAX_PAYLOAD 66u /* bytes, with every list full */
+#define PEN_DEVICE_INFO_MAX_PAYLOAD 68u /* bytes, with every list full */
+#define PEN_DEVICE_INFO_MAX_WIRE PEN_WIRE_SIZE(PEN_DEVICE_INFO_MAX_PAYLOAD)
 typedef struct {
     /* Model name. */
     char model[PEN_DEVICE_INFO_MODEL_SIZE + 1u]; /* NUL-terminated UTF-8 */
@@ -309,7 +333,7 @@ typedef struct {
     uint8_t firmware_patch;
     /* The pen's protocol version. */
     uint8_t protocol_version;
-    /* The pen's whole-schema hash. */
+    /* The pen's schema hash (32 bits, over the whole schema). */
     uint32_t schema_hash;
     /* Capability bits. (Capability) */
     uint32_t capabilities;
@@ -327,13 +351,18 @@ typedef struct {
     uint32_t rate_step_mhz;
     /* Current TELEMETRY rate (0: off). [Hz] */
     uint16_t telemetry_rate_hz;
-    /* A running pen stops after this long without a valid frame. [ms] */
+    /* A running pen stops (FAULT WATCHDOG) after this long without a valid frame. [ms] */
     uint16_t watchdog_ms;
+    /* The highest TELEMETRY rate SET_TELEMETRY accepts, at most 1,000 (0: not stated, which
+       means 1,000). [Hz] Extension field: an older peer does not send it, read as 0. */
+    uint16_t telemetry_max_hz;
 } pen_device_info_t;
 
 /* 0x03 HEARTBEAT, event: Proof of life; any valid frame also counts. The host sends it to keep
-   a running pen's watchdog fed. */
+   a running pen's watchdog fed (a valid frame at least every watchdog_ms / 2); the pen sends
+   one every second. */
 #define PEN_HEARTBEAT_MAX_PAYLOAD 9u /* bytes, with every list full */
+#define PEN_HEARTBEAT_MAX_WIRE PEN_WIRE_SIZE(PEN_HEARTBEAT_MAX_PAYLOAD)
 typedef struct {
     /* Sender's time since boot. [µs] */
     uint64_t uptime_us;
@@ -343,6 +372,7 @@ typedef struct {
 
 /* 0x04 ACK, response: The request with this sequence number was accepted and carried out. */
 #define PEN_ACK_MAX_PAYLOAD 1u /* bytes, with every list full */
+#define PEN_ACK_MAX_WIRE PEN_WIRE_SIZE(PEN_ACK_MAX_PAYLOAD)
 typedef struct {
     /* Message id of the request. */
     uint8_t request_id;
@@ -350,6 +380,7 @@ typedef struct {
 
 /* 0x05 NACK, response: The request with this sequence number was refused; nothing was changed. */
 #define PEN_NACK_MAX_PAYLOAD 6u /* bytes, with every list full */
+#define PEN_NACK_MAX_WIRE PEN_WIRE_SIZE(PEN_NACK_MAX_PAYLOAD)
 typedef struct {
     /* Message id of the request. */
     uint8_t request_id;
@@ -361,11 +392,13 @@ typedef struct {
 
 /* 0x10 GET_STATUS, request: Asks for a STATUS snapshot. */
 #define PEN_GET_STATUS_MAX_PAYLOAD 0u /* bytes, with every list full */
+#define PEN_GET_STATUS_MAX_WIRE PEN_WIRE_SIZE(PEN_GET_STATUS_MAX_PAYLOAD)
 /* No fields: the payload is empty (a longer one is read as empty). */
 
 /* 0x11 STATUS, response: A snapshot of the pen's state and set points; the answer to
    GET_STATUS. */
 #define PEN_STATUS_MAX_PAYLOAD 27u /* bytes, with every list full */
+#define PEN_STATUS_MAX_WIRE PEN_WIRE_SIZE(PEN_STATUS_MAX_PAYLOAD)
 typedef struct {
     /* What the pen is doing. (PenState) */
     uint8_t state;
@@ -389,9 +422,11 @@ typedef struct {
     uint16_t telemetry_rate_hz;
 } pen_status_t;
 
-/* 0x12 SET_DEPTH, request: Sets the needle depth; refused with OUT_OF_RANGE or NOT_ON_STEP
-   outside the pen's grid. */
+/* 0x12 SET_DEPTH, request: Sets the needle depth; refused with OUT_OF_RANGE (detail: the limit)
+   or NOT_ON_STEP (detail: the step) outside the pen's grid, and OUT_OF_RANGE (detail:
+   needle_length_um) deeper than the fitted needles. */
 #define PEN_SET_DEPTH_MAX_PAYLOAD 2u /* bytes, with every list full */
+#define PEN_SET_DEPTH_MAX_WIRE PEN_WIRE_SIZE(PEN_SET_DEPTH_MAX_PAYLOAD)
 typedef struct {
     /* Depth set point. [µm] */
     uint16_t depth_um;
@@ -400,6 +435,7 @@ typedef struct {
 /* 0x13 SET_STROKE_RATE, request: Sets the stroke rate; refused with OUT_OF_RANGE or NOT_ON_STEP
    outside the pen's grid. */
 #define PEN_SET_STROKE_RATE_MAX_PAYLOAD 4u /* bytes, with every list full */
+#define PEN_SET_STROKE_RATE_MAX_WIRE PEN_WIRE_SIZE(PEN_SET_STROKE_RATE_MAX_PAYLOAD)
 typedef struct {
     /* Stroke-rate set point. [mHz] */
     uint32_t rate_mhz;
@@ -408,26 +444,34 @@ typedef struct {
 /* 0x14 START, request: Starts the motor at the current set points; needs a startable cartridge
    and no latched fault. */
 #define PEN_START_MAX_PAYLOAD 0u /* bytes, with every list full */
+#define PEN_START_MAX_WIRE PEN_WIRE_SIZE(PEN_START_MAX_PAYLOAD)
 /* No fields: the payload is empty (a longer one is read as empty). */
 
 /* 0x15 STOP, request: Stops the motor; always accepted, also when already stopped. */
 #define PEN_STOP_MAX_PAYLOAD 0u /* bytes, with every list full */
+#define PEN_STOP_MAX_WIRE PEN_WIRE_SIZE(PEN_STOP_MAX_PAYLOAD)
 /* No fields: the payload is empty (a longer one is read as empty). */
 
-/* 0x16 SET_TELEMETRY, request: Sets the TELEMETRY rate; 0 turns the stream off. */
+/* 0x16 SET_TELEMETRY, request: Sets the TELEMETRY rate; 0 turns the stream off; above the pen's
+   maximum (DEVICE_INFO telemetry_max_hz, at most 1,000 Hz) refused with OUT_OF_RANGE, detail =
+   the maximum. */
 #define PEN_SET_TELEMETRY_MAX_PAYLOAD 2u /* bytes, with every list full */
+#define PEN_SET_TELEMETRY_MAX_WIRE PEN_WIRE_SIZE(PEN_SET_TELEMETRY_MAX_PAYLOAD)
 typedef struct {
     /* Frames per second. [Hz] */
     uint16_t rate_hz;
 } pen_set_telemetry_t;
 
-/* 0x17 CLEAR_FAULTS, request: Clears latched faults whose cause has gone; refused with
-   FAULT_ACTIVE if one persists. */
+/* 0x17 CLEAR_FAULTS, request: Clears every latched fault whose cause has gone, each with a
+   FAULT active = 0, and leaves FAULT for IDLE; a fault whose cause persists stays, and the
+   request is refused with FAULT_ACTIVE naming it. */
 #define PEN_CLEAR_FAULTS_MAX_PAYLOAD 0u /* bytes, with every list full */
+#define PEN_CLEAR_FAULTS_MAX_WIRE PEN_WIRE_SIZE(PEN_CLEAR_FAULTS_MAX_PAYLOAD)
 /* No fields: the payload is empty (a longer one is read as empty). */
 
 /* 0x30 TELEMETRY, event: One sample of the pen's state, at the TELEMETRY rate. */
 #define PEN_TELEMETRY_MAX_PAYLOAD 35u /* bytes, with every list full */
+#define PEN_TELEMETRY_MAX_WIRE PEN_WIRE_SIZE(PEN_TELEMETRY_MAX_PAYLOAD)
 typedef struct {
     /* Time since boot when sampled. [µs] */
     uint64_t device_time_us;
@@ -455,6 +499,7 @@ typedef struct {
 
 /* 0x31 FAULT, event: A fault was raised or cleared. */
 #define PEN_FAULT_MAX_PAYLOAD 15u /* bytes, with every list full */
+#define PEN_FAULT_MAX_WIRE PEN_WIRE_SIZE(PEN_FAULT_MAX_PAYLOAD)
 typedef struct {
     /* The one fault concerned. (FaultFlags) */
     uint16_t fault;
@@ -462,12 +507,14 @@ typedef struct {
     uint8_t active;
     /* When. [µs] */
     uint64_t device_time_us;
-    /* Fault-specific value (for WATCHDOG: ms since the last valid frame). */
+    /* Fault-specific value (see FaultFlags; for WATCHDOG: ms since the last valid frame); 0
+       when cleared. */
     int32_t detail;
 } pen_fault_t;
 
 /* 0x40 GET_CARTRIDGE, request: Asks which cartridge is fitted. */
 #define PEN_GET_CARTRIDGE_MAX_PAYLOAD 0u /* bytes, with every list full */
+#define PEN_GET_CARTRIDGE_MAX_WIRE PEN_WIRE_SIZE(PEN_GET_CARTRIDGE_MAX_PAYLOAD)
 /* No fields: the payload is empty (a longer one is read as empty). */
 
 /* 0x41 CARTRIDGE, response: The fitted cartridge; the answer to GET_CARTRIDGE, and sent unasked
@@ -476,6 +523,7 @@ typedef struct {
 #define PEN_CARTRIDGE_LOT_SIZE 16u /* bytes on the wire */
 #define PEN_CARTRIDGE_NEEDLES_MAX 64u /* items at most */
 #define PEN_CARTRIDGE_MAX_PAYLOAD 295u /* bytes, with every list full */
+#define PEN_CARTRIDGE_MAX_WIRE PEN_WIRE_SIZE(PEN_CARTRIDGE_MAX_PAYLOAD)
 typedef struct {
     /* Use state. (CartridgeState) */
     uint8_t state;
@@ -497,6 +545,7 @@ typedef struct {
 /* 0x50 CALIBRATION_READ, request: Asks for the committed calibration table, or the one on
    trial. */
 #define PEN_CALIBRATION_READ_MAX_PAYLOAD 1u /* bytes, with every list full */
+#define PEN_CALIBRATION_READ_MAX_WIRE PEN_WIRE_SIZE(PEN_CALIBRATION_READ_MAX_PAYLOAD)
 typedef struct {
     /* 1: the table on trial (written by CALIBRATION_WRITE, not yet committed) instead of the
        committed one; NACK CALIBRATION_INVALID detail 0xFFFF when none is on trial. Extension
@@ -508,6 +557,7 @@ typedef struct {
    (empty: uncalibrated, the actuator and the motor are driven as commanded). */
 #define PEN_CALIBRATION_DATA_POINTS_MAX 16u /* items at most */
 #define PEN_CALIBRATION_DATA_MAX_PAYLOAD 76u /* bytes, with every list full */
+#define PEN_CALIBRATION_DATA_MAX_WIRE PEN_WIRE_SIZE(PEN_CALIBRATION_DATA_MAX_PAYLOAD)
 typedef struct {
     /* Version number the host gave the table. */
     uint16_t table_version;
@@ -529,6 +579,7 @@ typedef struct {
    watchdog drops it. */
 #define PEN_CALIBRATION_WRITE_POINTS_MAX 16u /* items at most */
 #define PEN_CALIBRATION_WRITE_MAX_PAYLOAD 75u /* bytes, with every list full */
+#define PEN_CALIBRATION_WRITE_MAX_WIRE PEN_WIRE_SIZE(PEN_CALIBRATION_WRITE_MAX_PAYLOAD)
 typedef struct {
     /* Version number for the table. */
     uint16_t table_version;
@@ -546,6 +597,7 @@ typedef struct {
 /* 0x53 CALIBRATION_COMMIT, request: Writes the table on trial to non-volatile memory, where it
    stays in use across reboots; table_version must match the one on trial. */
 #define PEN_CALIBRATION_COMMIT_MAX_PAYLOAD 2u /* bytes, with every list full */
+#define PEN_CALIBRATION_COMMIT_MAX_WIRE PEN_WIRE_SIZE(PEN_CALIBRATION_COMMIT_MAX_PAYLOAD)
 typedef struct {
     /* Version of the table on trial. */
     uint16_t table_version;
@@ -554,6 +606,7 @@ typedef struct {
 /* 0x54 CALIBRATION_DISCARD, request: Drops the table on trial, if any: the committed table is
    in use again. */
 #define PEN_CALIBRATION_DISCARD_MAX_PAYLOAD 0u /* bytes, with every list full */
+#define PEN_CALIBRATION_DISCARD_MAX_WIRE PEN_WIRE_SIZE(PEN_CALIBRATION_DISCARD_MAX_PAYLOAD)
 /* No fields: the payload is empty (a longer one is read as empty). */
 
 /* Any message: msg_id says which member of body holds it (messages without fields
@@ -601,6 +654,11 @@ typedef struct {
     uint16_t layout_hash;
     pen_kind_t kind; /* a pen answers only requests */
     pen_direction_t direction;
+    /* A RETRY whose cache entry has expired is executed only if repeating it is
+       harmless; otherwise it is refused NACK INVALID_STATE. */
+    bool safe_to_repeat;
+    /* Executed even when its answer is replayed from the cache (STOP). */
+    bool always_executed;
 } pen_message_info_t;
 
 /* The schema's entry for msg_id, or NULL when the schema has no such message. */
@@ -755,6 +813,10 @@ typedef struct {
     uint16_t crc_received; /* BAD_CRC: the frame's CRC */
     uint16_t crc_computed; /* BAD_CRC: the CRC of what it covers */
     uint16_t local_hash; /* SCHEMA_MISMATCH: our layout hash of msg_id */
+    /* From LENGTH_MISMATCH on: the payload as received, inside the receiver's buffer
+       (valid until the next byte is pushed), e.g. to compare a retried request. */
+    const uint8_t *payload;
+    size_t payload_length;
     pen_message_t message; /* MESSAGE */
 } pen_event_t;
 

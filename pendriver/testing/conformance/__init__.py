@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from firmware_protocol import encode_frame
 from firmware_protocol import messages as m
-from firmware_protocol.messages import CartridgeState, FaultFlags
+from firmware_protocol.messages import CartridgeState, PenState
 
 from ...config import DriverConfig
 from ...driver import Pen
@@ -57,12 +58,32 @@ async def collect(
 
 
 async def ensure_startable(pen: Pen) -> None:
+    """Skip unless a startable cartridge is fitted; clear whatever fault an earlier check (or
+    the bench) left latched, since every fault latches until CLEAR_FAULTS."""
     cartridge = await pen.cartridge()
     if cartridge.state not in (CartridgeState.NEW, CartridgeState.IN_USE):
         pytest.skip(f"fit a new cartridge: this one is {cartridge.state!r}")
     status = await pen.status()
-    if status.faults & ~(FaultFlags.WATCHDOG | FaultFlags.BROWNOUT):
+    if status.faults or status.state == PenState.FAULT:
         await pen.clear_faults()
+
+
+async def unanswered(pen: Pen, frames: bytes, status_seq: int) -> m.Status:
+    """Write ``frames`` (hand-made, each under a sequence number nobody waits for) and, in the
+    same write, a GET_STATUS under ``status_seq``; fail if the pen answered any of ``frames``.
+
+    A pen answers in the order frames arrive, so an answer to any of them would come before
+    the STATUS, and the driver counts an answer nobody waits for (``stray_answers``): one
+    round trip tells silence from an answer, instead of waiting out a timeout per frame.
+    """
+    before = pen.counters.stray_answers
+    status = await pen.request_frame(
+        frames + encode_frame(m.GetStatus(), status_seq), status_seq, what="GET_STATUS"
+    )
+    assert isinstance(status, m.Status), f"GET_STATUS was answered {status}"
+    answered = pen.counters.stray_answers - before
+    assert answered == 0, f"the pen answered {answered} frame(s) it must not answer"
+    return status
 
 
 def needs_hands(pen: Pen) -> Any:

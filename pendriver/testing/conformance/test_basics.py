@@ -3,6 +3,9 @@ telemetry rates and single-use cartridges."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import statistics
 from itertools import pairwise
 
@@ -13,6 +16,7 @@ from firmware_protocol import messages as m
 from firmware_protocol.messages import CartridgeState, ErrorCode, FaultFlags, PenState
 
 from ...driver import Pen
+from ...errors import PenError
 from . import SILENT_HOST, Check, collect, ensure_startable, nack_of, needs_hands
 
 
@@ -31,6 +35,25 @@ def test_device_info_is_consistent(pen_check: Check) -> None:
             assert (raw.rate_max_mhz - raw.rate_min_mhz) % raw.rate_step_mhz == 0
         assert raw.watchdog_ms > 0
         assert m.Capability.TELEMETRY & raw.capabilities
+
+    pen_check(body)
+
+
+def test_hello_gets_the_pens_own_identity_whatever_the_host_says(pen_check: Check) -> None:
+    """HELLO from a host of another schema or protocol version is answered all the same, with
+    the pen's own version and schema hash: the host decides what to make of the difference."""
+
+    async def body(pen: Pen) -> None:
+        own = (await pen.info(refresh=True)).raw
+        other = m.Hello(
+            protocol_version=PROTOCOL_VERSION + 1, schema_hash=~SCHEMA_HASH & 0xFFFFFFFF
+        )
+        reply = await pen.request(dataclasses.replace(other, host_name="conformance"), m.DeviceInfo)
+        assert (reply.protocol_version, reply.schema_hash) == (
+            own.protocol_version,
+            own.schema_hash,
+        )
+        assert reply.serial_number == own.serial_number
 
     pen_check(body)
 
@@ -76,6 +99,11 @@ def test_every_depth_on_the_grid_within_the_needles_is_accepted(pen_check: Check
         for depth in range(raw.depth_min_um, deepest + 1, raw.depth_step_um):
             await pen.request(m.SetDepth(depth), m.Ack)
             assert round((await pen.status()).depth_setpoint_mm * 1000) == depth
+        deeper = deepest + raw.depth_step_um
+        if needles and deeper <= raw.depth_max_um:
+            # On the grid, but deeper than the fitted needles: refused naming their length.
+            nack = await nack_of(pen, m.SetDepth(deeper))
+            assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, needles)
 
     pen_check(body)
 
@@ -97,10 +125,16 @@ def test_stroke_rate_outside_the_range_is_refused_naming_the_limit(pen_check: Ch
     pen_check(body)
 
 
-def test_telemetry_rate_above_1000_hz_is_refused(pen_check: Check) -> None:
+def test_telemetry_above_the_pens_maximum_is_refused_naming_it(pen_check: Check) -> None:
+    """DEVICE_INFO telemetry_max_hz is the fastest rate, at most 1,000 Hz (0 from a pen that
+    does not state it: 1,000 Hz); one above it is refused OUT_OF_RANGE, detail = it."""
+
     async def body(pen: Pen) -> None:
-        nack = await nack_of(pen, m.SetTelemetry(1001))
-        assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, 1000)
+        stated = pen.device_info.raw.telemetry_max_hz
+        assert 0 <= stated <= 1000
+        highest = stated or 1000
+        nack = await nack_of(pen, m.SetTelemetry(highest + 1))
+        assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, highest)
 
     pen_check(body)
 
@@ -166,24 +200,57 @@ def test_start_runs_the_motor_and_stop_stops_it(pen_check: Check) -> None:
 
 
 def test_a_silent_host_is_stopped_by_the_watchdog(pen_check: Check) -> None:
+    """A host that sends no valid frame for the watchdog period stops the motor. Frames the
+    pen answers with a NACK because it cannot read them (an unknown id, another layout, a
+    payload cut inside a field) are no valid frames: they do not keep it running."""
+
     async def body(pen: Pen) -> None:
         await ensure_startable(pen)
         watchdog_s = pen.device_info.watchdog_s
+        loop = asyncio.get_running_loop()
         faults = pen.fault_events()
         await pen.start()
+        started = loop.time()
+
+        async def undecodable() -> None:
+            frames = [
+                (0x7E, b"", None),
+                (m.SetDepth.MSG_ID, b"\x00\x00", 0xBEEF),
+                (m.SetStrokeRate.MSG_ID, b"\xc0\xd4", None),
+            ]
+            for i in range(12):  # three watchdog periods, four frames in each
+                msg_id, payload, layout_hash = frames[i % 3]
+                await pen.request_raw(msg_id, payload, layout_hash=layout_hash)
+                await asyncio.sleep(watchdog_s / 4)
+
+        feeding = asyncio.create_task(undecodable())
         try:
             fault = await anext(faults)
         finally:
             await faults.aclose()
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, PenError):
+                await feeding
+        stopped_after = loop.time() - started
         assert fault.fault == FaultFlags.WATCHDOG and fault.active
         assert watchdog_s * 1000 <= fault.detail <= watchdog_s * 1000 * 1.5 + 100
+        assert stopped_after <= watchdog_s * 1.5 + 0.2, (
+            f"stopped {stopped_after:.2f} s after START: frames it could not read fed it"
+        )
         status = await pen.status()
-        assert status.state == PenState.IDLE
+        assert status.state == PenState.FAULT
         assert FaultFlags.WATCHDOG in status.faults
-        # It stays stopped until the user starts it; START acknowledges the watchdog stop.
-        await pen.start()
-        assert FaultFlags.WATCHDOG not in (await pen.status()).faults
-        await pen.stop()
+        # A safety stop latches: START alone is refused, naming the fault, and runs nothing.
+        nack = await nack_of(pen, m.Start())
+        assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, FaultFlags.WATCHDOG)
+        assert (await pen.status()).state == PenState.FAULT
+        # CLEAR_FAULTS clears it, announced by a FAULT with active = 0, and leaves FAULT.
+        heard = len(pen.faults)
+        await pen.clear_faults()
+        status = await pen.status()
+        assert (status.state, status.faults) == (PenState.IDLE, FaultFlags(0))
+        cleared = [(f.fault, f.active) for f in pen.faults[heard:]]
+        assert cleared == [(FaultFlags.WATCHDOG, False)], cleared
 
     pen_check(body, config=SILENT_HOST)
 
@@ -251,9 +318,13 @@ def test_pulling_the_cartridge_mid_pass_stops_the_motor(pen_check: Check) -> Non
             await faults.aclose()
         assert fault.fault == FaultFlags.CARTRIDGE_REMOVED
         status = await pen.status()
-        assert status.state != PenState.RUNNING
+        assert status.state == PenState.FAULT
         assert status.cartridge == CartridgeState.ABSENT
-        control.fit_cartridge(cartridge_id="CONF-AFTER-PULL")
+        # Two refusals apply; the latched fault is checked first.
+        nack = await nack_of(pen, m.Start())
+        assert (nack.code, nack.detail) == (ErrorCode.FAULT_ACTIVE, FaultFlags.CARTRIDGE_REMOVED)
         await pen.clear_faults()
+        assert (await nack_of(pen, m.Start())).code == ErrorCode.NO_CARTRIDGE
+        control.fit_cartridge(cartridge_id="CONF-AFTER-PULL")
 
     pen_check(body)

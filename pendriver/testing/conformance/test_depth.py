@@ -37,6 +37,9 @@ def test_start_deeper_than_the_fitted_needles_is_refused(pen_check: Check) -> No
         try:
             nack = await nack_of(pen, m.Start())
             assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, short)
+            # SET_DEPTH is refused the same way, naming the needle length.
+            nack = await nack_of(pen, m.SetDepth(deep))
+            assert (nack.code, nack.detail) == (ErrorCode.OUT_OF_RANGE, short)
             assert (await pen.status()).state != PenState.RUNNING
             await pen.request(m.SetDepth(short), m.Ack)
             await pen.start()

@@ -17,7 +17,7 @@ from firmware_protocol.messages import ErrorCode
 
 from ...driver import Pen
 from ...errors import PenTimeout
-from . import Check
+from . import Check, unanswered
 
 SET_DEPTH_HASH = SCHEMA.message("SET_DEPTH").schema_hash
 GET_STATUS_HASH = SCHEMA.message("GET_STATUS").schema_hash
@@ -109,5 +109,65 @@ def test_a_version_1_frame_is_refused_as_unsupported(pen_check: Check) -> None:
         assert await answer_to_frame(pen, shortest, 0x6C11) == m.Nack(
             m.GetStatus.MSG_ID, ErrorCode.UNSUPPORTED, PROTOCOL_VERSION
         )
+
+    pen_check(body)
+
+
+def test_a_frame_with_an_unknown_must_understand_flag_is_refused_as_unsupported(
+    pen_check: Check,
+) -> None:
+    """A must-understand bit the pen lacks changes what the frame means: not acted upon, and
+    answered NACK UNSUPPORTED (detail: the pen's protocol version), echoing the frame's
+    sequence number and naming its id, with RESPONSE set."""
+
+    async def body(pen: Pen) -> None:
+        before, target = await another_depth(pen)
+        frame = encode_raw_frame(
+            m.SetDepth.MSG_ID,
+            target.to_bytes(2, "little"),
+            seq=0x6C20,
+            layout_hash=SET_DEPTH_HASH,
+            flags=0x02,
+        )
+        answer = await answer_to_frame(pen, frame, 0x6C20)
+        assert answer == m.Nack(m.SetDepth.MSG_ID, ErrorCode.UNSUPPORTED, PROTOCOL_VERSION)
+        assert await depth_um(pen) == before, "a frame it cannot read changed the depth"
+
+    pen_check(body)
+
+
+def test_a_payload_may_lack_whole_fields_but_not_end_inside_one(pen_check: Check) -> None:
+    """A short payload reads its missing trailing fields as 0 (an older sender), but one that
+    ends inside a field is malformed: the 2-byte SET_STROKE_RATE ``c0 d4`` is not 54,464 mHz
+    but NACK MALFORMED, and an empty one is a rate of 0, refused as out of range."""
+
+    async def body(pen: Pen) -> None:
+        raw = pen.device_info.raw
+        rate = (await pen.status()).rate_setpoint_hz
+        cut = await pen.request_raw(m.SetStrokeRate.MSG_ID, b"\xc0\xd4")
+        assert cut == m.Nack(m.SetStrokeRate.MSG_ID, ErrorCode.MALFORMED, 0)
+        if raw.rate_min_mhz > 0:
+            empty = await pen.request_raw(m.SetStrokeRate.MSG_ID, b"")
+            assert empty == m.Nack(m.SetStrokeRate.MSG_ID, ErrorCode.OUT_OF_RANGE, raw.rate_min_mhz)
+        assert (await pen.status()).rate_setpoint_hz == rate
+
+    pen_check(body)
+
+
+def test_after_an_oversize_frame_the_next_frame_is_answered(pen_check: Check) -> None:
+    """More than 515 bytes without a 0x00: everything up to and including the next 0x00 is
+    dropped, and the frame after it is read as usual."""
+
+    async def body(pen: Pen) -> None:
+        oversize = b"\x55" * 600
+        status = encode_raw_frame(m.GetStatus.MSG_ID, b"", seq=0x6C30, layout_hash=GET_STATUS_HASH)
+        answer = await answer_to_frame(pen, oversize + b"\x00" + status, 0x6C30)
+        assert isinstance(answer, m.Status), answer
+        # Without a 0x00 of its own the oversize run swallows the frame after it, whose
+        # delimiter ends the run; the one after that is answered.
+        swallowed = encode_raw_frame(
+            m.GetStatus.MSG_ID, b"", seq=0x6C31, layout_hash=GET_STATUS_HASH
+        )
+        await unanswered(pen, oversize + swallowed, 0x6C32)
 
     pen_check(body)

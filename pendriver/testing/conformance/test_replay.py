@@ -1,14 +1,18 @@
 """The replay cache (issue 12, item 3): only a RETRY is answered from it, so a fresh STOP on a
 sequence number the pen has seen before is executed; a RETRY within the expiry is answered
 from it and executed at most once, except STOP, which is always executed (a RETRY of a cached
-STOP stops a motor started since)."""
+STOP stops a motor started since). A refusal is remembered like any answer (but BUSY, which
+no check can provoke on demand: tests/test_simulator_firmware.py covers it)."""
 
 from __future__ import annotations
 
+import pytest
+
 from firmware_protocol import messages as m
+from firmware_protocol.calibration import NOT_STAGED
 from firmware_protocol.codec import CODECS
 from firmware_protocol.events import FLAG_RETRY
-from firmware_protocol.messages import PenState
+from firmware_protocol.messages import Capability, ErrorCode, PenState
 
 from ...driver import Pen
 from ...errors import PenTimeout
@@ -17,6 +21,8 @@ from . import Check, ensure_startable
 STOP_SEQ = 0x5A01
 START_SEQ = 0x5A02
 DEPTH_SEQ = 0x5A03
+COMMIT_SEQ = 0x5A04
+UNUSED_VERSION = 0xC0FE
 
 
 async def answer_to_retry(pen: Pen, message: m.Message, seq: int) -> m.Message | None:
@@ -89,5 +95,34 @@ def test_a_retry_within_the_expiry_is_answered_from_the_cache_not_executed(
         await pen.request(m.SetDepth(second), m.Ack)
         assert await answer_to_retry(pen, m.SetDepth(first), DEPTH_SEQ) == depth
         assert round((await pen.status()).depth_setpoint_mm * 1000) == second
+
+    pen_check(body)
+
+
+def test_a_refusal_is_remembered_like_any_answer(pen_check: Check) -> None:
+    """A RETRY of a refused request gets the same NACK, even once the cause has gone: a
+    CALIBRATION_COMMIT refused for want of a table on trial is not carried out by its retry
+    after a table was put on trial (the host asks again under a new number)."""
+
+    async def body(pen: Pen) -> None:
+        if not pen.device_info.raw.capabilities & Capability.CALIBRATION:
+            pytest.skip("the pen does not accept calibration tables")
+        commit = m.CalibrationCommit(UNUSED_VERSION)
+        payload = CODECS[commit.MSG_ID].encode(commit)
+        refused = m.Nack(commit.MSG_ID, ErrorCode.CALIBRATION_INVALID, NOT_STAGED)
+        assert await pen.request_raw(commit.MSG_ID, payload, seq=COMMIT_SEQ) == refused
+        stored = await pen.request(m.CalibrationRead(), m.CalibrationData)
+        # The stored table itself, on trial under the version the COMMIT names: nothing moves.
+        trial = m.CalibrationWrite(
+            UNUSED_VERSION, stored.points, stored.rate_ppm, stored.rate_offset_mhz
+        )
+        await pen.request(trial, m.Ack)
+        try:
+            assert await answer_to_retry(pen, commit, COMMIT_SEQ) == refused
+            staged = await pen.request(m.CalibrationRead(staged=1), m.CalibrationData)
+            assert staged.committed == 0, "the retried COMMIT was executed"
+            assert await pen.request(m.CalibrationRead(), m.CalibrationData) == stored
+        finally:
+            await pen.request(m.CalibrationDiscard(), m.Ack)
 
     pen_check(body)
