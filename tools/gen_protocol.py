@@ -4,8 +4,8 @@
     python tools/gen_protocol.py --check  # exit 1 and name the files that drifted
 
 Derived files: firmware_protocol/messages.py (typed classes), firmware/c/pen_protocol.h and
-pen_protocol.c (the firmware's C library) and the part of docs/PROTOCOL.md between the
-GENERATED markers.
+pen_protocol.c (the firmware's C library), the part of docs/PROTOCOL.md between the
+GENERATED markers, and tools/wireshark/pen_protocol.lua (a Wireshark dissector).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ os.environ[REGENERATING] = "1"
 
 from firmware_protocol.codegen import markdown_tables, python_module  # noqa: E402
 from firmware_protocol.codegen_c import c_header, c_source  # noqa: E402
+from firmware_protocol.codegen_lua import lua_dissector  # noqa: E402
 from firmware_protocol.schema import load_schema  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED TABLES -->"
@@ -45,6 +46,7 @@ def expected_files() -> dict[Path, str]:
         ROOT / "firmware" / "c" / "pen_protocol.h": c_header(schema),
         ROOT / "firmware" / "c" / "pen_protocol.c": c_source(schema),
         doc_path: f"{head}{BEGIN}\n{markdown_tables(schema)}{END}{tail}",
+        ROOT / "tools" / "wireshark" / "pen_protocol.lua": lua_dissector(schema),
     }
 
 

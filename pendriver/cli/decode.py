@@ -1,4 +1,5 @@
-"""``pen decode``: a wire capture as the messages each side's decoder saw."""
+"""``pen decode``: a wire capture as the messages each side's decoder saw, or as pcapng for
+Wireshark (``--pcapng``, :mod:`pendriver.cli.pcapng`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def register(commands: Commands) -> None:
         default=frozenset(),
         help="comma-separated messages to show alone (ERROR: the frames a decoder dropped)",
     )
+    p.add_argument(
+        "--pcapng",
+        metavar="OUT",
+        help="write the capture's frames to OUT as pcapng (one packet a frame, link type "
+        "USER0) for Wireshark and tools/wireshark/pen_protocol.lua, instead of printing them "
+        "('-': stdout)",
+    )
 
 
 ERROR = "ERROR"
@@ -58,14 +66,23 @@ def decode(args: argparse.Namespace, output: Output) -> int:
 
     skip: frozenset[str] = args.skip
     only: frozenset[str] = args.only
+    if args.pcapng is not None:
+        from .pcapng import write_pcapng
+
+        return write_pcapng(args.file, args.pcapng, output, skip=skip, only=only)
     with capture_lines(args.file) as lines:
         for entry in decode_capture(read_capture(lines, args.file, warn=output.warning)):
             event = entry.event
             name = event.message.NAME if isinstance(event, MessageReceived) else ERROR
-            if name in skip or (only and name not in only):
+            if not passes(name, skip, only):
                 continue
             if output.json:
                 output.emit_json_line(as_json(entry))
             else:
                 print(describe(entry), file=output.out)
     return 0
+
+
+def passes(name: str, skip: frozenset[str], only: frozenset[str]) -> bool:
+    """Whether ``--skip`` and ``--only`` let a frame of message ``name`` (or ERROR) through."""
+    return name not in skip and (not only or name in only)
