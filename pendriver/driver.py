@@ -609,6 +609,7 @@ class Pen:
             if self._telemetry:
                 self._telemetry.publish(TelemetrySample.from_message(message))
         elif isinstance(message, m.Heartbeat):
+            self.counters.heartbeats += 1
             self._observe_state(message.state)
         elif isinstance(message, m.Fault):
             fault = FaultEvent.from_message(message)

@@ -259,5 +259,8 @@ class DriverCounters:
     starts_acknowledged: int = 0
     stray_answers: int = 0
     """Answers that came after their request was settled (a retry's duplicate answer)."""
+    heartbeats: int = 0
+    """HEARTBEAT frames from the pen (once a second, PROTOCOL.md "The watchdog and
+    heartbeats")."""
     link_losses: int = 0
     reconnects: int = 0

@@ -765,6 +765,10 @@ class PenFirmware:
             # An answer (or what says it is one) is never answered, whatever is wrong with it:
             # two peers must not NACK each other's NACKs for ever.
             self.counters.frames_not_answered += 1
+        elif isinstance(event, SchemaMismatch | MalformedPayload) and event.msg_id not in REQUESTS:
+            # A message the pen knows is no request (an event such as HEARTBEAT, or a response)
+            # is never answered, even when it cannot be read: answers go to requests only.
+            self.counters.frames_not_answered += 1
         elif isinstance(event, UnknownMessage):
             self._answer(event.seq, m.Nack(event.msg_id, ErrorCode.UNKNOWN_MESSAGE, event.msg_id))
         elif isinstance(event, SchemaMismatch):

@@ -13,7 +13,7 @@ from pendriver.testing.plugin import CONFORMANCE
 from simulator.background import ServedPen
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-CONFORMANCE_CHECKS = 34
+CONFORMANCE_CHECKS = 37
 NEEDS_HANDS = 4
 """Checks that pull and fit cartridges: they skip against a pen in another process."""
 TCP_ONLY = 1

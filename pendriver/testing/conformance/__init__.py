@@ -22,7 +22,7 @@ import pytest
 
 from firmware_protocol import encode_frame
 from firmware_protocol import messages as m
-from firmware_protocol.messages import CartridgeState, PenState
+from firmware_protocol.messages import Capability, CartridgeState, PenState
 
 from ...config import DriverConfig
 from ...driver import Pen
@@ -48,12 +48,24 @@ async def collect(
     count: int,
     until: Callable[[TelemetrySample], bool] | None = None,
 ) -> list[TelemetrySample]:
+    """``count`` TELEMETRY samples (and on until ``until``): skips on a pen without the
+    TELEMETRY capability, which PROTOCOL.md allows, and turns a stream that is off on at
+    100 Hz for the while, so a check never waits on a pen that was simply not asked."""
+    if not pen.device_info.raw.capabilities & Capability.TELEMETRY:
+        pytest.skip("the pen does not stream TELEMETRY (no TELEMETRY capability)")
+    was_off = (await pen.status()).telemetry_rate_hz == 0
+    if was_off:
+        await pen.set_telemetry_rate(100)
     samples: list[TelemetrySample] = []
-    async with pen.telemetry() as stream:
-        async for sample in stream:
-            samples.append(sample)
-            if len(samples) >= count and (until is None or until(sample)):
-                break
+    try:
+        async with pen.telemetry() as stream:
+            async for sample in stream:
+                samples.append(sample)
+                if len(samples) >= count and (until is None or until(sample)):
+                    break
+    finally:
+        if was_off:
+            await pen.set_telemetry_rate(0)
     return samples
 
 

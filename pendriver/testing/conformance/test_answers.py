@@ -101,3 +101,39 @@ def test_a_message_that_is_no_request_is_dropped_unanswered(pen_check: Check) ->
         assert status.state != PenState.RUNNING, "a STATUS or TELEMETRY sent to the pen ran it"
 
     pen_check(body)
+
+
+def test_a_message_that_is_no_request_is_not_answered_even_unreadable(pen_check: Check) -> None:
+    """A HEARTBEAT or an ACK under another layout hash, or cut inside a field, without the
+    RESPONSE flag: still no request, so still no answer (no NACK SCHEMA_MISMATCH or MALFORMED)."""
+
+    async def body(pen: Pen) -> None:
+        heartbeat = SCHEMA.message("HEARTBEAT")
+        unreadable = {
+            "a HEARTBEAT under another layout hash": (
+                heartbeat.id,
+                bytes(9),
+                heartbeat.schema_hash ^ 0xFFFF,
+            ),
+            "a HEARTBEAT cut inside its uptime": (heartbeat.id, bytes(3), heartbeat.schema_hash),
+            "an ACK under another layout hash": (
+                m.Ack.MSG_ID,
+                bytes([m.Start.MSG_ID]),
+                layout_hash("ACK") ^ 0xFFFF,
+            ),
+            "a STATUS cut inside its fault flags": (
+                m.Status.MSG_ID,
+                bytes(2),
+                layout_hash("STATUS"),
+            ),
+        }
+        for seq, (what, (msg_id, payload, hash_)) in enumerate(
+            unreadable.items(), FIRST_SEQ + 0xD0
+        ):
+            frame = encode_raw_frame(msg_id, payload, seq=seq, layout_hash=hash_)
+            try:
+                await unanswered(pen, frame, FIRST_SEQ + 0xE0)
+            except AssertionError as failure:
+                raise AssertionError(f"{what}: {failure}") from None
+
+    pen_check(body)

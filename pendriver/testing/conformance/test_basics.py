@@ -34,7 +34,6 @@ def test_device_info_is_consistent(pen_check: Check) -> None:
         if raw.rate_step_mhz:
             assert (raw.rate_max_mhz - raw.rate_min_mhz) % raw.rate_step_mhz == 0
         assert raw.watchdog_ms > 0
-        assert m.Capability.TELEMETRY & raw.capabilities
 
     pen_check(body)
 
@@ -255,9 +254,31 @@ def test_a_silent_host_is_stopped_by_the_watchdog(pen_check: Check) -> None:
     pen_check(body, config=SILENT_HOST)
 
 
+def test_the_pen_sends_a_heartbeat_once_a_second(pen_check: Check) -> None:
+    """Whatever else it sends, the pen's own HEARTBEAT comes once a second: two in a row
+    arrive 1 s apart (within the jitter a serial link or a BLE connection interval adds)."""
+
+    async def body(pen: Pen) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def next_heartbeat() -> float:
+            seen = pen.counters.heartbeats
+            while pen.counters.heartbeats == seen:
+                await asyncio.sleep(0.005)
+            return loop.time()
+
+        first = await next_heartbeat()
+        spacing = await next_heartbeat() - first
+        assert spacing == pytest.approx(1.0, abs=0.15), f"HEARTBEATs {spacing:.3f} s apart"
+
+    pen_check(body)
+
+
 @pytest.mark.parametrize("rate_hz", [20, 100, 500, 1000])
 def test_telemetry_arrives_at_the_rate_asked(pen_check: Check, rate_hz: int) -> None:
     async def body(pen: Pen) -> None:
+        if not pen.device_info.raw.capabilities & m.Capability.TELEMETRY:
+            pytest.skip("the pen does not stream TELEMETRY (no TELEMETRY capability)")
         original = (await pen.status()).telemetry_rate_hz
         await pen.set_telemetry_rate(rate_hz)
         try:

@@ -12,16 +12,17 @@ from firmware_protocol import messages as m
 from firmware_protocol.calibration import NOT_STAGED
 from firmware_protocol.codec import CODECS
 from firmware_protocol.events import FLAG_RETRY
-from firmware_protocol.messages import Capability, ErrorCode, PenState
+from firmware_protocol.messages import Capability, ErrorCode, FaultFlags, PenState
 
 from ...driver import Pen
 from ...errors import PenTimeout
-from . import Check, ensure_startable
+from . import SILENT_HOST, Check, ensure_startable
 
 STOP_SEQ = 0x5A01
 START_SEQ = 0x5A02
 DEPTH_SEQ = 0x5A03
 COMMIT_SEQ = 0x5A04
+LATCHED_START_SEQ = 0x5A05
 UNUSED_VERSION = 0xC0FE
 
 
@@ -126,3 +127,28 @@ def test_a_refusal_is_remembered_like_any_answer(pen_check: Check) -> None:
             await pen.request(m.CalibrationDiscard(), m.Ack)
 
     pen_check(body)
+
+
+def test_a_start_refused_for_a_latched_fault_is_not_run_by_its_retry(pen_check: Check) -> None:
+    """The refusal any pen can give: after a watchdog stop, START is refused FAULT_ACTIVE;
+    once CLEAR_FAULTS has cleared the fault, a RETRY of that START gets the same NACK from the
+    cache and the motor stays off (its first copy was refused; running it now would start a
+    motor nobody asked to start since)."""
+
+    async def body(pen: Pen) -> None:
+        await ensure_startable(pen)
+        faults = pen.fault_events()
+        await pen.start()
+        try:
+            fault = await anext(faults)  # the host is silent: the watchdog stops the motor
+        finally:
+            await faults.aclose()
+        assert fault.fault == FaultFlags.WATCHDOG and fault.active
+        start = m.Start()
+        refused = await pen.request_raw(start.MSG_ID, b"", seq=LATCHED_START_SEQ)
+        assert refused == m.Nack(start.MSG_ID, ErrorCode.FAULT_ACTIVE, FaultFlags.WATCHDOG)
+        await pen.clear_faults()
+        assert await answer_to_retry(pen, start, LATCHED_START_SEQ) == refused
+        assert await state(pen) == PenState.IDLE, "the retried START ran the motor"
+
+    pen_check(body, config=SILENT_HOST)
