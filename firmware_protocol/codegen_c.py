@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from .contract import HEARTBEAT_PERIOD_S, MAX_TELEMETRY_HZ
 from .crc import CRC_INIT, CRC_POLY
 from .events import FLAG_RESPONSE, FLAG_RETRY, FLAGS_KNOWN, FLAGS_MUST_UNDERSTAND
 from .framing import CRC_SIZE, HEADER_FIELDS, HEADER_PREFIX, HEADER_V1
@@ -238,6 +239,11 @@ def _constants(schema: Schema) -> list[str]:
         "   kept; see pen_message_info_t for which requests are safe to repeat or always run. */",
         _define("PEN_REPLAY_EXPIRY_MS", round(REPLAY_EXPIRY_S * 1000)),
         _define("PEN_REPLAY_CAPACITY", DEFAULT_CAPACITY),
+        "",
+        "/* The pen's own HEARTBEAT period, and the fastest TELEMETRY any pen of this protocol",
+        "   streams (a pen states its own maximum in DEVICE_INFO telemetry_max_hz). */",
+        _define("PEN_HEARTBEAT_PERIOD_MS", round(HEARTBEAT_PERIOD_S * 1000)),
+        _define("PEN_TELEMETRY_MAX_HZ", MAX_TELEMETRY_HZ),
     ]
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from firmware_protocol import contract
+
 from .errors import LimitError
 from .models import DeviceInfo
 
@@ -57,7 +59,7 @@ def rate_mhz(info: DeviceInfo, rate_hz: float) -> int:
     )
 
 
-MAX_TELEMETRY_HZ = 1000
+MAX_TELEMETRY_HZ = contract.MAX_TELEMETRY_HZ
 """The fastest telemetry any pen of this protocol streams (SET_TELEMETRY above it is refused
 OUT_OF_RANGE); a pen may state a lower maximum in DEVICE_INFO ``telemetry_max_hz``."""
 

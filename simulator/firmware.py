@@ -31,6 +31,7 @@ from firmware_protocol import (
     SchemaMismatch,
     UnknownMessage,
     UnsupportedFrame,
+    contract,
 )
 from firmware_protocol import messages as m
 from firmware_protocol.calibration import (
@@ -51,10 +52,9 @@ from .nvm import MemoryFlash, NvmImage, NvmStore, PowerCut, RecordTooLarge, Slot
 from .physics import Battery, DepthActuator, Motor, UnitError
 from .profiles import DEFAULT_PROFILE, PenProfile, get_profile
 
-MAX_TELEMETRY_HZ = 1000
-"""The fastest TELEMETRY rate a pen of this protocol streams (DEVICE_INFO telemetry_max_hz)."""
-HEARTBEAT_PERIOD_S = 1.0
-"""The pen's own HEARTBEAT period, in every state once booted."""
+# The contract's numbers (PROTOCOL.md), re-exported: simulator.cli and tests name them here.
+MAX_TELEMETRY_HZ = contract.MAX_TELEMETRY_HZ
+HEARTBEAT_PERIOD_S = contract.HEARTBEAT_PERIOD_S
 
 REQUESTS: frozenset[int] = frozenset(d.id for d in SCHEMA.messages if d.kind == "request")
 """Ids of the host-to-pen requests: the only messages a pen answers."""

@@ -48,6 +48,7 @@ from firmware_protocol import (
     encode_payload,
     messages,
 )
+from firmware_protocol.contract import HEARTBEAT_PERIOD_S, MAX_TELEMETRY_HZ
 from firmware_protocol.framing import MAX_ENCODED
 from firmware_protocol.replay import (
     ALWAYS_EXECUTED,
@@ -150,6 +151,8 @@ def test_the_schema_facts_are_pythons(tool: WireTool, c_build: Path) -> None:
         f'_Static_assert(PEN_MAX_WIRE == {MAX_ENCODED + 1}, "max wire");',
         f'_Static_assert(PEN_REPLAY_EXPIRY_MS == {round(REPLAY_EXPIRY_S * 1000)}, "expiry");',
         f'_Static_assert(PEN_REPLAY_CAPACITY == {DEFAULT_CAPACITY}, "capacity");',
+        f'_Static_assert(PEN_HEARTBEAT_PERIOD_MS == {round(HEARTBEAT_PERIOD_S * 1000)}, "hb");',
+        f'_Static_assert(PEN_TELEMETRY_MAX_HZ == {MAX_TELEMETRY_HZ}, "telemetry");',
     ]
     for m in SCHEMA.messages:
         longest = len(encode_frame(_largest(m), 0xFFFF))

@@ -65,6 +65,11 @@ extern "C" {
 #define PEN_REPLAY_EXPIRY_MS 10000u
 #define PEN_REPLAY_CAPACITY 64u
 
+/* The pen's own HEARTBEAT period, and the fastest TELEMETRY any pen of this protocol
+   streams (a pen states its own maximum in DEVICE_INFO telemetry_max_hz). */
+#define PEN_HEARTBEAT_PERIOD_MS 1000u
+#define PEN_TELEMETRY_MAX_HZ 1000u
+
 /* Reserved message id ranges: never sent, and answered UNKNOWN_MESSAGE. */
 /* Never a valid message id. */
 #define PEN_RESERVED_00_FIRST 0x00u

@@ -51,10 +51,10 @@ extern "C" {
 #define PEN_APP_WATCHDOG_DEFAULT_MS 500u
 #define PEN_APP_MOTOR_CURRENT_MA 180u /* what the simulated motor draws while running */
 
-/* Figures of the protocol (docs/PROTOCOL.md) that the generated header does not carry. */
-#define PEN_APP_TELEMETRY_MAX_HZ 1000u /* the fastest TELEMETRY rate of this protocol */
-#define PEN_APP_HEARTBEAT_PERIOD_MS 1000u /* the pen's own HEARTBEAT */
-#define PEN_APP_REPLAY_EXPIRY_MS 10000u /* REPLAY_EXPIRY_S */
+/* Figures of the protocol (docs/PROTOCOL.md), from the generated header. */
+#define PEN_APP_TELEMETRY_MAX_HZ PEN_TELEMETRY_MAX_HZ /* the protocol's fastest TELEMETRY */
+#define PEN_APP_HEARTBEAT_PERIOD_MS PEN_HEARTBEAT_PERIOD_MS /* the pen's own HEARTBEAT */
+#define PEN_APP_REPLAY_EXPIRY_MS PEN_REPLAY_EXPIRY_MS
 
 /* The replay cache: the answers to the last few requests, for their retries. An entry holds
    the request's payload (re-encoded, so that equal messages compare equal) and the answer
