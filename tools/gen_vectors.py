@@ -85,7 +85,8 @@ FRAMES = [
         "capabilities=Capability.TELEMETRY | Capability.TIP_POSITION | Capability.CALIBRATION | "
         "Capability.CARTRIDGE_ID | Capability.BATTERY | Capability.VARIABLE_RATE, "
         "depth_min_um=250, depth_max_um=2500, depth_step_um=50, rate_min_mhz=50000, "
-        "rate_max_mhz=150000, rate_step_mhz=5000, telemetry_rate_hz=100, watchdog_ms=500)",
+        "rate_max_mhz=150000, rate_step_mhz=5000, telemetry_rate_hz=100, watchdog_ms=500, "
+        "telemetry_max_hz=1000)",
         0x0001,
         FLAG_RESPONSE,
     ),
@@ -280,6 +281,13 @@ REJECTS = [
             layout_hash=_hash(0x41),
             flags=1,
         ),
+        events.MalformedPayload,
+    ),
+    RejectVector(
+        "CUT_INSIDE_A_FIELD",
+        "SET_STROKE_RATE whose payload ends inside rate_mhz (2 of its 4 bytes): a payload may "
+        "lack whole fields, never part of one; a pen answers NACK MALFORMED",
+        lambda: encode_raw_frame(0x13, bytes.fromhex("c0d4"), seq=0x0108, layout_hash=_hash(0x13)),
         events.MalformedPayload,
     ),
     RejectVector(
