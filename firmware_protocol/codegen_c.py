@@ -343,7 +343,12 @@ def _messages(schema: Schema) -> list[str]:
         )
         out.append(f"#define PEN_{m.name}_MAX_WIRE PEN_WIRE_SIZE(PEN_{m.name}_MAX_PAYLOAD)")
         if not m.fields:
-            out += ["/* No fields: the payload is empty (a longer one is read as empty). */", ""]
+            out += [
+                "/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a",
+                "   pen_message_t with only msg_id set. The payload is empty (a longer one is read",
+                "   as empty). */",
+                "",
+            ]
             continue
         out.append("typedef struct {")
         for f in m.fields:
@@ -468,14 +473,18 @@ def _prototypes(schema: Schema) -> list[str]:
         "    pen_event_kind_t kind;",
         "    size_t size; /* bytes of the decoded frame (of the encoded one for OVERSIZE and a",
         "                    COBS error) */",
-        "    /* version, flags, seq and msg_id are valid from UNSUPPORTED on; layout_hash and",
-        "       length once the frame has PEN_MIN_FRAME bytes (LENGTH_MISMATCH on). */",
+        "    /* version, flags, seq and msg_id: set for UNSUPPORTED, LENGTH_MISMATCH,",
+        "       UNKNOWN_MESSAGE, SCHEMA_MISMATCH, MALFORMED and MESSAGE. layout_hash and length:",
+        "       the same, except for an UNSUPPORTED frame shorter than PEN_MIN_FRAME (another",
+        "       version's: its header may have no length field). */",
         "    pen_header_t header;",
         "    uint16_t crc_received; /* BAD_CRC: the frame's CRC */",
         "    uint16_t crc_computed; /* BAD_CRC: the CRC of what it covers */",
         "    uint16_t local_hash; /* SCHEMA_MISMATCH: our layout hash of msg_id */",
-        "    /* From LENGTH_MISMATCH on: the payload as received, inside the receiver's buffer",
-        "       (valid until the next byte is pushed), e.g. to compare a retried request. */",
+        "    /* The payload as received, inside the receiver's buffer (valid until the next",
+        "       byte is pushed), e.g. to compare a retried request: set for LENGTH_MISMATCH,",
+        "       UNKNOWN_MESSAGE, SCHEMA_MISMATCH, MALFORMED, MESSAGE, and UNSUPPORTED for a",
+        "       must-understand flag (NULL for another protocol version). */",
         "    const uint8_t *payload;",
         "    size_t payload_length;",
         "    pen_message_t message; /* MESSAGE */",
@@ -484,6 +493,21 @@ def _prototypes(schema: Schema) -> list[str]:
         "/* Check and decode one frame given without its delimiter, in place (the bytes are",
         "   overwritten): the receive checks of docs/PROTOCOL.md, in their order. */",
         "void pen_decode_frame(uint8_t *encoded, size_t length, pen_event_t *event);",
+        "",
+        '/* What a pen does with an event (docs/PROTOCOL.md, "What a pen does with each").',
+        "   pen_event_is_request: a request to execute and answer (MESSAGE of a request, the",
+        "   RESPONSE flag clear). pen_event_nack: whether the frame must be refused, and the",
+        "   NACK to send (fills *nack; send it with pen_encode_frame(event->header.seq,",
+        "   PEN_FLAG_RESPONSE, nack, ...)): an intact frame the pen cannot act on (another",
+        "   version or an unknown must-understand flag: UNSUPPORTED, detail the pen's version;",
+        "   an unknown id: UNKNOWN_MESSAGE, detail the id; another layout: SCHEMA_MISMATCH,",
+        "   detail our hash; a malformed payload: MALFORMED), unless it carries the RESPONSE",
+        "   flag or is a known message that is no request (a HEARTBEAT of another schema, an ACK",
+        "   cut short), which are never answered. Every other event gets no NACK: corrupted",
+        "   frames are only counted, requests go to their handler, other messages are",
+        "   dropped (a host's HEARTBEAT has fed the watchdog, as every MESSAGE does). */",
+        "bool pen_event_is_request(const pen_event_t *event);",
+        "bool pen_event_nack(const pen_event_t *event, pen_message_t *nack);",
         "",
         "/* Counters of what arrived: the first thing to look at when a link misbehaves. */",
         "typedef struct {",
@@ -1118,6 +1142,53 @@ void pen_decode_frame(uint8_t *encoded, size_t length, pen_event_t *event)
         return;
     }
     event->kind = PEN_EVENT_MESSAGE;
+}
+
+bool pen_event_is_request(const pen_event_t *event)
+{
+    const pen_message_info_t *info = pen_message_info(event->header.msg_id);
+    return event->kind == PEN_EVENT_MESSAGE && info && info->kind == PEN_KIND_REQUEST
+           && !(event->header.flags & PEN_FLAG_RESPONSE);
+}
+
+bool pen_event_nack(const pen_event_t *event, pen_message_t *nack)
+{
+    const pen_message_info_t *info = pen_message_info(event->header.msg_id);
+    int32_t detail;
+    uint8_t code;
+    if (event->header.flags & PEN_FLAG_RESPONSE) {
+        return false; /* an answer is never answered: two peers must not NACK each other */
+    }
+    switch (event->kind) {
+    case PEN_EVENT_UNSUPPORTED:
+        code = PEN_ERROR_CODE_UNSUPPORTED;
+        detail = (int32_t)PEN_PROTOCOL_VERSION;
+        break;
+    case PEN_EVENT_UNKNOWN_MESSAGE:
+        code = PEN_ERROR_CODE_UNKNOWN_MESSAGE;
+        detail = event->header.msg_id;
+        break;
+    case PEN_EVENT_SCHEMA_MISMATCH:
+        code = PEN_ERROR_CODE_SCHEMA_MISMATCH;
+        detail = event->local_hash;
+        break;
+    case PEN_EVENT_MALFORMED:
+        code = PEN_ERROR_CODE_MALFORMED;
+        detail = 0;
+        break;
+    default:
+        return false;
+    }
+    if ((event->kind == PEN_EVENT_SCHEMA_MISMATCH || event->kind == PEN_EVENT_MALFORMED)
+        && info && info->kind != PEN_KIND_REQUEST) {
+        return false; /* a known message that is no request: only requests are answered */
+    }
+    memset(nack, 0, sizeof *nack);
+    nack->msg_id = PEN_MSG_NACK;
+    nack->body.nack.request_id = event->header.msg_id;
+    nack->body.nack.code = code;
+    nack->body.nack.detail = detail;
+    return true;
 }
 
 void pen_receiver_init(pen_receiver_t *receiver)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .capture import CaptureRecord, Direction
 from .framing import MAX_ENCODED
@@ -91,6 +91,44 @@ class FrameSplitter:
         if room > 0:
             self._held += piece[:room]
         self._length += len(piece)
+
+
+RESTART_S = 0.5
+"""A record this much earlier than the one before it starts another recording: ``--capture``
+appends, and each recording's clock starts near 0."""
+RECORDING_GAP_S = 0.001
+"""How far after the previous recording's last record a later recording is placed."""
+
+
+class Recordings:
+    """Joins the recordings of an appended capture onto one clock that never goes back.
+
+    Each ``pen --capture`` run appends, with its own clock starting near 0, so the times of a
+    capture holding several runs fall back at each new run; pcapng times must not (Wireshark
+    shows negative deltas). A later recording is placed :data:`RECORDING_GAP_S` after the one
+    before (the real time between runs is not in the capture), and :attr:`count` says how many
+    there were, for the caller to say so. A record a hair earlier than the one before (two
+    directions stamped by different threads) keeps its place in the file, at the time before.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._offset = 0.0
+        self._last: float | None = None
+
+    def joined(self, records: Iterable[CaptureRecord]) -> Iterator[CaptureRecord]:
+        for record in records:
+            t = record.t + self._offset
+            if self._last is None:
+                self.count = 1
+            elif t < self._last - RESTART_S:
+                self.count += 1
+                self._offset += self._last + RECORDING_GAP_S - t
+                t = self._last + RECORDING_GAP_S
+            elif t < self._last:
+                t = self._last
+            self._last = t
+            yield record if t == record.t else replace(record, t=t)
 
 
 def wire_frames(records: Iterable[CaptureRecord], snaplen: int = SNAPLEN) -> Iterator[WireFrame]:

@@ -14,6 +14,7 @@ Requests, one a line, each answered by one line (``feed`` by one line per event 
     decode NAME HEX                         -> fields field=value ... | error CODE
     feed HEX                                -> one event line per frame completed, then end
     info ID                                 -> info NAME HASH KIND DIRECTION SAFE ALWAYS | unknown
+    verdict WIRE                            -> request | nack REQUEST_ID CODE DETAIL | none
     reset                                   -> ok (a fresh receiver)
     stats                                   -> stats counter=value ...
     cobs HEX / uncobs HEX / crc HEX         -> cobs HEX | data HEX | error CODE | crc VALUE
@@ -277,6 +278,18 @@ int main(void)
                 if (pen_receiver_push(&receiver, bytes[i], &event)) { print_event(&event); }
             }
             printf("end\n");
+        } else if (strcmp(command, "verdict") == 0) {
+            long n = rest ? parse_hex(rest, bytes, sizeof bytes) : -1;
+            static pen_message_t nack;
+            if (n <= 1) { printf("error parse\n"); }
+            else {
+                pen_decode_frame(bytes, (size_t)n - 1u, &event); /* without the delimiter */
+                if (pen_event_is_request(&event)) { printf("request\n"); }
+                else if (pen_event_nack(&event, &nack)) {
+                    printf("nack %u %u %ld\n", (unsigned)nack.body.nack.request_id,
+                           (unsigned)nack.body.nack.code, (long)nack.body.nack.detail);
+                } else { printf("none\n"); }
+            }
         } else if (strcmp(command, "info") == 0) {
             uint8_t id = (uint8_t)strtoul(rest ? rest : "0", NULL, 10);
             const pen_message_info_t *info = pen_message_info(id);

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import platform
 import random
 import re
 import shutil
@@ -43,6 +44,7 @@ from firmware_protocol import (
     PayloadError,
     StreamDecoder,
     cobs_encode,
+    decode_frame,
     decode_payload,
     encode_frame,
     encode_payload,
@@ -383,3 +385,96 @@ def test_the_c_benchmark_runs_and_counts_every_frame(capsys: pytest.CaptureFixtu
     assert bench.main(["--frames", "3000", "--repeat", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == 3000 and result["c_receive_frames_per_s"] > 0
+
+
+# -- what a pen does with each frame, as the simulated pen does it -------------------------------
+
+
+def _frames_a_pen_may_receive() -> list[tuple[str, bytes]]:
+    """Every frame and reject vector, and the frames of "What a pen does with each" that a
+    host should never send: answers, non-requests, unreadable non-requests."""
+    from firmware_protocol import FLAG_RESPONSE, encode_raw_frame
+
+    def raw(msg_id: int, payload: bytes, *, hash_of: str | None = None, **header: int) -> bytes:
+        layout = SCHEMA.message(hash_of).schema_hash if hash_of else header.pop("layout", 0)
+        return encode_raw_frame(
+            msg_id, payload, seq=header.pop("seq", 0x0303), layout_hash=layout, **header
+        )
+
+    frames = [(str(v), _hex(v.fields["wire"])) for v in _of_kind("frame") + _of_kind("reject")]
+    frames += [
+        ("unknown id with RESPONSE", raw(0x60, b"", flags=FLAG_RESPONSE)),
+        ("unknown id", raw(0x60, b"\x01")),
+        (
+            "SET_DEPTH with RESPONSE",
+            raw(0x12, b"\xf4\x01", hash_of="SET_DEPTH", flags=FLAG_RESPONSE),
+        ),
+        (
+            "SET_DEPTH, another layout, RESPONSE",
+            raw(0x12, b"\xf4\x01", layout=0xBEEF, flags=FLAG_RESPONSE),
+        ),
+        ("HEARTBEAT, another layout", raw(0x03, bytes(9), layout=0xBEEF)),
+        ("HEARTBEAT cut inside a field", raw(0x03, bytes(3), hash_of="HEARTBEAT")),
+        (
+            "ACK with a byte past its layout",
+            raw(0x04, b"\x14\x00", hash_of="ACK"),
+        ),
+        ("STATUS cut inside a field", raw(0x11, bytes(2), hash_of="STATUS")),
+        ("ACK, another layout", raw(0x04, b"\x14", layout=0x1234)),
+        (
+            "version 3 with RESPONSE",
+            raw(0x12, b"\xf4\x01", hash_of="SET_DEPTH", version=3, flags=1),
+        ),
+        ("must-understand 0x04", raw(0x10, b"", hash_of="GET_STATUS", flags=0x04)),
+    ]
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("what", "wire"), _frames_a_pen_may_receive(), ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_the_c_verdict_on_a_frame_is_what_the_simulated_pen_does(
+    tool: WireTool, what: str, wire: bytes
+) -> None:
+    """pen_event_is_request / pen_event_nack against PenFirmware: the same NACK, or none."""
+    from helpers_sim import Bench
+
+    verdict = tool.ask(f"verdict {wire.hex()}")
+    event = decode_frame(wire[:-1])
+    if verdict == "request":
+        assert isinstance(event, MessageReceived) and not event.is_response
+        assert DEFINITIONS[event.message.MSG_ID].kind == "request", what
+        return
+    bench = Bench()
+    bench.collect()  # whatever the pen said on its own so far
+    seq = getattr(event, "seq", None)
+    nacks = [
+        e.message
+        for e in bench.deliver(wire)
+        if isinstance(e, MessageReceived) and e.is_response and e.seq == seq
+    ]
+    expected = [f"nack {n.request_id} {n.code} {n.detail}" for n in nacks] or ["none"]
+    assert [verdict] == expected, what
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the README's figures are x86-64's")
+def test_the_readmes_memory_figures_are_the_compilers(c_build: Path) -> None:
+    """firmware/c/README.md states the structs' sizes; they must be what sizeof says."""
+    text = (LIBRARY / "README.md").read_text("utf-8")
+    stated = {
+        name: int(size)
+        for name, size in re.findall(r"`(pen_\w+_t)` (?:is )?(\d+)(?: bytes)?", text)
+    }
+    assert set(stated) >= {"pen_receiver_t", "pen_event_t", "pen_message_t"}, stated
+    lines = [f'printf("{name} %zu\\n", sizeof({name}));' for name in stated]
+    (c_build / "sizes.c").write_text(
+        '#include <stdio.h>\n#include "pen_protocol.h"\nint main(void)\n{\n'
+        + "\n".join(lines)
+        + "\nreturn 0;\n}\n"
+    )
+    _compile([*STRICT, "-I", str(LIBRARY), "sizes.c", "-o", "sizes"], c_build)
+    done = subprocess.run([str(c_build / "sizes")], capture_output=True, text=True, check=True)
+    measured = {
+        name: int(size) for name, size in (line.split() for line in done.stdout.splitlines())
+    }
+    assert measured == stated

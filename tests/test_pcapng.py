@@ -26,6 +26,7 @@ from firmware_protocol.pcapng import (
     LINKTYPE_USER0,
     SNAPLEN,
     FrameSplitter,
+    Recordings,
     pcapng_stream,
     wire_frames,
 )
@@ -267,3 +268,30 @@ def test_an_unreadable_capture_leaves_no_half_written_pcapng(
     code, _, err = run_pen(["decode", str(tmp_path / "nope.jsonl"), "--pcapng", str(out)], capsys)
     assert code == cli.EXIT_ERROR and "cannot read" in one_error_line(err)
     assert not out.exists()
+
+
+def test_recordings_appended_to_one_capture_never_run_time_backwards(
+    capture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--capture appends, each run's clock starting near 0: the pcapng places each later
+    recording just after the one before, keeps a hair of jitter in place, and says so."""
+    records = [parse_record(line) for line in capture.read_text().splitlines()]
+    spread = [CaptureRecord(5.0 + i * 0.01, r.direction, r.data) for i, r in enumerate(records)]
+    again = [CaptureRecord(0.2 + i * 0.01, r.direction, r.data) for i, r in enumerate(records)]
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(
+        "".join(format_record(r.t, r.direction, r.data) + "\n" for r in spread + again)
+    )
+    out = tmp_path / "twice.pcapng"
+    code, _, err = run_pen(["decode", str(twice), "--pcapng", str(out)], capsys)
+    assert code == 0, err
+    assert "holds 2 recordings" in err and "1 ms after the one before" in err
+    stamps = [p.timestamp_us for p in read_pcapng(out.read_bytes())[2]]
+    assert len(stamps) == 8 and stamps == sorted(stamps)
+    first, second = stamps[:4], stamps[4:]
+    assert second[0] - first[-1] == 1000  # RECORDING_GAP_S after the last of the first
+    assert [t - second[0] for t in second] == [t - first[0] for t in first]
+
+    recordings = Recordings()
+    jittery = [CaptureRecord(1.0, "h2p", b"\x01"), CaptureRecord(0.9999, "p2h", b"\x02")]
+    assert [r.t for r in recordings.joined(jittery)] == [1.0, 1.0] and recordings.count == 1

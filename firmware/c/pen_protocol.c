@@ -1273,6 +1273,53 @@ void pen_decode_frame(uint8_t *encoded, size_t length, pen_event_t *event)
     event->kind = PEN_EVENT_MESSAGE;
 }
 
+bool pen_event_is_request(const pen_event_t *event)
+{
+    const pen_message_info_t *info = pen_message_info(event->header.msg_id);
+    return event->kind == PEN_EVENT_MESSAGE && info && info->kind == PEN_KIND_REQUEST
+           && !(event->header.flags & PEN_FLAG_RESPONSE);
+}
+
+bool pen_event_nack(const pen_event_t *event, pen_message_t *nack)
+{
+    const pen_message_info_t *info = pen_message_info(event->header.msg_id);
+    int32_t detail;
+    uint8_t code;
+    if (event->header.flags & PEN_FLAG_RESPONSE) {
+        return false; /* an answer is never answered: two peers must not NACK each other */
+    }
+    switch (event->kind) {
+    case PEN_EVENT_UNSUPPORTED:
+        code = PEN_ERROR_CODE_UNSUPPORTED;
+        detail = (int32_t)PEN_PROTOCOL_VERSION;
+        break;
+    case PEN_EVENT_UNKNOWN_MESSAGE:
+        code = PEN_ERROR_CODE_UNKNOWN_MESSAGE;
+        detail = event->header.msg_id;
+        break;
+    case PEN_EVENT_SCHEMA_MISMATCH:
+        code = PEN_ERROR_CODE_SCHEMA_MISMATCH;
+        detail = event->local_hash;
+        break;
+    case PEN_EVENT_MALFORMED:
+        code = PEN_ERROR_CODE_MALFORMED;
+        detail = 0;
+        break;
+    default:
+        return false;
+    }
+    if ((event->kind == PEN_EVENT_SCHEMA_MISMATCH || event->kind == PEN_EVENT_MALFORMED)
+        && info && info->kind != PEN_KIND_REQUEST) {
+        return false; /* a known message that is no request: only requests are answered */
+    }
+    memset(nack, 0, sizeof *nack);
+    nack->msg_id = PEN_MSG_NACK;
+    nack->body.nack.request_id = event->header.msg_id;
+    nack->body.nack.code = code;
+    nack->body.nack.detail = detail;
+    return true;
+}
+
 void pen_receiver_init(pen_receiver_t *receiver)
 {
     memset(receiver, 0, sizeof *receiver);

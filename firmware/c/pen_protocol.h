@@ -398,7 +398,9 @@ typedef struct {
 /* 0x10 GET_STATUS, request: Asks for a STATUS snapshot. */
 #define PEN_GET_STATUS_MAX_PAYLOAD 0u /* bytes, with every list full */
 #define PEN_GET_STATUS_MAX_WIRE PEN_WIRE_SIZE(PEN_GET_STATUS_MAX_PAYLOAD)
-/* No fields: the payload is empty (a longer one is read as empty). */
+/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a
+   pen_message_t with only msg_id set. The payload is empty (a longer one is read
+   as empty). */
 
 /* 0x11 STATUS, response: A snapshot of the pen's state and set points; the answer to
    GET_STATUS. */
@@ -450,12 +452,16 @@ typedef struct {
    and no latched fault. */
 #define PEN_START_MAX_PAYLOAD 0u /* bytes, with every list full */
 #define PEN_START_MAX_WIRE PEN_WIRE_SIZE(PEN_START_MAX_PAYLOAD)
-/* No fields: the payload is empty (a longer one is read as empty). */
+/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a
+   pen_message_t with only msg_id set. The payload is empty (a longer one is read
+   as empty). */
 
 /* 0x15 STOP, request: Stops the motor; always accepted, also when already stopped. */
 #define PEN_STOP_MAX_PAYLOAD 0u /* bytes, with every list full */
 #define PEN_STOP_MAX_WIRE PEN_WIRE_SIZE(PEN_STOP_MAX_PAYLOAD)
-/* No fields: the payload is empty (a longer one is read as empty). */
+/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a
+   pen_message_t with only msg_id set. The payload is empty (a longer one is read
+   as empty). */
 
 /* 0x16 SET_TELEMETRY, request: Sets the TELEMETRY rate; 0 turns the stream off; above the pen's
    maximum (DEVICE_INFO telemetry_max_hz, at most 1,000 Hz) refused with OUT_OF_RANGE, detail =
@@ -472,7 +478,9 @@ typedef struct {
    request is refused with FAULT_ACTIVE naming it. */
 #define PEN_CLEAR_FAULTS_MAX_PAYLOAD 0u /* bytes, with every list full */
 #define PEN_CLEAR_FAULTS_MAX_WIRE PEN_WIRE_SIZE(PEN_CLEAR_FAULTS_MAX_PAYLOAD)
-/* No fields: the payload is empty (a longer one is read as empty). */
+/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a
+   pen_message_t with only msg_id set. The payload is empty (a longer one is read
+   as empty). */
 
 /* 0x30 TELEMETRY, event: One sample of the pen's state, at the TELEMETRY rate. */
 #define PEN_TELEMETRY_MAX_PAYLOAD 35u /* bytes, with every list full */
@@ -520,7 +528,9 @@ typedef struct {
 /* 0x40 GET_CARTRIDGE, request: Asks which cartridge is fitted. */
 #define PEN_GET_CARTRIDGE_MAX_PAYLOAD 0u /* bytes, with every list full */
 #define PEN_GET_CARTRIDGE_MAX_WIRE PEN_WIRE_SIZE(PEN_GET_CARTRIDGE_MAX_PAYLOAD)
-/* No fields: the payload is empty (a longer one is read as empty). */
+/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a
+   pen_message_t with only msg_id set. The payload is empty (a longer one is read
+   as empty). */
 
 /* 0x41 CARTRIDGE, response: The fitted cartridge; the answer to GET_CARTRIDGE, and sent unasked
    when one is fitted or removed. */
@@ -612,7 +622,9 @@ typedef struct {
    in use again. */
 #define PEN_CALIBRATION_DISCARD_MAX_PAYLOAD 0u /* bytes, with every list full */
 #define PEN_CALIBRATION_DISCARD_MAX_WIRE PEN_WIRE_SIZE(PEN_CALIBRATION_DISCARD_MAX_PAYLOAD)
-/* No fields: the payload is empty (a longer one is read as empty). */
+/* No fields, so no struct and no pen_encode_/pen_decode_ functions: a
+   pen_message_t with only msg_id set. The payload is empty (a longer one is read
+   as empty). */
 
 /* Any message: msg_id says which member of body holds it (messages without fields
    have none). */
@@ -812,14 +824,18 @@ typedef struct {
     pen_event_kind_t kind;
     size_t size; /* bytes of the decoded frame (of the encoded one for OVERSIZE and a
                     COBS error) */
-    /* version, flags, seq and msg_id are valid from UNSUPPORTED on; layout_hash and
-       length once the frame has PEN_MIN_FRAME bytes (LENGTH_MISMATCH on). */
+    /* version, flags, seq and msg_id: set for UNSUPPORTED, LENGTH_MISMATCH,
+       UNKNOWN_MESSAGE, SCHEMA_MISMATCH, MALFORMED and MESSAGE. layout_hash and length:
+       the same, except for an UNSUPPORTED frame shorter than PEN_MIN_FRAME (another
+       version's: its header may have no length field). */
     pen_header_t header;
     uint16_t crc_received; /* BAD_CRC: the frame's CRC */
     uint16_t crc_computed; /* BAD_CRC: the CRC of what it covers */
     uint16_t local_hash; /* SCHEMA_MISMATCH: our layout hash of msg_id */
-    /* From LENGTH_MISMATCH on: the payload as received, inside the receiver's buffer
-       (valid until the next byte is pushed), e.g. to compare a retried request. */
+    /* The payload as received, inside the receiver's buffer (valid until the next
+       byte is pushed), e.g. to compare a retried request: set for LENGTH_MISMATCH,
+       UNKNOWN_MESSAGE, SCHEMA_MISMATCH, MALFORMED, MESSAGE, and UNSUPPORTED for a
+       must-understand flag (NULL for another protocol version). */
     const uint8_t *payload;
     size_t payload_length;
     pen_message_t message; /* MESSAGE */
@@ -828,6 +844,21 @@ typedef struct {
 /* Check and decode one frame given without its delimiter, in place (the bytes are
    overwritten): the receive checks of docs/PROTOCOL.md, in their order. */
 void pen_decode_frame(uint8_t *encoded, size_t length, pen_event_t *event);
+
+/* What a pen does with an event (docs/PROTOCOL.md, "What a pen does with each").
+   pen_event_is_request: a request to execute and answer (MESSAGE of a request, the
+   RESPONSE flag clear). pen_event_nack: whether the frame must be refused, and the
+   NACK to send (fills *nack; send it with pen_encode_frame(event->header.seq,
+   PEN_FLAG_RESPONSE, nack, ...)): an intact frame the pen cannot act on (another
+   version or an unknown must-understand flag: UNSUPPORTED, detail the pen's version;
+   an unknown id: UNKNOWN_MESSAGE, detail the id; another layout: SCHEMA_MISMATCH,
+   detail our hash; a malformed payload: MALFORMED), unless it carries the RESPONSE
+   flag or is a known message that is no request (a HEARTBEAT of another schema, an ACK
+   cut short), which are never answered. Every other event gets no NACK: corrupted
+   frames are only counted, requests go to their handler, other messages are
+   dropped (a host's HEARTBEAT has fed the watchdog, as every MESSAGE does). */
+bool pen_event_is_request(const pen_event_t *event);
+bool pen_event_nack(const pen_event_t *event, pen_message_t *nack);
 
 /* Counters of what arrived: the first thing to look at when a link misbehaves. */
 typedef struct {

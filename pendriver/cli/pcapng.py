@@ -27,7 +27,7 @@ def write_pcapng(
     """Write the frames of ``capture`` (those ``--skip`` and ``--only`` let through) to
     ``target`` ('-': stdout); one ``pen: wrote ...`` line on stderr. A target that cannot be
     written is a PenError naming it, and a file left half written by an error is removed."""
-    from firmware_protocol.pcapng import pcapng_stream, wire_frames
+    from firmware_protocol.pcapng import Recordings, pcapng_stream, wire_frames
 
     from .. import __version__
     from ..captures import read_capture
@@ -38,8 +38,10 @@ def write_pcapng(
         raise PenError(f"{target} is the capture itself: name another file for the pcapng")
     counts = {"h2p": 0, "p2h": 0}
 
+    recordings = Recordings()
+
     def kept(records: Iterable[CaptureRecord]) -> Iterator[WireFrame]:
-        for frame in wire_frames(records):
+        for frame in wire_frames(recordings.joined(records)):
             if (skip or only) and not _kept(frame, skip, only):
                 continue
             counts[frame.direction] += 1
@@ -56,6 +58,12 @@ def write_pcapng(
             raise PenError(f"{capture}: {exc}") from None
         except OSError as exc:
             raise PenError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if recordings.count > 1:
+        output.warning(
+            f"{capture} holds {recordings.count} recordings (--capture appends, and each "
+            "starts its clock at 0): each is placed 1 ms after the one before, since the "
+            "time between them is not recorded"
+        )
     total = counts["h2p"] + counts["p2h"]
     output.notice(
         f"wrote {total} frames ({counts['h2p']} host → pen, {counts['p2h']} pen → host) to "

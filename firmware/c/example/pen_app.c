@@ -480,67 +480,31 @@ static void on_request(pen_app_t *app, const pen_event_t *event)
     }
 }
 
-static void on_message(pen_app_t *app, const pen_event_t *event)
-{
-    const pen_message_info_t *info = pen_message_info(event->message.msg_id);
-    bool response = (event->header.flags & PEN_FLAG_RESPONSE) != 0;
-    if (event->message.msg_id == PEN_MSG_HEARTBEAT && !response) {
-        return; /* the host's proof of life: it fed the watchdog and asks for nothing */
-    }
-    if (response || !info || info->kind != PEN_KIND_REQUEST) {
-        /* An answer, or a message that is no request for a pen (an ACK, a STATUS, a
-           TELEMETRY sent to it): dropped, never answered. */
-        app->counters.frames_not_answered++;
-        return;
-    }
-    on_request(app, event);
-}
-
-/* An intact frame the pen cannot act on: say why, unless it says it is an answer itself
-   (two peers must never NACK each other's NACKs). */
-static void refuse_frame(pen_app_t *app, const pen_event_t *event, pen_error_code_t code,
-                         int32_t detail)
-{
-    const pen_message_info_t *info = pen_message_info(event->header.msg_id);
-    bool known_non_request = info && info->kind != PEN_KIND_REQUEST
-                             && (event->kind == PEN_EVENT_SCHEMA_MISMATCH
-                                 || event->kind == PEN_EVENT_MALFORMED);
-    if ((event->header.flags & PEN_FLAG_RESPONSE) || known_non_request) {
-        /* An answer, or a message the pen knows is no request (a HEARTBEAT, an ACK) that it
-           cannot read: never answered, whatever is wrong with it. */
-        app->counters.frames_not_answered++;
-        return;
-    }
-    pen_message_t answer;
-    nack(&answer, event->header.msg_id, code, detail);
-    respond(app, event->header.seq, &answer);
-}
-
+/* What the contract says to do with each event (docs/PROTOCOL.md, "What a pen does with
+   each"), decided by the library: execute a request, NACK a frame the pen cannot act on, or
+   drop the rest (answers, non-requests, anything corrupted). */
 static void on_event(pen_app_t *app, const pen_event_t *event)
 {
-    switch (event->kind) {
-    case PEN_EVENT_MESSAGE:
-        /* A valid frame, whatever it holds: it alone feeds the watchdog. */
+    pen_message_t refusal;
+    if (event->kind == PEN_EVENT_MESSAGE) {
+        /* A valid frame, whatever it holds: it alone feeds the watchdog (a host's HEARTBEAT
+           asks for nothing else). */
         app->last_valid_ms = app->uptime_ms;
-        on_message(app, event);
-        break;
-    case PEN_EVENT_UNSUPPORTED:
-        /* Another protocol version or a must-understand flag we lack: answered in ours. */
-        refuse_frame(app, event, PEN_ERROR_CODE_UNSUPPORTED, (int32_t)PEN_PROTOCOL_VERSION);
-        break;
-    case PEN_EVENT_UNKNOWN_MESSAGE:
-        refuse_frame(app, event, PEN_ERROR_CODE_UNKNOWN_MESSAGE, event->header.msg_id);
-        break;
-    case PEN_EVENT_SCHEMA_MISMATCH:
-        refuse_frame(app, event, PEN_ERROR_CODE_SCHEMA_MISMATCH, event->local_hash);
-        break;
-    case PEN_EVENT_MALFORMED:
-        refuse_frame(app, event, PEN_ERROR_CODE_MALFORMED, 0);
-        break;
-    default:
-        /* Corrupted (framing, CRC, length, oversize): only counted, by the receiver.
-           Nothing in it can be trusted, not even the sequence number; the host retries. */
-        break;
+    }
+    if (pen_event_is_request(event)) {
+        on_request(app, event);
+    } else if (pen_event_nack(event, &refusal)) {
+        /* Another version or flag, an unknown id, another layout, a malformed payload. */
+        respond(app, event->header.seq, &refusal);
+    } else if (event->kind != PEN_EVENT_NONE && event->kind != PEN_EVENT_OVERSIZE
+               && event->kind != PEN_EVENT_BAD_FRAMING && event->kind != PEN_EVENT_BAD_CRC
+               && event->kind != PEN_EVENT_LENGTH_MISMATCH
+               && !(event->kind == PEN_EVENT_MESSAGE
+                    && event->message.msg_id == PEN_MSG_HEARTBEAT
+                    && !(event->header.flags & PEN_FLAG_RESPONSE))) {
+        /* An intact frame that is an answer or no request: dropped, never answered.
+           (Corrupted frames are only counted, by the receiver.) */
+        app->counters.frames_not_answered++;
     }
 }
 
