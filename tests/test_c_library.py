@@ -453,7 +453,10 @@ def test_the_c_verdict_on_a_frame_is_what_the_simulated_pen_does(
         for e in bench.deliver(wire)
         if isinstance(e, MessageReceived) and e.is_response and e.seq == seq
     ]
-    expected = [f"nack {n.request_id} {n.code} {n.detail}" for n in nacks] or ["none"]
+    expected = [
+        f"nack {n.request_id} {n.code} {n.detail}" if isinstance(n, messages.Nack) else repr(n)
+        for n in nacks
+    ] or ["none"]
     assert [verdict] == expected, what
 
 
