@@ -539,7 +539,20 @@ class Pen:
         detail = nack.detail
         if code in (ErrorCode.OUT_OF_RANGE, ErrorCode.NOT_ON_STEP):
             what = "limit" if code == ErrorCode.OUT_OF_RANGE else "step"
-            if isinstance(request, m.SetDepth):
+            grid = self.device_info.raw if self.device_info is not None else None
+            if (
+                isinstance(request, m.SetDepth)
+                and code == ErrorCode.OUT_OF_RANGE
+                and grid is not None
+                and detail not in (grid.depth_min_um, grid.depth_max_um)
+            ):
+                # Inside the pen's range but past the fitted needles: the detail is their
+                # length (PROTOCOL.md, "Depth limits").
+                why = (
+                    f"the depth is deeper than the fitted needles, {detail / 1000:g} mm: set a "
+                    "depth within them, or fit a longer cartridge"
+                )
+            elif isinstance(request, m.SetDepth):
                 why = f"{what} {detail / 1000:g} mm"
             elif isinstance(request, m.Start) and code == ErrorCode.OUT_OF_RANGE:
                 why = (

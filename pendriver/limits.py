@@ -67,8 +67,7 @@ OUT_OF_RANGE); a pen may state a lower maximum in DEVICE_INFO ``telemetry_max_hz
 def max_telemetry_hz(info: DeviceInfo | None) -> int:
     """The pen's stated maximum telemetry rate (DEVICE_INFO ``telemetry_max_hz``), or
     :data:`MAX_TELEMETRY_HZ` for a pen that does not state it (0) or before the greeting."""
-    stated = info.raw.telemetry_max_hz if info is not None else 0
-    return min(stated, MAX_TELEMETRY_HZ) if stated else MAX_TELEMETRY_HZ
+    return info.telemetry_max_hz if info is not None else MAX_TELEMETRY_HZ
 
 
 def telemetry_hz(rate_hz: int, info: DeviceInfo | None = None) -> int:

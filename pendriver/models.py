@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from firmware_protocol import messages as m
+from firmware_protocol.contract import MAX_TELEMETRY_HZ
 from firmware_protocol.messages import Capability, CartridgeState, FaultFlags, PenState
 
 
@@ -59,6 +60,13 @@ class DeviceInfo:
         )
 
     @property
+    def telemetry_max_hz(self) -> int:
+        """The fastest telemetry the pen streams: DEVICE_INFO ``telemetry_max_hz``, or the
+        protocol's 1,000 Hz from a pen that does not state it (0)."""
+        stated = self.raw.telemetry_max_hz
+        return min(stated, MAX_TELEMETRY_HZ) if stated else MAX_TELEMETRY_HZ
+
+    @property
     def fixed_rate(self) -> bool:
         return self.raw.rate_min_mhz == self.raw.rate_max_mhz
 
@@ -82,7 +90,7 @@ class DeviceInfo:
                 f"in {self.depth_step_mm:g} mm steps",
             ),
             ("stroke rate", rate),
-            ("telemetry", f"{self.telemetry_rate_hz} Hz"),
+            ("telemetry", f"{self.telemetry_rate_hz} Hz, at most {self.telemetry_max_hz} Hz"),
             ("watchdog", f"{self.watchdog_s:g} s"),
             ("capabilities", caps),
         ]

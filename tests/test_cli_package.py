@@ -186,9 +186,10 @@ def test_a_refusal_for_a_latched_fault_points_at_pen_clear_faults_which_clears_i
     run = ["run", "--depth", "0.5", "--rate", "100", "--seconds", "0.5"]
     with ServedPen("tcp") as served:
         served.faults.battery(0.04)  # latches BATTERY_LOW
-        code, _, err = run_pen(["--port", served.url, *run], capsys)
+        code, out, err = run_pen(["--port", served.url, *run], capsys)
         assert code == cli.EXIT_ERROR
         assert "faults BATTERY_LOW; clear them with pen clear-faults" in err, err
+        assert "running at" not in out + err, "a pass was announced that could not start"
         # The cause is still there: the pen keeps the fault, and says why.
         code, _, err = run_pen(["--port", served.url, "clear-faults"], capsys)
         assert code == cli.EXIT_ERROR

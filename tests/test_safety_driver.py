@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from firmware_protocol import messages as m
 from pendriver import DriverConfig, PenRefused, PenState, PenTimeout
 from pendriver.testing.virtual import VirtualPen
 from simulator.linkfaults import LinkFaultConfig
@@ -128,6 +129,35 @@ def test_a_start_deeper_than_the_fitted_needles_is_refused_in_words(
         "0.5 mm: set a depth within them, or fit a longer cartridge)"
     )
     assert vp.firmware.state is PenState.IDLE
+
+
+def test_a_set_depth_deeper_than_the_fitted_needles_is_refused_in_words(
+    virtual_pen: VirtualPen,
+) -> None:
+    """Within the pen's range but past the needles: the refusal says so, not "limit"."""
+    import dataclasses
+
+    from simulator.cartridge import Cartridge
+
+    vp = virtual_pen
+
+    async def scenario() -> tuple[str, str]:
+        async with vp.connect() as pen:
+            vp.faults.pull_cartridge()
+            short = Cartridge.for_profile(vp.firmware.profile, "SHORT-0002")
+            vp.faults.fit_cartridge(dataclasses.replace(short, needle_length_um=1500))
+            with pytest.raises(PenRefused) as needles:
+                await pen.request(m.SetDepth(depth_um=2000), m.Ack)
+            with pytest.raises(PenRefused) as grid:
+                await pen.request(m.SetDepth(depth_um=3500), m.Ack)
+            return str(needles.value), str(grid.value)
+
+    needles, grid = vp.run(scenario())
+    assert needles == (
+        "the pen refused SET_DEPTH: OUT_OF_RANGE (the depth is deeper than the fitted needles, "
+        "1.5 mm: set a depth within them, or fit a longer cartridge)"
+    )
+    assert grid == "the pen refused SET_DEPTH: OUT_OF_RANGE (limit 3 mm)"
 
 
 def test_a_new_connection_does_not_keep_an_orphaned_motor_running(

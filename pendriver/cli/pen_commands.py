@@ -286,6 +286,7 @@ async def run_pass(
 
     from ..errors import PenError
     from ..models import TelemetrySample
+    from ..naming import fault_names
     from ..pass_run import PassRun
     from .progress import PassProgress
 
@@ -303,6 +304,14 @@ async def run_pass(
             return _over_limit(density)
         return None
 
+    latched = (await pen.status()).faults
+    if latched:
+        # The pen would refuse START (a safety stop latches until cleared): say so before
+        # setting anything or announcing a pass that cannot run.
+        raise PenError(
+            f"not started: the pen has latched faults {fault_names(latched)}; clear them with "
+            "pen clear-faults (once their cause is dealt with)"
+        )
     passing = PassRun(pen, depth_mm, rate_hz, seconds, on_sample=on_sample)
     await passing.prepare()
     if density is not None:

@@ -114,6 +114,12 @@ int main(int argc, char **argv)
             config.watchdog_ms = (uint16_t)ms;
         } else if (strcmp(argv[i], "--no-cartridge") == 0) {
             config.cartridge_fitted = false;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: %s [--serial SN] [--watchdog-ms N] [--no-cartridge]\n"
+                   "Serves the example pen on a new pseudo-terminal, whose path it prints\n"
+                   "first (\"pty /dev/pts/N\"); SIGTERM or Ctrl-C stops it.\n",
+                   argv[0]);
+            return 0;
         } else {
             return usage(argv[0]);
         }
