@@ -62,7 +62,7 @@ _EVENT_KINDS = (
 )
 """The receiver's events, in the order of the checks; names follow the Python events."""
 
-_STATS = (
+STATS = (
     "bytes_received",
     "frames_ok",
     "bad_framing",
@@ -511,7 +511,7 @@ def _prototypes(schema: Schema) -> list[str]:
         "",
         "/* Counters of what arrived: the first thing to look at when a link misbehaves. */",
         "typedef struct {",
-        *(f"    uint32_t {name};" for name in _STATS),
+        *(f"    uint32_t {name};" for name in STATS),
         "} pen_link_stats_t;",
         "",
         "/* The streaming receiver: feed it every received byte; memory is bounded at",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_protocol import events as ev
-from firmware_protocol.codegen_c import C_TYPES, message_type, struct_type
+from firmware_protocol.codegen_c import C_TYPES, STATS, message_type
 from firmware_protocol.messages import Message
 from firmware_protocol.schema import FieldDef, MessageDef, Schema
 
@@ -331,19 +331,6 @@ __STATS__
 }
 """
 
-STATS = (
-    "bytes_received",
-    "frames_ok",
-    "bad_framing",
-    "bad_crc",
-    "length_mismatch",
-    "oversize",
-    "unsupported",
-    "unknown_message",
-    "schema_mismatch",
-    "malformed",
-)
-
 
 def tool_source(schema: Schema) -> str:
     """The C source of the test program, for the library generated from ``schema``."""
@@ -405,7 +392,6 @@ def tool_source(schema: Schema) -> str:
     )
     out.append(_MAIN.strip("\n").replace("__STATS__", stats))
     out.append("")
-    _ = struct_type  # the library names the item structs; the tool only fills them
     return "\n".join(out)
 
 
