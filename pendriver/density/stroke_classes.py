@@ -145,6 +145,10 @@ class StrokeClasses:
             d0 = lo + shift
             s0 = -d0 if d0 < 0 else 0
             s1 = span - max(0, d0 + span - size)
+            if s1 <= s0:
+                # The whole shifted span lies off the grid (a tiny grid, needles far from the
+                # tip): nothing to add, and slicing with a negative end would wrap around.
+                continue
             dst = flat[d0 + s0 : d0 + s1]
             src = hist[uy, ux, s0:s1]
             if coef == 1:
