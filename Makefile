@@ -24,8 +24,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on both cores (pytest-xdist); each worker starts its own throwaway
+# PostgreSQL server on first use. `PYTEST_WORKERS=0 make unit` runs it in one process.
+PYTEST_WORKERS ?= 2
+
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 # The logbook's tests run on a real, throwaway PostgreSQL server (pendriver/testing/postgres.py).
 # This finds its binaries, or installs Debian's postgresql package when CI=true or
@@ -34,11 +38,7 @@ unit: $(STAMP)
 postgres: $(STAMP)
 	$(BIN)/python -m pendriver.testing.postgres
 
-# mypy (one core, about 25 s from a cold cache) runs beside the suite, which leaves the other
-# core mostly idle: on the 2-core machines that keeps `make test` inside its five minutes.
-# Either failing fails the target; make waits for both.
-test: lint postgres
-	$(MAKE) --no-print-directory -j2 typecheck unit
+test: lint typecheck postgres unit
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_protocol.py
