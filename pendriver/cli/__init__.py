@@ -21,7 +21,16 @@ from typing import TextIO
 from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, Commands, UsageError
 from .output import Output
 
-GROUPS = ("pen_commands", "scan", "monitor", "density", "decode", "logbook", "calibrate")
+GROUPS = (
+    "pen_commands",
+    "scan",
+    "monitor",
+    "density",
+    "decode",
+    "logbook",
+    "calibrate",
+    "serve",
+)
 """The command modules, in the order ``pen --help`` lists their commands."""
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_USAGE", "GROUPS", "build_parser", "main"]

@@ -1,0 +1,158 @@
+"""The workstation's web app: server-rendered pages, a live event stream, a few actions.
+
+One pen per server (:class:`~pendriver.workstation.pen_link.PenLink`). Pages are rendered on
+the server from Jinja2 templates shipped in the package, and a small script of its own
+(``static/live.js``, no framework, nothing fetched from the internet) keeps them live from the
+server-sent event stream ``/live``, which sends the newest state at most every
+:data:`LIVE_PERIOD_S`, however fast telemetry comes.
+
+The server listens on the loopback address and accepts only requests addressed to it
+(:class:`LocalOnly`): a page on another site open in the same browser cannot drive the pen
+(its requests carry a foreign ``Origin``), and neither can a DNS name rebound to 127.0.0.1
+(a foreign ``Host``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ..config import DriverConfig
+from .pen_link import PenLink
+
+HERE = Path(__file__).resolve().parent
+LIVE_PERIOD_S = 0.05
+"""The live stream sends at most 20 updates a second: fast enough for a needle's depth, and a
+browser never falls behind 100 Hz telemetry (it gets the newest sample, not every one)."""
+KEEPALIVE_S = 10.0
+"""A comment line on an idle stream this often, so proxies and the browser keep it open."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class LocalOnly:
+    """Refuses requests not addressed to this server by its own name (``Host``), and actions
+    (anything but GET and HEAD) sent from a page of another origin (``Origin``)."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            host = headers.get("host", "")
+            if host not in self.hosts:
+                response: Response = PlainTextResponse(
+                    f"this workstation answers only as {', '.join(sorted(self.hosts))}", 421
+                )
+                await response(scope, receive, send)
+                return
+            origin = headers.get("origin")
+            if scope["method"] not in ("GET", "HEAD") and origin not in (None, f"http://{host}"):
+                response = PlainTextResponse("refused: the request came from another site", 403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    pen_url: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: DriverConfig | None = None,
+) -> ASGIApp:
+    """The workstation for the pen at ``pen_url``, served as ``http://host:port/``.
+
+    ``port`` may be 0 when the caller binds first and tells the app later
+    (:func:`allow_port`): the allowed ``Host`` names need the real port.
+    """
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    link = PenLink(pen_url, config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        link.start()
+        try:
+            yield
+        finally:
+            await link.close()
+
+    async def pen_page(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request, "pen.html", {"snapshot": link.snapshot(), "live_period_s": LIVE_PERIOD_S}
+        )
+
+    async def pen_json(request: Request) -> Response:
+        return JSONResponse(link.snapshot())
+
+    async def live(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            seen = -1
+            while True:
+                version = await link.changed(seen, KEEPALIVE_S)
+                if await request.is_disconnected():
+                    return
+                if version == seen:
+                    yield ": keepalive\n\n"
+                    continue
+                seen = version
+                yield f"data: {json.dumps(link.snapshot(), default=str)}\n\n"
+                await asyncio.sleep(LIVE_PERIOD_S)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def stop(request: Request) -> Response:
+        return JSONResponse({"message": await link.stop()})
+
+    async def reconnect(request: Request) -> Response:
+        link.reconnect()
+        return JSONResponse({"message": "reconnecting to the pen"})
+
+    app = Starlette(
+        routes=[
+            Route("/", pen_page),
+            Route("/api/pen", pen_json),
+            Route("/live", live),
+            Route("/pen/stop", stop, methods=["POST"]),
+            Route("/pen/reconnect", reconnect, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.link = link
+    guarded = LocalOnly(app, _hosts(host, port))
+    return guarded
+
+
+def allow_port(app: ASGIApp, host: str, port: int) -> None:
+    """Tell an app made with ``port=0`` the port it was bound to."""
+    assert isinstance(app, LocalOnly)
+    app.hosts = _hosts(host, port)
+
+
+def _hosts(host: str, port: int) -> frozenset[str]:
+    names = {host}
+    if host in ("127.0.0.1", "localhost"):
+        names |= {"127.0.0.1", "localhost"}
+    return frozenset(f"{name}:{port}" for name in names)

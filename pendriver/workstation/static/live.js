@@ -1,0 +1,81 @@
+// The pen page, kept live from the server's event stream (/live): the newest state, at most
+// 20 times a second. No framework and nothing from the internet: the workstation runs where
+// a treatment room has no network. Every action answers on the page in one sentence.
+"use strict";
+
+const byId = (id) => document.getElementById(id);
+const fixed = (value, digits) => (typeof value === "number" ? value.toFixed(digits) : "—");
+const text = (id, value) => {
+  const el = byId(id);
+  if (el && el.textContent !== String(value)) el.textContent = String(value);
+};
+
+function show(snapshot) {
+  const pill = byId("connection");
+  pill.textContent = snapshot.connected ? "pen connected" : "no pen";
+  pill.className = "pill " + (snapshot.connected ? "ok" : "down");
+  const sample = snapshot.sample;
+  const status = snapshot.status;
+  if (sample) {
+    text("depth-measured", fixed(sample.depth_measured_mm, 2));
+    text("depth-set", fixed(sample.depth_setpoint_mm, 2));
+    text("rate", fixed(sample.stroke_rate_hz, 0));
+    text("strokes", sample.stroke_count);
+    text("current", sample.motor_current_ma);
+    text("state", sample.state);
+    text("faults", sample.faults || "no faults");
+    document.body.dataset.sampleTime = String(sample.time_s);
+  }
+  if (status) {
+    text("rate-set", fixed(status.rate_setpoint_hz, 0));
+    text("battery", status.battery_percent);
+    text("battery-v", fixed(status.battery_v, 2));
+    text("cartridge", status.cartridge);
+    text("telemetry-rate", status.telemetry_rate_hz);
+  }
+  if (snapshot.link) {
+    for (const [key, value] of Object.entries(snapshot.link)) {
+      const cell = document.querySelector(`#link [data-field="${key}"]`);
+      if (cell) cell.textContent = key === "rtt_ms_p50" ? fixed(value, 1) : String(value ?? "—");
+    }
+  }
+  const events = byId("events");
+  if (events && snapshot.events) {
+    const items = snapshot.events.map((e) => {
+      const li = document.createElement("li");
+      li.className = e.kind;
+      li.textContent = e.text;
+      return li;
+    });
+    if (items.length) events.replaceChildren(...items);
+  }
+  if (!snapshot.connected && snapshot.error) text("message", snapshot.error);
+}
+
+function say(sentence) {
+  text("message", sentence);
+}
+
+async function act(path) {
+  try {
+    const response = await fetch(path, { method: "POST" });
+    const body = await response.json().catch(() => ({}));
+    say(body.message || `the workstation answered ${response.status}`);
+  } catch (error) {
+    say("the workstation did not answer: is pen serve still running?");
+  }
+}
+
+function listen() {
+  const source = new EventSource("/live");
+  source.onmessage = (event) => show(JSON.parse(event.data));
+  source.onerror = () => {
+    const pill = byId("connection");
+    pill.textContent = "workstation unreachable";
+    pill.className = "pill down";
+  };
+}
+
+byId("stop").addEventListener("click", () => act("/pen/stop"));
+byId("reconnect").addEventListener("click", () => act("/pen/reconnect"));
+listen();
