@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck postgres unit bench docs clean
+.PHONY: demo test lint typecheck postgres browser unit bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,15 @@ unit: $(STAMP)
 postgres: $(STAMP)
 	$(BIN)/python -m pendriver.testing.postgres
 
-test: lint typecheck postgres unit
+# The workstation's tests run in a real headless Chromium driven by Playwright
+# (pendriver/testing/browser.py): Debian's chromium package, as Playwright's own browser download
+# is unreachable here. This finds it ($PENDRIVER_CHROMIUM, chromium, chromium-browser,
+# /usr/bin/chromium), or installs the package when CI=true or PENDRIVER_INSTALL_CHROMIUM=1 (as
+# root), and launches it once: a machine that cannot run it is told so in one line first.
+browser: $(STAMP)
+	$(BIN)/python -m pendriver.testing.browser
+
+test: lint typecheck postgres browser unit
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_protocol.py

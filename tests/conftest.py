@@ -1,22 +1,33 @@
-"""Shared fixtures: the routes to a pen (sim, pty, TCP, BLE), and a runner for async bodies."""
+"""Shared fixtures: the routes to a pen (sim, pty, TCP, BLE), a runner for async bodies, the
+throwaway PostgreSQL server and a real browser."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from pendriver import Pen
+from pendriver.testing.browser import (
+    BrowserSession,
+    ChromiumUnavailable,
+    new_context,
+    playwright_loop_hidden,
+    watch_errors,
+)
 from pendriver.testing.postgres import PostgresUnavailable, TemporaryPostgres
 from simulator import PenFirmware
 from simulator.background import ServedPen
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 pytest_plugins = ["pytester"]
 
@@ -129,3 +140,56 @@ def _private_data_dir(
     """Every test's default logbook (``pen demo`` without ``--db``) lives in a temporary data
     directory, never in the user's own (platformdirs reads XDG_DATA_HOME on each call)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
+# -- a real browser (the workstation's tests) -------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """A test that does not use the browser runs (fixtures included) on a thread free of
+    Playwright's event loop, so its ``asyncio.run()`` works after a browser test on this worker
+    (see pendriver.testing.browser.playwright_loop_hidden)."""
+    if "browser" in getattr(item, "fixturenames", ()):
+        return (yield)
+    with playwright_loop_hidden():
+        return (yield)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium (Debian's, driven by Playwright's sync API), launched once per worker
+    on first use. One that cannot start fails every test that asks for it with the one-line
+    reason: the browser tests never skip. Such a test cannot call ``asyncio.run()`` itself."""
+    session = BrowserSession()
+    reason = None
+    try:
+        session.start()
+    except ChromiumUnavailable as exc:
+        reason = str(exc)
+    if reason is not None:  # failed outside the except block: no chained traceback
+        pytest.fail(f"Chromium for the browser tests: {reason}", pytrace=False)
+    try:
+        yield session.browser
+    finally:
+        session.stop()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """The ``console.error`` lines and uncaught exceptions of the test's ``page``, in order."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, page_errors: list[str]) -> Iterator[Page]:
+    """A page in a fresh context of its own (1280x800, 10 s timeouts), closed after the test."""
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        watch_errors(page, page_errors)
+        yield page
+    finally:
+        context.close()
