@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck postgres browser unit bench docs clean
+.PHONY: demo test lint typecheck postgres browser unit bench docs screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ test: lint typecheck postgres browser unit
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_protocol.py
+
+# Pictures of the workstation's pages for the README (docs/screenshots/), from a real browser.
+screenshots: $(STAMP) browser
+	$(BIN)/python tools/screenshots.py
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_protocol.py

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from test_cli_bad_input import one_error_line, run_pen
-from workstation_server import running_workstation
+
+from pendriver.testing.workstation import running_workstation
 
 
 @pytest.fixture(scope="module")

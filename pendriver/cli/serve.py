@@ -72,7 +72,11 @@ def serve(args: argparse.Namespace, output: Output) -> int:
     allow_port(app, host, bound)
     shown = f"[{host}]" if ":" in host else host
     output.notice(f"workstation for {url} on http://{shown}:{bound}/ (Ctrl-C stops it)")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # Pages hold their live stream open for as long as they are shown: on Ctrl-C, give them a
+    # second to go, then close them, instead of waiting on every open tab.
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+    )
     try:
         asyncio.run(server.serve(sockets=[sock]))
     finally:

@@ -43,7 +43,7 @@ function show(snapshot) {
   if (events && snapshot.events) {
     const items = snapshot.events.map((e) => {
       const li = document.createElement("li");
-      li.className = e.kind;
+      li.className = "event-" + e.kind;
       li.textContent = e.text;
       return li;
     });

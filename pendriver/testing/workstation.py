@@ -1,4 +1,5 @@
-"""A real workstation server for tests: uvicorn on a free loopback port, in a thread.
+"""A real workstation server for tests, screenshots and benchmarks: uvicorn on a free loopback
+port, in a thread.
 
 The app runs exactly as ``pen serve`` runs it (the same socket binding, the same uvicorn
 server, the pen connected in the server's own event loop), so tests and the browser talk to
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from pendriver.workstation.app import allow_port, create_app
+from ..workstation.app import allow_port, create_app
 
 
 @contextmanager
@@ -27,7 +28,9 @@ def running_workstation(pen_url: str = "sim://") -> Iterator[str]:
     port = sock.getsockname()[1]
     app = create_app(pen_url, port=port)
     allow_port(app, "127.0.0.1", port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+    )
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])), name="workstation", daemon=True
     )
