@@ -25,6 +25,9 @@ function show(snapshot) {
     text("state", sample.state);
     text("faults", sample.faults || "no faults");
     document.body.dataset.sampleTime = String(sample.time_s);
+    // When the host received this sample (its wall clock): what tools/bench_serve.py
+    // measures the page's lag from.
+    document.body.dataset.receivedAt = String(sample.received_at);
   }
   if (status) {
     text("rate-set", fixed(status.rate_setpoint_hz, 0));
