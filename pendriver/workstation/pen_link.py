@@ -23,7 +23,7 @@ from ..config import DriverConfig
 from ..driver import Pen, connect
 from ..errors import PenError
 from ..events import CartridgeChanged, LinkDown, LinkUp, PenEvent, StateChanged
-from ..models import FaultEvent, TelemetrySample
+from ..models import FaultEvent, LinkState, TelemetrySample
 from ..naming import fault_names
 
 log = logging.getLogger("pendriver.workstation")
@@ -97,6 +97,10 @@ class PenLink:
         self._bump()
         try:
             while not self._reconnect.is_set():
+                if pen.link_state == LinkState.CLOSED:
+                    # The driver gave up on this connection (its own reconnects failed):
+                    # leave it, and make a new one.
+                    raise PenError(f"the link to the pen at {self.url} was lost")
                 await self._refresh_status(pen)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._reconnect.wait(), STATUS_EVERY_S)
