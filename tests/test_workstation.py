@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -101,3 +102,29 @@ def test_serve_listens_only_on_this_machine(
     code, _, err = run_pen(["serve", "--listen", listen], capsys)
     assert code == 2
     assert says in one_error_line(err)
+
+
+def test_the_workstation_follows_a_pen_that_goes_and_comes_back(tmp_path: Path) -> None:
+    """A cable pulled and plugged back: the page says the link was lost, then shows the pen
+    again by itself, with no one pressing Reconnect."""
+    from simulator.background import ServedPen
+
+    link = tmp_path / "pen"  # a stable device name, as a udev rule would give a real pen
+
+    def connected(url: str, want: bool) -> dict[str, Any]:
+        deadline = time.monotonic() + 15
+        while True:
+            snapshot: dict[str, Any] = httpx.get(f"{url}/api/pen").json()
+            if snapshot["connected"] == want or time.monotonic() > deadline:
+                return snapshot
+            time.sleep(0.05)
+
+    with ServedPen("pty", pty_link=link) as first, running_workstation(str(link)) as url:
+        assert connected(url, True)["device"]["serial_number"] == "SIM-000001"
+        first.stop()
+        lost = connected(url, False)
+        assert lost["connected"] is False and "lost" in lost["error"], lost
+        with ServedPen("pty", pty_link=link):
+            back = connected(url, True)
+            assert back["connected"] is True, back
+            assert any("lost" in e["text"] for e in back["events"])
