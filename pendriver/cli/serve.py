@@ -12,10 +12,12 @@ DEFAULT_LISTEN = "127.0.0.1:8765"
 
 
 def register(commands: Commands) -> None:
+    from .logbook import db_option
+
     p = commands.add(
         "serve",
         serve,
-        parents=[commands.port],
+        parents=[commands.port, db_option()],
         help="run the workstation: a web page for the pen, on this machine (default "
         f"http://{DEFAULT_LISTEN}/)",
     )
@@ -53,6 +55,7 @@ def serve(args: argparse.Namespace, output: Output) -> int:
     import uvicorn
 
     from ..workstation.app import allow_port, create_app
+    from .logbook import open_logbook
     from .options import driver_config, pen_url
 
     host, port = args.listen
@@ -68,7 +71,12 @@ def serve(args: argparse.Namespace, output: Output) -> int:
         sock.close()
         raise PenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
-    app = create_app(url, host=host, port=bound, config=driver_config(args))
+    try:
+        logbook = open_logbook(args, output)
+    except BaseException:
+        sock.close()
+        raise
+    app = create_app(url, host=host, port=bound, config=driver_config(args), logbook=logbook)
     allow_port(app, host, bound)
     shown = f"[{host}]" if ":" in host else host
     output.notice(f"workstation for {url} on http://{shown}:{bound}/ (Ctrl-C stops it)")
@@ -81,4 +89,5 @@ def serve(args: argparse.Namespace, output: Output) -> int:
         asyncio.run(server.serve(sockets=[sock]))
     finally:
         sock.close()
+        logbook.close()
     return 0

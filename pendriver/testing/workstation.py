@@ -17,16 +17,20 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from ..logbook import Logbook
 from ..workstation.app import allow_port, create_app
 
 
 @contextmanager
-def running_workstation(pen_url: str = "sim://") -> Iterator[str]:
-    """Serve the workstation for ``pen_url``; yields its base URL (``http://127.0.0.1:N``)."""
+def running_workstation(
+    pen_url: str = "sim://", logbook: Logbook | None = None
+) -> Iterator[str]:
+    """Serve the workstation for ``pen_url`` (and ``logbook``'s pages, if given); yields its
+    base URL (``http://127.0.0.1:N``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(pen_url, port=port)
+    app = create_app(pen_url, port=port, logbook=logbook)
     allow_port(app, "127.0.0.1", port)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)

@@ -29,6 +29,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..config import DriverConfig
+from ..logbook import Logbook
+from . import logbook_pages
 from .pen_link import PenLink
 
 HERE = Path(__file__).resolve().parent
@@ -77,11 +79,13 @@ def create_app(
     host: str = "127.0.0.1",
     port: int = 8765,
     config: DriverConfig | None = None,
+    logbook: Logbook | None = None,
 ) -> ASGIApp:
     """The workstation for the pen at ``pen_url``, served as ``http://host:port/``.
 
     ``port`` may be 0 when the caller binds first and tells the app later
-    (:func:`allow_port`): the allowed ``Host`` names need the real port.
+    (:func:`allow_port`): the allowed ``Host`` names need the real port. With ``logbook`` the
+    logbook pages are served too (:mod:`.logbook_pages`).
     """
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     link = PenLink(pen_url, config)
@@ -94,9 +98,13 @@ def create_app(
         finally:
             await link.close()
 
+    def frame() -> dict[str, Any]:
+        """What every page's frame shows: the pen's state, and which pages there are."""
+        return {"snapshot": link.snapshot(), "has_logbook": logbook is not None}
+
     async def pen_page(request: Request) -> Response:
         return templates.TemplateResponse(
-            request, "pen.html", {"snapshot": link.snapshot(), "live_period_s": LIVE_PERIOD_S}
+            request, "pen.html", {**frame(), "live_period_s": LIVE_PERIOD_S}
         )
 
     async def pen_json(request: Request) -> Response:
@@ -137,6 +145,7 @@ def create_app(
             Route("/pen/stop", stop, methods=["POST"]),
             Route("/pen/reconnect", reconnect, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+            *(logbook_pages.routes(logbook, templates, frame) if logbook is not None else []),
         ],
         lifespan=lifespan,
     )
