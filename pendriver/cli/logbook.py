@@ -854,6 +854,14 @@ async def demo_pass(
     output.say(f"see it with: pen log list --session {session_id}")
 
 
+def gliding_simulator_url(seconds: float) -> str:
+    """The built-in pen with its tip gliding over the demo's area for ``seconds`` (plus the
+    slow start): for a pass on the simulator that is not all on one spot (``pen serve``)."""
+    from ..defaults import SIMULATOR_URL
+
+    return SIMULATOR_URL + _raster(zone_arg(DEMO_AREA), seconds)
+
+
 def demo_simulator_url() -> str:
     """The built-in pen of ``pen demo``: its tip glides over the demo's area."""
     from ..defaults import SIMULATOR_URL

@@ -55,11 +55,13 @@ def serve(args: argparse.Namespace, output: Output) -> int:
     import uvicorn
 
     from ..workstation.app import allow_port, create_app
-    from .logbook import open_logbook
+    from .logbook import gliding_simulator_url, open_logbook
     from .options import driver_config, pen_url
 
     host, port = args.listen
-    url = pen_url(args, output)
+    # The built-in pen's tip glides over the skin as a hand would (an hour of it), so that a
+    # pass on it spreads its punctures instead of reaching the density limit on one spot.
+    url = pen_url(args, output, simulator=gliding_simulator_url(3600))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -22,9 +22,7 @@ from ..workstation.app import allow_port, create_app
 
 
 @contextmanager
-def running_workstation(
-    pen_url: str = "sim://", logbook: Logbook | None = None
-) -> Iterator[str]:
+def running_workstation(pen_url: str = "sim://", logbook: Logbook | None = None) -> Iterator[str]:
     """Serve the workstation for ``pen_url`` (and ``logbook``'s pages, if given); yields its
     base URL (``http://127.0.0.1:N``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -30,7 +30,8 @@ from starlette.templating import Jinja2Templates
 
 from ..config import DriverConfig
 from ..logbook import Logbook
-from . import logbook_pages
+from . import logbook_pages, pass_pages
+from .passes import PassControl
 from .pen_link import PenLink
 
 HERE = Path(__file__).resolve().parent
@@ -89,6 +90,12 @@ def create_app(
     """
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     link = PenLink(pen_url, config)
+    passes = PassControl(link, logbook) if logbook is not None else None
+
+    def snapshot() -> dict[str, Any]:
+        state = link.snapshot()
+        state["pass"] = passes.state() if passes is not None else None
+        return state
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,7 +107,7 @@ def create_app(
 
     def frame() -> dict[str, Any]:
         """What every page's frame shows: the pen's state, and which pages there are."""
-        return {"snapshot": link.snapshot(), "has_logbook": logbook is not None}
+        return {"snapshot": snapshot(), "has_logbook": logbook is not None}
 
     async def pen_page(request: Request) -> Response:
         return templates.TemplateResponse(
@@ -108,21 +115,31 @@ def create_app(
         )
 
     async def pen_json(request: Request) -> Response:
-        return JSONResponse(link.snapshot())
+        return JSONResponse(snapshot())
 
     async def live(request: Request) -> Response:
+        # ``page``: the page's own token; the page that starts a pass owns it while this
+        # stream, or another of its own, stays open (:mod:`.passes`).
+        page = request.query_params.get("page", "")
+
         async def stream() -> AsyncIterator[str]:
-            seen = -1
-            while True:
-                version = await link.changed(seen, KEEPALIVE_S)
-                if await request.is_disconnected():
-                    return
-                if version == seen:
-                    yield ": keepalive\n\n"
-                    continue
-                seen = version
-                yield f"data: {json.dumps(link.snapshot(), default=str)}\n\n"
-                await asyncio.sleep(LIVE_PERIOD_S)
+            if passes is not None and page:
+                passes.stream_opened(page)
+            try:
+                seen = -1
+                while True:
+                    version = await link.changed(seen, KEEPALIVE_S)
+                    if await request.is_disconnected():
+                        return
+                    if version == seen:
+                        yield ": keepalive\n\n"
+                        continue
+                    seen = version
+                    yield f"data: {json.dumps(snapshot(), default=str)}\n\n"
+                    await asyncio.sleep(LIVE_PERIOD_S)
+            finally:
+                if passes is not None and page:
+                    passes.stream_closed(page)
 
         return StreamingResponse(
             stream(),
@@ -131,7 +148,10 @@ def create_app(
         )
 
     async def stop(request: Request) -> Response:
-        return JSONResponse({"message": await link.stop()})
+        said = await link.stop()  # STOP first, whatever else runs
+        if passes is not None:
+            passes.cancel()
+        return JSONResponse({"message": said})
 
     async def reconnect(request: Request) -> Response:
         link.reconnect()
@@ -146,6 +166,7 @@ def create_app(
             Route("/pen/reconnect", reconnect, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
             *(logbook_pages.routes(logbook, templates, frame) if logbook is not None else []),
+            *(pass_pages.routes(passes, templates, frame) if passes is not None else []),
         ],
         lifespan=lifespan,
     )

@@ -159,6 +159,14 @@ class PenLink:
         self.events.appendleft({"kind": kind, "text": text, "at": time.time()})
         self._bump()
 
+    def touch(self) -> None:
+        """Something a page shows changed outside this object (a pass began or ended)."""
+        self._bump()
+
+    def note(self, kind: str, text: str) -> None:
+        """Add ``text`` to the events pages list."""
+        self._note(kind, text)
+
     def _bump(self) -> None:
         # Wake every waiter at once by setting the event they hold, and give later waiters a
         # fresh one: no task per change, however fast telemetry comes.

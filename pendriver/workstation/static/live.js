@@ -4,6 +4,9 @@
 "use strict";
 
 const byId = (id) => document.getElementById(id);
+// This page's own token: the workstation counts the live streams open per page, and a pass
+// started from this page stops if it has none open for two seconds (the tab closed).
+const PAGE = (crypto.randomUUID && crypto.randomUUID()) || String(Math.random()).slice(2);
 const fixed = (value, digits) => (typeof value === "number" ? value.toFixed(digits) : "—");
 const text = (id, value) => {
   const el = byId(id);
@@ -53,24 +56,45 @@ function show(snapshot) {
     if (items.length) events.replaceChildren(...items);
   }
   if (!snapshot.connected && snapshot.error) text("message", snapshot.error);
+  showPass(snapshot.pass);
+}
+
+function showPass(pass) {
+  const start = byId("start");
+  if (!start) return;
+  const running = Boolean(pass && pass.running);
+  start.disabled = running || start.dataset.ended === "yes";
+  if (!pass) return;
+  if (running && pass.owner !== PAGE) {
+    text("pass-status", `watching the ${pass.zone} pass started from another page (STOP still stops it)`);
+  } else if (running) {
+    text("pass-status", `running the ${pass.zone} pass: ${pass.depth_mm} mm, ${pass.rate_hz} Hz for ${pass.seconds} s`);
+  } else if (pass.outcome) {
+    text("pass-status", pass.outcome);
+  }
 }
 
 function say(sentence) {
   text("message", sentence);
 }
 
-async function act(path) {
+async function act(path, body) {
   try {
-    const response = await fetch(path, { method: "POST" });
-    const body = await response.json().catch(() => ({}));
-    say(body.message || `the workstation answered ${response.status}`);
+    const init = { method: "POST" };
+    if (body !== undefined) {
+      init.headers = { "Content-Type": "application/json" };
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    const answer = await response.json().catch(() => ({}));
+    say(answer.message || `the workstation answered ${response.status}`);
   } catch (error) {
     say("the workstation did not answer: is pen serve still running?");
   }
 }
 
 function listen() {
-  const source = new EventSource("/live");
+  const source = new EventSource("/live?page=" + encodeURIComponent(PAGE));
   source.onmessage = (event) => show(JSON.parse(event.data));
   source.onerror = () => {
     const pill = byId("connection");
@@ -80,5 +104,11 @@ function listen() {
 }
 
 byId("stop").addEventListener("click", () => act("/pen/stop"));
-byId("reconnect").addEventListener("click", () => act("/pen/reconnect"));
+byId("reconnect")?.addEventListener("click", () => act("/pen/reconnect"));
+byId("start")?.addEventListener("click", () => {
+  const form = byId("pass-form");
+  const data = Object.fromEntries(new FormData(form).entries());
+  say("asking the logbook and the pen…");
+  act(location.pathname + "/pass", { page: PAGE, ...data });
+});
 listen();
