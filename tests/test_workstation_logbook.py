@@ -3,15 +3,14 @@ passes by lot, the chain's verdict; over HTTP and, for the verdict, in the brows
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from workstation_helpers import pen_command
 
-from pendriver import cli
 from pendriver.logbook import Logbook
 from pendriver.testing.workstation import running_workstation
 
@@ -20,7 +19,7 @@ from pendriver.testing.workstation import running_workstation
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Logbook]]:
     """A workstation whose logbook holds pen demo's session and pass."""
     url = f"sqlite:///{tmp_path_factory.mktemp('ws-logbook') / 'logbook.db'}"
-    assert cli.main(["demo", "--db", url], out=io.StringIO()) == 0
+    pen_command(["demo", "--db", url])
     logbook = Logbook.open(url, create=False)
     try:
         with running_workstation("sim://", logbook) as served:

@@ -3,7 +3,6 @@ a second page, stopped by STOP, and stopped by the pen when the page that starte
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,32 +10,28 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from workstation_helpers import pen_command
 
-from pendriver import cli
 from pendriver.cli.logbook import gliding_simulator_url
 from pendriver.logbook import Logbook
 from pendriver.testing.browser import new_context
 from pendriver.testing.workstation import running_workstation
 
 
-def _pen(argv: list[str]) -> str:
-    out = io.StringIO()
-    assert cli.main(argv, out=out) == 0, argv
-    return out.getvalue().strip()
-
-
 @pytest.fixture
 def session(tmp_path: Any) -> Iterator[tuple[str, str, Logbook]]:
     """A workstation on the simulator and a logbook with one open session (forehead, cheeks)."""
     db = ["--db", f"sqlite:///{tmp_path / 'logbook.db'}"]
-    _pen(["clinic", "add", "north", "--name", "North clinic", *db])
-    _pen(["operator", "add", "ana", "--clinic", "north", "--name", "Ana", "--clinician", *db])
-    _pen(["client", "add", "c-0042", "--clinic", "north", *db])
+    pen_command(["clinic", "add", "north", "--name", "North clinic", *db])
+    pen_command(
+        ["operator", "add", "ana", "--clinic", "north", "--name", "Ana", "--clinician", *db]
+    )
+    pen_command(["client", "add", "c-0042", "--clinic", "north", *db])
     # These tests are about who may stop a pass, not about over-treatment: a density ceiling
     # no pass here can reach, so each one runs until it is stopped.
-    _pen(["zone", "set", "cheeks", "--min", "0.5", "--max", "1.5", "--max-density", "20000",
+    pen_command(["zone", "set", "cheeks", "--min", "0.5", "--max", "1.5", "--max-density", "20000",
           "--clinic", "north", "--author", "ana", *db])  # fmt: skip
-    session_id = _pen(
+    session_id = pen_command(
         ["session", "start", "--client", "c-0042", "--operator", "ana", "--zones",
          "forehead,cheeks", "--screening", "no", *db]
     )  # fmt: skip
@@ -70,7 +65,7 @@ def _passes(logbook: Logbook) -> list[Any]:
     return [e.record for e in logbook.entries("pass")]
 
 
-def test_closing_the_page_that_started_a_pass_stops_the_pen(
+def test_closing_the_page_that_started_a_pass_stops_thepen_command(
     session: tuple[str, str, Logbook], page: Page, browser: Browser, page_errors: list[str]
 ) -> None:
     url, session_id, logbook = session

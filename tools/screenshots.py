@@ -11,7 +11,7 @@ after the live view has had a moment to fill in.
 from __future__ import annotations
 
 import argparse
-import io
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pendriver import cli  # noqa: E402
 from pendriver.logbook import Logbook  # noqa: E402
 from pendriver.testing.browser import BrowserSession, new_context  # noqa: E402
 from pendriver.testing.workstation import running_workstation  # noqa: E402
@@ -36,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         # A logbook with something in it: pen demo's session and pass, as after a first day.
         db = f"sqlite:///{Path(scratch) / 'logbook.db'}"
-        if cli.main(["demo", "--db", db], out=io.StringIO()) != 0:
-            raise SystemExit("pen demo failed: no logbook to show")
+        demo = subprocess.run(
+            [sys.executable, "-m", "pendriver.cli", "demo", "--db", db],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if demo.returncode != 0:
+            raise SystemExit(f"pen demo failed, no logbook to show: {demo.stderr.strip()}")
         logbook = Logbook.open(db, create=False)
         try:
             _take(args.out, logbook)
