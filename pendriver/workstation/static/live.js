@@ -105,6 +105,25 @@ function listen() {
 
 byId("stop").addEventListener("click", () => act("/pen/stop"));
 byId("reconnect")?.addEventListener("click", () => act("/pen/reconnect"));
+// The depth field keeps to the chosen zone's range (the logbook checks it again on START).
+function zoneLimits() {
+  const zone = byId("zone");
+  const depth = byId("depth");
+  if (!zone || !depth) return;
+  const option = zone.selectedOptions[0];
+  if (!option) return;
+  const low = Number(option.dataset.min);
+  const high = Number(option.dataset.max);
+  if (Number.isFinite(low) && Number.isFinite(high) && high > 0) {
+    depth.min = String(low);
+    depth.max = String(high);
+    const now = Number(depth.value);
+    if (!(now >= low && now <= high)) depth.value = String(low);
+  }
+}
+byId("zone")?.addEventListener("change", zoneLimits);
+zoneLimits();
+
 byId("start")?.addEventListener("click", () => {
   const form = byId("pass-form");
   const data = Object.fromEntries(new FormData(form).entries());
