@@ -70,6 +70,9 @@ def test_closing_the_page_that_started_a_pass_stops_thepen_command(
 ) -> None:
     url, session_id, logbook = session
     _start(page, url, session_id, "60")
+    # Nobody learns the owner's token (holding its stream open would keep the pass alive).
+    shown = httpx.get(url + "/api/pen").json()["pass"]
+    assert shown["running"] and "owner" not in shown and shown["mine"] is False
     # A second page sees the pass, cannot start another, and could stop it.
     other = new_context(browser)
     watcher = other.new_page()

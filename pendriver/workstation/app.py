@@ -92,9 +92,15 @@ def create_app(
     link = PenLink(pen_url, config)
     passes = PassControl(link, logbook) if logbook is not None else None
 
-    def snapshot() -> dict[str, Any]:
+    def snapshot(page: str = "") -> dict[str, Any]:
+        """The state pages show. The pass's owner token is never in it (a page holding it
+        could keep a closed owner's pass alive): only whether the pass is this page's."""
         state = link.snapshot()
-        state["pass"] = passes.state() if passes is not None else None
+        running = passes.state() if passes is not None else None
+        if running is not None:
+            owner = running.pop("owner")
+            running["mine"] = bool(page) and owner == page
+        state["pass"] = running
         return state
 
     @asynccontextmanager
@@ -135,7 +141,7 @@ def create_app(
                         yield ": keepalive\n\n"
                         continue
                     seen = version
-                    yield f"data: {json.dumps(snapshot(), default=str)}\n\n"
+                    yield f"data: {json.dumps(snapshot(page), default=str)}\n\n"
                     await asyncio.sleep(LIVE_PERIOD_S)
             finally:
                 if passes is not None and page:

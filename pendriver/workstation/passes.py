@@ -104,7 +104,7 @@ class PassControl:
             self.link.touch()
 
         def on_end(outcome: Any, entry: Any) -> None:
-            how = "completed" if outcome.ok else outcome.problem()
+            how = "completed" if outcome.ok else f"ended: {outcome.problem()}"
             running.outcome = f"the {running.zone} pass {how}; logged as record {entry.seq}"
 
         try:
@@ -158,7 +158,7 @@ class PassControl:
             return None
         active = running.task is not None and not running.task.done()
         return {
-            "owner": running.owner,
+            "owner": running.owner,  # never sent to pages as is: see for_page
             "session_id": running.session_id,
             "zone": running.zone,
             "depth_mm": running.depth_mm,

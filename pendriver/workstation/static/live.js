@@ -65,7 +65,7 @@ function showPass(pass) {
   const running = Boolean(pass && pass.running);
   start.disabled = running || start.dataset.ended === "yes";
   if (!pass) return;
-  if (running && pass.owner !== PAGE) {
+  if (running && !pass.mine) {
     text("pass-status", `watching the ${pass.zone} pass started from another page (STOP still stops it)`);
   } else if (running) {
     text("pass-status", `running the ${pass.zone} pass: ${pass.depth_mm} mm, ${pass.rate_hz} Hz for ${pass.seconds} s`);
