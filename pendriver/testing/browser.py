@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .provision import install_allowed
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, Playwright
 
@@ -106,11 +108,7 @@ def _launch_failure(message: str) -> str:
 
 
 def _install_allowed() -> bool:
-    """An explicit PENDRIVER_INSTALL_CHROMIUM wins; otherwise CI (it sets CI=true) may install."""
-    explicit = os.environ.get(INSTALL_ENV)
-    if explicit is not None and explicit.strip() != "":
-        return explicit.strip().lower() in {"1", "true", "yes", "on"}
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+    return install_allowed(INSTALL_ENV)
 
 
 def _version(executable: str) -> str:

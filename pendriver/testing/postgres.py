@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from .provision import install_allowed
+
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 """What a bin directory must hold to be usable."""
 
@@ -89,14 +91,7 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 
 def _install_allowed() -> bool:
-    """An explicit PENDRIVER_INSTALL_POSTGRES wins; otherwise CI (which sets CI=true) may install.
-
-    A developer's machine is never changed behind their back: there the variable must be set.
-    """
-    explicit = os.environ.get(INSTALL_ENV)
-    if explicit is not None and explicit.strip() != "":
-        return explicit.strip().lower() in {"1", "true", "yes", "on"}
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+    return install_allowed(INSTALL_ENV)
 
 
 def _search_installed() -> ServerBinaries | None:
